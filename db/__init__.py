@@ -1,0 +1,1 @@
+"""Models, sessions, the state machine and data-access functions (one module per aggregate)."""

@@ -1,0 +1,73 @@
+"""Vocabularies stored as strings and checked by constraints (portable to SQLite)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Priority(StrEnum):
+    CRITICAL = "CRITICAL"
+    HIGH = "HIGH"
+    NORMAL = "NORMAL"
+    LOW = "LOW"
+    DEFERRED = "DEFERRED"
+
+    @property
+    def queue(self) -> str:
+        return self.value.lower()
+
+    @property
+    def rank(self) -> int:
+        return list(Priority).index(self)
+
+
+QUEUES: tuple[str, ...] = tuple(p.queue for p in Priority)
+
+
+class TriggerKind(StrEnum):
+    MANUAL = "manual"
+    API = "api"
+    CI = "ci"
+    SCHEDULED = "scheduled"
+    RETRY = "retry"
+    REPAIR = "repair"
+    CHILD = "child"
+    AGENT = "agent"
+
+
+class CaseKind(StrEnum):
+    GENERIC = "generic"
+    BDD = "bdd"
+    MANUAL = "manual"
+
+
+class Role(StrEnum):
+    ADMIN = "admin"
+    MAINTAINER = "maintainer"
+    TESTER = "tester"
+    VIEWER = "viewer"
+
+    @property
+    def level(self) -> int:
+        return {"viewer": 0, "tester": 1, "maintainer": 2, "admin": 3}[self.value]
+
+
+class StepStatus(StrEnum):
+    PASSED = "passed"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    ERROR = "error"
+    TIMEOUT = "timeout"
+    XFAILED = "xfailed"
+    XPASSED = "xpassed"
+    UNDEFINED = "undefined"
+    PENDING = "pending"
+    BLOCKED = "blocked"
+    NOT_RUN = "not_run"
+    CANCELLED = "cancelled"
+
+
+def check_in(column: str, values: type[StrEnum]) -> str:
+    """SQL for a CHECK constraint that keeps a string column within an enum."""
+    quoted = ", ".join(f"'{v.value}'" for v in values)
+    return f"{column} IN ({quoted})"

@@ -1,0 +1,323 @@
+"""Data access for executions: create, claim, lease, steps, finish, queries."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy.orm import Session
+
+from anvil.errors import InvalidInput, InvalidTransition, NotFound
+from db.enums import Priority, TriggerKind
+from db.models import Execution, ExecutionTransition, StepTrace, TestCase
+from db.session import db_now, read_db_now
+from db.states import Status
+from db.transitions import record_initial, transition
+
+
+def case_snapshot(case: TestCase) -> dict[str, Any]:
+    return {
+        "name": case.name,
+        "kind": case.kind,
+        "spec": case.spec,
+        "timeout_s": case.timeout_s,
+        "version": case.version,
+        "tags": list(case.tags or []),
+    }
+
+
+def create_execution(
+    session: Session,
+    *,
+    case: TestCase,
+    priority: Priority,
+    trigger_kind: TriggerKind,
+    requested_by: uuid.UUID | None,
+    actor: str,
+    run_id: str | None = None,
+    params: dict[str, Any] | None = None,
+    idempotency_key: str | None = None,
+    request_hash: str | None = None,
+    parent_execution_id: uuid.UUID | None = None,
+    correlation_id: uuid.UUID | None = None,
+    max_attempts: int = 3,
+) -> Execution:
+    """Insert a QUEUED execution of ``case``; the caller commits, then publishes."""
+    execution_id = uuid.uuid4()
+    now = db_now(session)
+    execution = Execution(
+        id=execution_id,
+        test_case_id=case.id,
+        case_snapshot=case_snapshot(case),
+        status=Status.QUEUED.value,
+        priority=priority.value,
+        attempt=0,
+        max_attempts=max_attempts,
+        trigger_kind=trigger_kind.value,
+        correlation_id=correlation_id or execution_id,
+        parent_execution_id=parent_execution_id,
+        run_id=run_id,
+        requested_by=requested_by,
+        idempotency_key=idempotency_key,
+        request_hash=request_hash,
+        params=params or {},
+        queued_at=now,
+        # Published right after the commit; the reconciler measures silence from here.
+        published_at=now,
+        publish_count=1,
+    )
+    session.add(execution)
+    session.flush()
+    record_initial(session, execution_id, Status.QUEUED, actor=actor, reason="submitted")
+    return execution
+
+
+def find_idempotent(
+    session: Session, *, requested_by: uuid.UUID, key: str, request_hash: str
+) -> Execution | None:
+    """The execution created earlier with this key, or None; 422 when the key was used otherwise."""
+    existing = session.scalar(
+        select(Execution).where(Execution.requested_by == requested_by, Execution.idempotency_key == key)
+    )
+    if existing is not None and existing.request_hash != request_hash:
+        raise InvalidInput(
+            "Idempotency-Key was already used with a different request body",
+            field="Idempotency-Key",
+        )
+    return existing
+
+
+def claim(session: Session, execution_id: uuid.UUID, *, worker: str, lease_s: float) -> int | None:
+    """QUEUED -> RUNNING with a new attempt (the fencing token) and a lease; None if lost."""
+    try:
+        done = transition(
+            session,
+            execution_id,
+            Status.RUNNING,
+            from_=Status.QUEUED,
+            actor=f"worker:{worker}",
+            reason="claimed",
+            values={
+                "attempt": Execution.attempt + 1,
+                "lease_expires_at": db_now(session, lease_s),
+                "worker": worker,
+                "started_at": db_now(session),
+            },
+        )
+    except (InvalidTransition, NotFound):
+        return None
+    return done.attempt
+
+
+def renew_lease(session: Session, execution_id: uuid.UUID, *, attempt: int, lease_s: float) -> bool:
+    """Extend the lease of a running attempt. False means the attempt no longer owns the row."""
+    renewed = session.execute(
+        update(Execution)
+        .where(
+            Execution.id == execution_id,
+            Execution.attempt == attempt,
+            Execution.status == Status.RUNNING.value,
+        )
+        .values(lease_expires_at=db_now(session, lease_s))
+        .returning(Execution.id)
+    ).scalar_one_or_none()
+    return renewed is not None
+
+
+@dataclass
+class StepRecord:
+    seq: int
+    name: str
+    status: str
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    duration_s: float | None = None
+    output: str | None = None
+    output_truncated: bool = False
+    error: str | None = None
+    keyword: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def write_step(
+    session: Session, execution_id: uuid.UUID, *, attempt: int, step: StepRecord, lease_s: float
+) -> bool:
+    """Insert one step row for this attempt, fenced: the lease renewal locks the row first.
+
+    Returns False (and writes nothing) when the attempt lost the execution.
+    """
+    if not renew_lease(session, execution_id, attempt=attempt, lease_s=lease_s):
+        return False
+    session.execute(
+        insert(StepTrace).values(
+            execution_id=execution_id,
+            attempt=attempt,
+            seq=step.seq,
+            name=step.name,
+            keyword=step.keyword,
+            status=step.status,
+            started_at=step.started_at,
+            finished_at=step.finished_at,
+            duration_s=step.duration_s,
+            output=step.output,
+            output_truncated=step.output_truncated,
+            error=step.error,
+            details=step.details,
+        )
+    )
+    return True
+
+
+def finish(
+    session: Session,
+    execution_id: uuid.UUID,
+    *,
+    attempt: int,
+    status: Status,
+    actor: str,
+    summary: dict[str, Any],
+    error: str | None = None,
+) -> bool:
+    """RUNNING -> a final status for this attempt. False when the attempt no longer owns it."""
+    try:
+        transition(
+            session,
+            execution_id,
+            status,
+            from_=Status.RUNNING,
+            attempt=attempt,
+            actor=actor,
+            reason=error,
+            values={
+                "finished_at": db_now(session),
+                "lease_expires_at": None,
+                "summary": summary,
+                "error": error,
+            },
+        )
+    except (InvalidTransition, NotFound):
+        return False
+    return True
+
+
+def get_execution(session: Session, execution_id: uuid.UUID) -> Execution:
+    execution = session.get(Execution, execution_id)
+    if execution is None:
+        raise NotFound(f"execution {execution_id} does not exist", field="id")
+    return execution
+
+
+def list_steps(session: Session, execution_id: uuid.UUID, *, attempt: int | None = None) -> list[StepTrace]:
+    """Steps of one attempt (default: the latest attempt that recorded any), in order."""
+    if attempt is None:
+        attempt = session.scalar(
+            select(func.max(StepTrace.attempt)).where(StepTrace.execution_id == execution_id)
+        )
+        if attempt is None:
+            return []
+    return list(
+        session.scalars(
+            select(StepTrace)
+            .where(StepTrace.execution_id == execution_id, StepTrace.attempt == attempt)
+            .order_by(StepTrace.seq)
+        )
+    )
+
+
+def list_transitions(session: Session, execution_id: uuid.UUID) -> list[ExecutionTransition]:
+    return list(
+        session.scalars(
+            select(ExecutionTransition)
+            .where(ExecutionTransition.execution_id == execution_id)
+            .order_by(ExecutionTransition.id)
+        )
+    )
+
+
+def encode_cursor(execution: Execution) -> str:
+    raw = f"{execution.created_at.isoformat()}|{execution.id}"
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        created, ident = raw.split("|", 1)
+        return datetime.fromisoformat(created), uuid.UUID(ident)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidInput("cursor is not one this API returned", field="cursor") from exc
+
+
+def list_executions(
+    session: Session,
+    *,
+    limit: int,
+    cursor: str | None = None,
+    status: list[str] | None = None,
+    priority: list[str] | None = None,
+    test_case_id: uuid.UUID | None = None,
+    correlation_id: uuid.UUID | None = None,
+    run_id: str | None = None,
+) -> tuple[list[Execution], str | None]:
+    """Newest first, keyset-paginated on (created_at, id). Returns the page and the next cursor."""
+    stmt = select(Execution)
+    if status:
+        stmt = stmt.where(Execution.status.in_(status))
+    if priority:
+        stmt = stmt.where(Execution.priority.in_(priority))
+    if test_case_id:
+        stmt = stmt.where(Execution.test_case_id == test_case_id)
+    if correlation_id:
+        stmt = stmt.where(Execution.correlation_id == correlation_id)
+    if run_id:
+        stmt = stmt.where(Execution.run_id == run_id)
+    if cursor:
+        created, ident = decode_cursor(cursor)
+        stmt = stmt.where(
+            or_(
+                Execution.created_at < created,
+                and_(Execution.created_at == created, Execution.id < ident),
+            )
+        )
+    rows = list(
+        session.scalars(stmt.order_by(Execution.created_at.desc(), Execution.id.desc()).limit(limit + 1))
+    )
+    next_cursor = encode_cursor(rows[limit - 1]) if len(rows) > limit else None
+    return rows[:limit], next_cursor
+
+
+def due_for_republish(session: Session, *, after_s: float, limit: int = 500) -> list[Execution]:
+    """QUEUED executions no worker claimed since their last publish (backing off per re-publish).
+
+    The wait doubles with each re-publish (capped at 32x), so a long legitimate backlog is not
+    flooded with duplicates while a lost message is still found within ``after_s``.
+    """
+    rows = session.scalars(
+        select(Execution)
+        .where(Execution.status == Status.QUEUED.value)
+        .order_by(Execution.queued_at)
+        .limit(limit)
+    ).all()
+    if not rows:
+        return []
+    current = read_db_now(session)
+    due = []
+    for ex in rows:
+        last = ex.published_at or ex.queued_at or ex.created_at
+        wait = after_s * (2 ** min(max(ex.publish_count - 1, 0), 5))
+        if (current - last).total_seconds() >= wait:
+            due.append(ex)
+    return due
+
+
+def mark_republished(session: Session, ids: list[uuid.UUID]) -> None:
+    if ids:
+        session.execute(
+            update(Execution)
+            .where(Execution.id.in_(ids), Execution.status == Status.QUEUED.value)
+            .values(published_at=db_now(session), publish_count=Execution.publish_count + 1)
+        )

@@ -1,0 +1,170 @@
+"""SQLAlchemy 2.0 models. The schema changes only through Alembic (alembic/versions)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    Uuid,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from db.enums import CaseKind, Priority, Role, TriggerKind, check_in
+from db.states import Status
+from db.types import BigIntPK, JSONType, UTCDateTime, utcnow
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSONType}
+
+
+class User(Base):
+    __tablename__ = "users"
+    __table_args__ = (CheckConstraint(check_in("role", Role), name="role"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(16))
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class TestCase(Base):
+    __tablename__ = "test_cases"
+    __table_args__ = (
+        CheckConstraint(check_in("kind", CaseKind), name="kind"),
+        CheckConstraint("timeout_s > 0", name="timeout_positive"),
+        Index(
+            "uq_test_cases_live_name",
+            "name",
+            unique=True,
+            postgresql_where=text("deleted_at IS NULL"),
+            sqlite_where=text("deleted_at IS NULL"),
+        ),
+    )
+    __test__ = False  # not a pytest class
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(16))
+    spec: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    tags: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    timeout_s: Mapped[int] = mapped_column(Integer)
+    description: Mapped[str | None] = mapped_column(Text)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    created_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Soft delete: executions keep pointing at the case they ran.
+    deleted_at: Mapped[datetime | None] = mapped_column()
+
+
+class Execution(Base):
+    __tablename__ = "executions"
+    __table_args__ = (
+        CheckConstraint(check_in("status", Status), name="status"),
+        CheckConstraint(check_in("priority", Priority), name="priority"),
+        CheckConstraint(check_in("trigger_kind", TriggerKind), name="trigger_kind"),
+        CheckConstraint("attempt >= 0 AND attempt <= max_attempts", name="attempt_range"),
+        UniqueConstraint("requested_by", "idempotency_key", name="uq_executions_idempotency"),
+        Index("ix_executions_created", "created_at", "id"),
+        Index("ix_executions_status_queued", "status", "queued_at"),
+        Index("ix_executions_correlation_id", "correlation_id"),
+        Index("ix_executions_parent_execution_id", "parent_execution_id"),
+        Index("ix_executions_trigger_kind", "trigger_kind"),
+        Index("ix_executions_run_id", "run_id"),
+        Index("ix_executions_test_case_id", "test_case_id", "created_at"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    test_case_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("test_cases.id"))
+    # What ran: the case's name, kind, spec and timeout when the execution was created.
+    case_snapshot: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    status: Mapped[str] = mapped_column(String(16))
+    priority: Mapped[str] = mapped_column(String(16))
+    # Fencing token: bumped by every claim; later writes of an attempt check it.
+    attempt: Mapped[int] = mapped_column(Integer, default=0)
+    max_attempts: Mapped[int] = mapped_column(Integer, default=3)
+    trigger_kind: Mapped[str] = mapped_column(String(16))
+    correlation_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    parent_execution_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("executions.id"))
+    run_id: Mapped[str | None] = mapped_column(String(200))
+    requested_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id"))
+    idempotency_key: Mapped[str | None] = mapped_column(String(200))
+    request_hash: Mapped[str | None] = mapped_column(String(64))
+    params: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    queued_at: Mapped[datetime | None] = mapped_column()
+    published_at: Mapped[datetime | None] = mapped_column()
+    publish_count: Mapped[int] = mapped_column(Integer, default=0)
+    started_at: Mapped[datetime | None] = mapped_column()
+    finished_at: Mapped[datetime | None] = mapped_column()
+    run_at: Mapped[datetime | None] = mapped_column()
+    lease_expires_at: Mapped[datetime | None] = mapped_column()
+    worker: Mapped[str | None] = mapped_column(String(255))
+    summary: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class ExecutionTransition(Base):
+    """Append-only: one row per status change, written in the same transaction."""
+
+    __tablename__ = "execution_transitions"
+    __table_args__ = (
+        CheckConstraint(check_in("to_status", Status), name="to_status"),
+        Index("ix_execution_transitions_execution", "execution_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    execution_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("executions.id"))
+    attempt: Mapped[int] = mapped_column(Integer)
+    from_status: Mapped[str | None] = mapped_column(String(16))
+    to_status: Mapped[str] = mapped_column(String(16))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    actor: Mapped[str] = mapped_column(String(255))
+    reason: Mapped[str | None] = mapped_column(Text)
+
+
+class StepTrace(Base):
+    __tablename__ = "step_traces"
+    __table_args__ = (
+        UniqueConstraint("execution_id", "attempt", "seq", name="uq_step_traces_execution_attempt_seq"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    execution_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("executions.id"))
+    attempt: Mapped[int] = mapped_column(Integer)
+    seq: Mapped[int] = mapped_column(Integer)
+    name: Mapped[str] = mapped_column(Text)
+    keyword: Mapped[str | None] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16))
+    started_at: Mapped[datetime | None] = mapped_column()
+    finished_at: Mapped[datetime | None] = mapped_column()
+    duration_s: Mapped[float | None] = mapped_column()
+    output: Mapped[str | None] = mapped_column(Text)
+    output_truncated: Mapped[bool] = mapped_column(Boolean, default=False)
+    error: Mapped[str | None] = mapped_column(Text)
+    details: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    recorded_at: Mapped[datetime] = mapped_column(default=utcnow)
