@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from alembic import context
+
 from anvil.settings import get_settings
 from db.models import Base
 from db.session import make_engine

@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
-import base64
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
 from anvil.errors import InvalidInput, InvalidTransition, NotFound
 from db.enums import Priority, TriggerKind
 from db.models import Execution, ExecutionTransition, StepTrace, TestCase
-from db.session import db_now, read_db_now
+from db.pagination import page
+from db.session import db_now
 from db.states import Status
 from db.transitions import record_initial, transition
+from db.types import utcnow
 
 
 def case_snapshot(case: TestCase) -> dict[str, Any]:
@@ -48,7 +49,8 @@ def create_execution(
 ) -> Execution:
     """Insert a QUEUED execution of ``case``; the caller commits, then publishes."""
     execution_id = uuid.uuid4()
-    now = db_now(session)
+    # One Python timestamp for the insert: a SQL now() would cost a read-back on the hot path.
+    now = utcnow()
     execution = Execution(
         id=execution_id,
         test_case_id=case.id,
@@ -65,6 +67,7 @@ def create_execution(
         idempotency_key=idempotency_key,
         request_hash=request_hash,
         params=params or {},
+        created_at=now,
         queued_at=now,
         # Published right after the commit; the reconciler measures silence from here.
         published_at=now,
@@ -238,20 +241,6 @@ def list_transitions(session: Session, execution_id: uuid.UUID) -> list[Executio
     )
 
 
-def encode_cursor(execution: Execution) -> str:
-    raw = f"{execution.created_at.isoformat()}|{execution.id}"
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        created, ident = raw.split("|", 1)
-        return datetime.fromisoformat(created), uuid.UUID(ident)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidInput("cursor is not one this API returned", field="cursor") from exc
-
-
 def list_executions(
     session: Session,
     *,
@@ -275,43 +264,21 @@ def list_executions(
         stmt = stmt.where(Execution.correlation_id == correlation_id)
     if run_id:
         stmt = stmt.where(Execution.run_id == run_id)
-    if cursor:
-        created, ident = decode_cursor(cursor)
-        stmt = stmt.where(
-            or_(
-                Execution.created_at < created,
-                and_(Execution.created_at == created, Execution.id < ident),
-            )
-        )
-    rows = list(
-        session.scalars(stmt.order_by(Execution.created_at.desc(), Execution.id.desc()).limit(limit + 1))
+    return page(
+        session, stmt, created_at=Execution.created_at, ident=Execution.id, limit=limit, cursor=cursor
     )
-    next_cursor = encode_cursor(rows[limit - 1]) if len(rows) > limit else None
-    return rows[:limit], next_cursor
 
 
-def due_for_republish(session: Session, *, after_s: float, limit: int = 500) -> list[Execution]:
-    """QUEUED executions no worker claimed since their last publish (backing off per re-publish).
-
-    The wait doubles with each re-publish (capped at 32x), so a long legitimate backlog is not
-    flooded with duplicates while a lost message is still found within ``after_s``.
-    """
-    rows = session.scalars(
-        select(Execution)
-        .where(Execution.status == Status.QUEUED.value)
-        .order_by(Execution.queued_at)
-        .limit(limit)
-    ).all()
-    if not rows:
-        return []
-    current = read_db_now(session)
-    due = []
-    for ex in rows:
-        last = ex.published_at or ex.queued_at or ex.created_at
-        wait = after_s * (2 ** min(max(ex.publish_count - 1, 0), 5))
-        if (current - last).total_seconds() >= wait:
-            due.append(ex)
-    return due
+def queued_candidates(session: Session, *, limit: int = 500) -> list[Execution]:
+    """QUEUED executions, oldest first: the reconciler decides which were silent too long."""
+    return list(
+        session.scalars(
+            select(Execution)
+            .where(Execution.status == Status.QUEUED.value)
+            .order_by(Execution.queued_at)
+            .limit(limit)
+        )
+    )
 
 
 def mark_republished(session: Session, ids: list[uuid.UUID]) -> None:

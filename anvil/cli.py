@@ -1,0 +1,126 @@
+"""The `anvil` command: server processes, database and user administration, and the API client."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Annotated
+
+import typer
+
+from db.enums import QUEUES, Role
+
+app = typer.Typer(help="Anvil: distributed test execution.", no_args_is_help=True, add_completion=False)
+db_app = typer.Typer(help="Database administration.", no_args_is_help=True)
+users_app = typer.Typer(help="User administration (talks to the database directly).", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(users_app, name="users")
+
+
+@app.command()
+def api(
+    host: Annotated[str | None, typer.Option(help="bind address (default ANVIL_API_HOST)")] = None,
+    port: Annotated[int | None, typer.Option(help="port (default ANVIL_API_PORT)")] = None,
+    workers: Annotated[int, typer.Option(help="uvicorn worker processes")] = 1,
+) -> None:
+    """Run the HTTP API."""
+    import uvicorn
+
+    from anvil.settings import get_settings
+
+    settings = get_settings()
+    uvicorn.run(
+        "api.app:app",
+        host=host or settings.api_host,
+        port=port or settings.api_port,
+        workers=workers,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+    )
+
+
+@app.command()
+def worker(
+    queues: Annotated[
+        str, typer.Option("-Q", "--queues", help="queues to consume, highest priority first")
+    ] = ",".join(QUEUES),
+    concurrency: Annotated[
+        int | None, typer.Option("-c", "--concurrency", help="parallel test slots")
+    ] = None,
+    hostname: Annotated[str | None, typer.Option("-n", "--hostname", help="worker name, e.g. w1@%h")] = None,
+) -> None:
+    """Run a worker that executes tests (scale by starting more, on any host)."""
+    from anvil.settings import get_settings
+    from workers.celery_app import app as celery
+
+    unknown = [q for q in queues.split(",") if q not in QUEUES]
+    if unknown:
+        raise typer.BadParameter(f"unknown queue(s) {', '.join(unknown)}; known: {', '.join(QUEUES)}")
+    settings = get_settings()
+    argv = [
+        "worker",
+        "-Q",
+        queues,
+        "-c",
+        str(concurrency or settings.worker_concurrency),
+        "-l",
+        settings.log_level,
+    ]
+    argv += ["-O", "fair", "--without-gossip", "--without-mingle"]
+    if hostname:
+        argv += ["-n", hostname]
+    celery.worker_main(argv)
+
+
+@app.command()
+def beat() -> None:
+    """Run the scheduler (Celery beat with Anvil's tick). Several may run; one acts at a time."""
+    from anvil.settings import get_settings
+    from workers.celery_app import app as celery
+
+    celery.start(["beat", "-l", get_settings().log_level, "--scheduler", "scheduler.beat:AnvilScheduler"])
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: Annotated[str, typer.Argument(help="target revision")] = "head") -> None:
+    """Apply database migrations (ANVIL_DATABASE_URL)."""
+    from anvil.migrate import upgrade
+
+    upgrade(revision=revision)
+    typer.echo(f"database at {revision}")
+
+
+@users_app.command("create")
+def users_create(
+    username: str,
+    role: Annotated[Role, typer.Option(help="admin, maintainer, tester or viewer")] = Role.TESTER,
+    password: Annotated[str | None, typer.Option(help="default: read ANVIL_PASSWORD, else prompt")] = None,
+    print_token: Annotated[bool, typer.Option("--token", help="also print an access token")] = False,
+) -> None:
+    """Create a user (e.g. the first admin)."""
+    from anvil.errors import Conflict
+    from anvil.settings import get_settings
+    from api.security import issue_token
+    from db.session import new_session
+    from db.users import create_user
+
+    password = password or os.environ.get("ANVIL_PASSWORD")
+    if not password:
+        if not sys.stdin.isatty():
+            raise typer.BadParameter("give --password or ANVIL_PASSWORD when not on a terminal")
+        password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
+    try:
+        with new_session() as session, session.begin():
+            user = create_user(session, username=username, password=password, role=role)
+    except Conflict as exc:
+        typer.echo(f"error: {exc.detail}", err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(f"created {role.value} {username} ({user.id})", err=print_token)
+    if print_token:
+        typer.echo(issue_token(get_settings(), user_id=user.id, username=username, role=role.value))
+
+
+def main() -> None:
+    from anvil import client  # noqa: F401  (registers the API client commands)
+
+    app()

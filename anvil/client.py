@@ -1,0 +1,1 @@
+"""API client commands. Filled in below."""

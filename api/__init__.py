@@ -1,0 +1,1 @@
+"""The FastAPI service: validation, auth, submit, query."""

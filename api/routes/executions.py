@@ -1,0 +1,179 @@
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Response
+from sqlalchemy.exc import IntegrityError
+
+from anvil.errors import InvalidInput
+from api.deps import SessionDep, SettingsDep, Tester, Viewer
+from api.schemas import CaseExecutionCreate, ExecutionPublic, Page, StepPublic, TransitionPublic
+from db import executions as ex
+from db.cases import get_case
+from db.enums import Priority, TriggerKind
+from db.models import Execution
+from db.states import Status
+from workers.publish import publish
+
+router = APIRouter(prefix="/api/v1/executions", tags=["executions"])
+
+SUBMITTABLE_TRIGGERS = {TriggerKind.API, TriggerKind.CI, TriggerKind.MANUAL}
+INCLUDES = {"steps", "transitions"}
+
+
+def to_public(execution: Execution) -> ExecutionPublic:
+    duration = None
+    if execution.started_at and execution.finished_at:
+        duration = round((execution.finished_at - execution.started_at).total_seconds(), 6)
+    snapshot = execution.case_snapshot or {}
+    return ExecutionPublic(
+        id=execution.id,
+        test_case_id=execution.test_case_id,
+        test_case_name=snapshot.get("name"),
+        kind=snapshot.get("kind"),
+        status=execution.status,
+        priority=execution.priority,
+        attempt=execution.attempt,
+        max_attempts=execution.max_attempts,
+        trigger_kind=execution.trigger_kind,
+        correlation_id=execution.correlation_id,
+        parent_execution_id=execution.parent_execution_id,
+        run_id=execution.run_id,
+        requested_by=execution.requested_by,
+        params=execution.params,
+        created_at=execution.created_at,
+        queued_at=execution.queued_at,
+        started_at=execution.started_at,
+        finished_at=execution.finished_at,
+        run_at=execution.run_at,
+        duration_s=duration,
+        worker=execution.worker,
+        summary=execution.summary,
+        error=execution.error,
+    )
+
+
+def _request_hash(body: CaseExecutionCreate) -> str:
+    canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@router.post("/case", status_code=201, response_model=ExecutionPublic)
+def submit_case(
+    body: CaseExecutionCreate,
+    user: Tester,
+    session: SessionDep,
+    response: Response,
+    idempotency_key: Annotated[str | None, Header(min_length=1, max_length=200)] = None,
+) -> ExecutionPublic:
+    """Run one test case. With an Idempotency-Key, a repeated request returns the first execution."""
+    if body.trigger_kind not in SUBMITTABLE_TRIGGERS:
+        allowed = ", ".join(sorted(t.value for t in SUBMITTABLE_TRIGGERS))
+        raise InvalidInput(f"trigger_kind must be one of {allowed} here", field="body.trigger_kind")
+    digest = _request_hash(body)
+    if idempotency_key:
+        earlier = ex.find_idempotent(session, requested_by=user.id, key=idempotency_key, request_hash=digest)
+        if earlier is not None:
+            response.headers["Idempotent-Replayed"] = "true"
+            return to_public(earlier)
+    case = get_case(session, body.test_case_id, field="body.test_case_id")
+    try:
+        execution = ex.create_execution(
+            session,
+            case=case,
+            priority=body.priority,
+            trigger_kind=body.trigger_kind,
+            requested_by=user.id,
+            actor=f"user:{user.username}",
+            run_id=body.run_id,
+            params=body.params,
+            idempotency_key=idempotency_key,
+            request_hash=digest,
+        )
+        session.commit()
+    except IntegrityError:
+        # The same key raced us to the insert: answer with the winner's execution.
+        session.rollback()
+        if not idempotency_key:
+            raise
+        earlier = ex.find_idempotent(session, requested_by=user.id, key=idempotency_key, request_hash=digest)
+        if earlier is None:
+            raise
+        response.headers["Idempotent-Replayed"] = "true"
+        return to_public(earlier)
+    publish(execution.id, execution.priority)
+    response.headers["Location"] = f"/api/v1/executions/{execution.id}"
+    return to_public(execution)
+
+
+@router.get("", response_model=Page[ExecutionPublic])
+def list_executions(
+    _: Viewer,
+    session: SessionDep,
+    settings: SettingsDep,
+    status: Annotated[list[Status] | None, Query(description="repeat or comma-separate")] = None,
+    priority: Annotated[list[Priority] | None, Query()] = None,
+    test_case_id: uuid.UUID | None = None,
+    correlation_id: uuid.UUID | None = None,
+    run_id: str | None = None,
+    limit: Annotated[int, Query(ge=1)] = 50,
+    cursor: str | None = None,
+) -> dict[str, object]:
+    """Executions newest first; follow next_cursor for older ones. limit is capped by the server."""
+    rows, next_cursor = ex.list_executions(
+        session,
+        limit=min(limit, settings.page_limit_max),
+        cursor=cursor,
+        status=[s.value for s in status] if status else None,
+        priority=[p.value for p in priority] if priority else None,
+        test_case_id=test_case_id,
+        correlation_id=correlation_id,
+        run_id=run_id,
+    )
+    return {"items": [to_public(r) for r in rows], "next_cursor": next_cursor}
+
+
+@router.get("/{execution_id}", response_model=ExecutionPublic, response_model_exclude_none=False)
+def get_execution(
+    execution_id: uuid.UUID,
+    _: Viewer,
+    session: SessionDep,
+    include: Annotated[str | None, Query(description="comma-separated: steps, transitions")] = None,
+) -> ExecutionPublic:
+    wanted = {part.strip() for part in include.split(",") if part.strip()} if include else set()
+    unknown = wanted - INCLUDES
+    if unknown:
+        raise InvalidInput(
+            f"include accepts {', '.join(sorted(INCLUDES))}; not {', '.join(sorted(unknown))}",
+            field="query.include",
+        )
+    public = to_public(ex.get_execution(session, execution_id))
+    if "steps" in wanted:
+        public.steps = [StepPublic.model_validate(s) for s in ex.list_steps(session, execution_id)]
+    if "transitions" in wanted:
+        public.transitions = [
+            TransitionPublic.model_validate(t) for t in ex.list_transitions(session, execution_id)
+        ]
+    return public
+
+
+@router.get("/{execution_id}/steps", response_model=list[StepPublic])
+def get_steps(
+    execution_id: uuid.UUID,
+    _: Viewer,
+    session: SessionDep,
+    attempt: Annotated[int | None, Query(ge=1, description="default: the latest attempt")] = None,
+) -> object:
+    """Step results recorded so far (they appear while the test runs)."""
+    ex.get_execution(session, execution_id)
+    return ex.list_steps(session, execution_id, attempt=attempt)
+
+
+@router.get("/{execution_id}/transitions", response_model=list[TransitionPublic])
+def get_transitions(execution_id: uuid.UUID, _: Viewer, session: SessionDep) -> object:
+    """Every status change of the execution, oldest first."""
+    ex.get_execution(session, execution_id)
+    return ex.list_transitions(session, execution_id)

@@ -1,0 +1,97 @@
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response
+
+from anvil.errors import InvalidInput
+from anvil.settings import Settings
+from api.deps import Maintainer, SessionDep, SettingsDep, Viewer
+from api.schemas import Page, TestCaseCreate, TestCasePublic, TestCaseUpdate
+from api.specs import validate_spec
+from db import cases
+from db.enums import CaseKind
+
+router = APIRouter(prefix="/api/v1/test-cases", tags=["test cases"])
+
+
+def _timeout(settings: Settings, value: int | None) -> int:
+    if value is None:
+        return settings.default_test_timeout_s
+    if value > settings.max_test_timeout_s:
+        raise InvalidInput(
+            f"timeout_s may be at most {settings.max_test_timeout_s} on this server", field="body.timeout_s"
+        )
+    return value
+
+
+@router.post("", status_code=201, response_model=TestCasePublic)
+def create_test_case(
+    body: TestCaseCreate, user: Maintainer, session: SessionDep, settings: SettingsDep
+) -> object:
+    """Define a test case (maintainer or admin)."""
+    case = cases.create_case(
+        session,
+        name=body.name,
+        kind=body.kind.value,
+        spec=validate_spec(body.kind.value, body.spec),
+        tags=body.tags,
+        timeout_s=_timeout(settings, body.timeout_s),
+        description=body.description,
+        created_by=user.id,
+    )
+    session.commit()
+    return case
+
+
+@router.get("", response_model=Page[TestCasePublic])
+def list_test_cases(
+    _: Viewer,
+    session: SessionDep,
+    settings: SettingsDep,
+    kind: CaseKind | None = None,
+    tag: str | None = None,
+    limit: Annotated[int, Query(ge=1)] = 50,
+    cursor: str | None = None,
+) -> dict[str, object]:
+    items, next_cursor = cases.list_cases(
+        session,
+        limit=min(limit, settings.page_limit_max),
+        cursor=cursor,
+        kind=kind.value if kind else None,
+        tag=tag,
+    )
+    return {"items": items, "next_cursor": next_cursor}
+
+
+@router.get("/{case_id}", response_model=TestCasePublic)
+def get_test_case(case_id: uuid.UUID, _: Viewer, session: SessionDep) -> object:
+    return cases.get_case(session, case_id)
+
+
+@router.patch("/{case_id}", response_model=TestCasePublic)
+def update_test_case(
+    case_id: uuid.UUID, body: TestCaseUpdate, _: Maintainer, session: SessionDep, settings: SettingsDep
+) -> object:
+    """Change a case; its version goes up. Executions already submitted keep the version they ran."""
+    case = cases.get_case(session, case_id)
+    changes = body.model_dump(exclude_unset=True)
+    for required in ("name", "spec", "tags"):
+        if required in changes and changes[required] is None:
+            raise InvalidInput(f"{required} cannot be null", field=f"body.{required}")
+    if "spec" in changes:
+        changes["spec"] = validate_spec(case.kind, changes["spec"])
+    if "timeout_s" in changes:
+        changes["timeout_s"] = _timeout(settings, changes["timeout_s"])
+    cases.update_case(session, case, changes)
+    session.commit()
+    return case
+
+
+@router.delete("/{case_id}", status_code=204)
+def delete_test_case(case_id: uuid.UUID, _: Maintainer, session: SessionDep) -> Response:
+    """Remove a case from the catalogue; its past executions stay readable."""
+    cases.delete_case(session, cases.get_case(session, case_id))
+    session.commit()
+    return Response(status_code=204)

@@ -1,0 +1,104 @@
+"""Test cases: definitions made by maintainers. Deleting keeps the row for executions' history."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+from sqlalchemy import exists, func, select, text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from anvil.errors import Conflict, NotFound
+from db.models import TestCase
+from db.pagination import page
+from db.types import utcnow
+
+
+def create_case(
+    session: Session,
+    *,
+    name: str,
+    kind: str,
+    spec: dict[str, Any],
+    tags: list[str],
+    timeout_s: int,
+    description: str | None,
+    created_by: uuid.UUID | None,
+) -> TestCase:
+    _ensure_name_free(session, name)
+    case = TestCase(
+        id=uuid.uuid4(),
+        name=name,
+        kind=kind,
+        spec=spec,
+        tags=tags,
+        timeout_s=timeout_s,
+        description=description,
+        created_by=created_by,
+    )
+    session.add(case)
+    _flush_unique(session, name)
+    return case
+
+
+def get_case(session: Session, case_id: uuid.UUID, *, field: str = "id") -> TestCase:
+    case = session.get(TestCase, case_id)
+    if case is None or case.deleted_at is not None:
+        raise NotFound(f"test case {case_id} does not exist", field=field)
+    return case
+
+
+def update_case(session: Session, case: TestCase, changes: dict[str, Any]) -> TestCase:
+    if "name" in changes and changes["name"] != case.name:
+        _ensure_name_free(session, changes["name"])
+    for key, value in changes.items():
+        setattr(case, key, value)
+    case.version += 1
+    case.updated_at = utcnow()
+    _flush_unique(session, case.name)
+    return case
+
+
+def delete_case(session: Session, case: TestCase) -> None:
+    case.deleted_at = utcnow()
+    session.flush()
+
+
+def list_cases(
+    session: Session, *, limit: int, cursor: str | None, kind: str | None, tag: str | None
+) -> tuple[list[TestCase], str | None]:
+    stmt = select(TestCase).where(TestCase.deleted_at.is_(None))
+    if kind:
+        stmt = stmt.where(TestCase.kind == kind)
+    if tag:
+        stmt = stmt.where(tag_filter(TestCase.tags, tag, session))
+    return page(session, stmt, created_at=TestCase.created_at, ident=TestCase.id, limit=limit, cursor=cursor)
+
+
+def tag_filter(column: Any, tag: str, session: Session) -> Any:
+    """``tag`` is one of the JSON list in ``column``: JSONB containment on PostgreSQL, json_each on SQLite."""
+    if session.get_bind().dialect.name == "postgresql":
+        return column.op("@>")(func.cast(json.dumps([tag]), JSONB))
+    return exists(
+        select(1)
+        .select_from(func.json_each(column).table_valued("value"))
+        .where(text("value = :t"))
+        .params(t=tag)
+    )
+
+
+def _ensure_name_free(session: Session, name: str) -> None:
+    taken = session.scalar(select(TestCase.id).where(TestCase.name == name, TestCase.deleted_at.is_(None)))
+    if taken is not None:
+        raise Conflict(f"a test case named {name!r} already exists ({taken})", field="name")
+
+
+def _flush_unique(session: Session, name: str) -> None:
+    try:
+        session.flush()
+    except IntegrityError as exc:  # a concurrent create took the name between check and insert
+        session.rollback()
+        raise Conflict(f"a test case named {name!r} already exists", field="name") from exc

@@ -1,0 +1,75 @@
+"""The one Celery app, configured from Anvil's settings. Messages carry only an execution id."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from celery import Celery
+from kombu import Queue
+
+from anvil.settings import Settings, get_settings
+from db.enums import QUEUES
+
+RUN_TASK = "anvil.run_execution"
+
+
+def broker_options(settings: Settings) -> tuple[str, dict[str, Any]]:
+    url = settings.redis_url
+    options: dict[str, Any] = {
+        # Consume queues strictly in the order given (critical first), not round-robin.
+        "queue_order_strategy": "priority",
+        # Above the longest allowed run, so a running message is never redelivered by Redis.
+        "visibility_timeout": settings.visibility_timeout_s,
+        "socket_connect_timeout": 3,
+        "socket_timeout": 10,
+        "health_check_interval": 10,
+    }
+    if url.startswith("filesystem://"):
+        folder = Path(url.removeprefix("filesystem://") or settings.data_dir / "broker").resolve()
+        for sub in ("queue", "processed"):
+            (folder / sub).mkdir(parents=True, exist_ok=True)
+        options = {
+            "queue_order_strategy": "priority",
+            "data_folder_in": str(folder / "queue"),
+            "data_folder_out": str(folder / "queue"),
+            "processed_folder": str(folder / "processed"),
+            "store_processed": False,
+        }
+        url = "filesystem://"
+    return url, options
+
+
+def make_celery(settings: Settings | None = None) -> Celery:
+    settings = settings or get_settings()
+    url, transport_options = broker_options(settings)
+    app = Celery("anvil", broker=url, include=["workers.tasks"])
+    app.conf.update(
+        task_serializer="json",
+        accept_content=["json"],
+        result_serializer="json",
+        task_ignore_result=True,
+        result_backend=None,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_queues=[Queue(q, routing_key=q) for q in QUEUES],
+        task_default_queue="normal",
+        task_create_missing_queues=False,
+        broker_transport_options=transport_options,
+        broker_connection_retry_on_startup=True,
+        broker_connection_max_retries=None,
+        # A broker blip must not kill running tests: their truth is in the database.
+        worker_cancel_long_running_tasks_on_connection_loss=False,
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+        worker_hijack_root_logger=False,
+        worker_concurrency=settings.worker_concurrency,
+        beat_scheduler="scheduler.beat:AnvilScheduler",
+        beat_max_loop_interval=settings.tick_interval_s,
+        timezone="UTC",
+    )
+    return app
+
+
+app = make_celery()

@@ -1,0 +1,19 @@
+"""Runners turn a case snapshot into step records and one outcome. One module per kind."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from workers.runners.base import Outcome, RunContext
+
+Runner = Callable[[RunContext], Outcome]
+
+
+def runner_for(kind: str) -> Runner:
+    from workers.runners import generic
+
+    runners: dict[str, Runner] = {"generic": generic.run}
+    try:
+        return runners[kind]
+    except KeyError:
+        raise LookupError(f"no runner for test kind {kind!r} on this worker") from None

@@ -1,0 +1,57 @@
+"""What every runner receives and returns."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from db.executions import StepRecord
+from db.states import Status
+
+
+@dataclass
+class RunContext:
+    execution_id: uuid.UUID
+    attempt: int
+    snapshot: dict[str, Any]  # the case as it was at submission: name, kind, spec, timeout_s
+    params: dict[str, Any]
+    workspace_root: Path
+    output_cap: int
+    # Set when the run must stop now: the attempt lost its lease, or the execution was cancelled.
+    stop: threading.Event
+    # Records one finished step; False means this attempt no longer owns the execution.
+    emit: Callable[[StepRecord], bool]
+    passthrough_env: tuple[str, ...] = ()
+    stop_reason: list[str] = field(default_factory=list)
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        return self.snapshot["spec"]
+
+    @property
+    def timeout_s(self) -> float:
+        return float(self.snapshot["timeout_s"])
+
+    def base_env(self) -> dict[str, str]:
+        return {
+            "ANVIL_EXECUTION_ID": str(self.execution_id),
+            "ANVIL_ATTEMPT": str(self.attempt),
+        }
+
+
+@dataclass
+class Outcome:
+    status: Status
+    summary: dict[str, Any]
+    error: str | None = None
+
+
+def summarize(statuses: list[str]) -> dict[str, Any]:
+    """Counts of step results by status, plus the total."""
+    counts = Counter(statuses)
+    return {"total": len(statuses), **dict(sorted(counts.items()))}

@@ -1,0 +1,193 @@
+"""Run one test process: own process group, timeouts that kill the group, capped output, scrubbed env.
+
+Commands come from test-case definitions made by privileged users; submissions only name cases.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import resource
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+# Variables a test may see from the worker's environment; everything else (ANVIL_*, broker and
+# database URLs, secrets) stays out.
+PASSTHROUGH = ("PATH", "HOME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "USER", "LOGNAME", "SHELL", "TERM")
+WORKSPACE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+class WorkspaceError(Exception):
+    """The named workspace is invalid or missing on this worker."""
+
+
+def resolve_workspace(root: Path, name: str) -> Path:
+    """The workspace directory ``root/name``; refuses names that could leave the root."""
+    if not WORKSPACE_NAME.match(name) or name in (".", ".."):
+        raise WorkspaceError(f"workspace name {name!r} is not a plain directory name")
+    base = root.resolve()
+    path = (base / name).resolve()
+    if path.parent != base:
+        raise WorkspaceError(f"workspace {name!r} leaves the workspace root")
+    if not path.is_dir():
+        raise WorkspaceError(f"workspace {name!r} does not exist under {base} on this worker")
+    return path
+
+
+def scrubbed_env(extra: Mapping[str, str] | None = None, passthrough: tuple[str, ...] = ()) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k in PASSTHROUGH or k in passthrough or k.startswith("LC_")}
+    env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
+    env.update(extra or {})
+    return env
+
+
+@dataclass
+class ProcessResult:
+    exit_code: int | None
+    output: str
+    truncated: bool
+    timed_out: bool
+    stopped: bool  # stopped from outside (cancelled, or the attempt lost its lease)
+    duration_s: float
+
+
+class _CappedBuffer:
+    """Keeps the first and last ``cap/2`` bytes of a stream and counts what it dropped."""
+
+    def __init__(self, cap: int) -> None:
+        self.half = cap // 2
+        self.head = bytearray()
+        self.tail = bytearray()
+        self.dropped = 0
+
+    def feed(self, chunk: bytes) -> None:
+        room = self.half - len(self.head)
+        if room > 0:
+            self.head += chunk[:room]
+            chunk = chunk[room:]
+        if chunk:
+            self.tail += chunk
+            excess = len(self.tail) - self.half
+            if excess > 0:
+                del self.tail[:excess]
+                self.dropped += excess
+
+    def text(self) -> tuple[str, bool]:
+        data = bytes(self.head)
+        if self.dropped:
+            data += f"\n... [{self.dropped} bytes of output truncated] ...\n".encode()
+        data += bytes(self.tail)
+        return data.replace(b"\x00", b"").decode("utf-8", errors="replace"), self.dropped > 0
+
+
+def _limits() -> None:
+    # Runs in the child before exec: no core dumps, bounded open files.
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(4096, hard), hard))
+
+
+def kill_tree(leader_pid: int, *, thorough: bool) -> None:
+    """SIGKILL the test's process group, and anything still in its session (even after setpgid).
+
+    The /proc scan costs a few milliseconds, so a clean exit with an empty group skips it.
+    """
+    try:
+        os.killpg(leader_pid, signal.SIGKILL)
+        thorough = True  # something was left behind: look for strays in the session as well
+    except (ProcessLookupError, PermissionError):
+        pass
+    if not thorough:
+        return
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        pgid, sid = int(fields[2]), int(fields[3])
+        if leader_pid in (pgid, sid):
+            try:
+                os.kill(int(entry.name), signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+
+def run_process(
+    argv: list[str],
+    *,
+    cwd: Path,
+    env: Mapping[str, str],
+    timeout_s: float,
+    output_cap: int,
+    stop: threading.Event | None = None,
+    on_tick: Callable[[], None] | None = None,
+    tick_s: float = 0.1,
+) -> ProcessResult:
+    """Run ``argv`` (never through a shell) until it exits, times out, or ``stop`` is set.
+
+    ``on_tick`` is called about every ``tick_s`` while the process runs (to read live progress).
+    Whatever way it ends, the whole process group is killed before returning.
+    """
+    started = time.monotonic()
+    buf = _CappedBuffer(output_cap)
+    try:
+        proc = subprocess.Popen(
+            argv,
+            cwd=cwd,
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_limits,
+        )
+    except OSError as exc:
+        return ProcessResult(
+            None, f"cannot start {argv[0]!r}: {exc.strerror or exc}", False, False, False, 0.0
+        )
+
+    def pump() -> None:
+        assert proc.stdout is not None
+        for chunk in iter(lambda: proc.stdout.read1(65536), b""):  # type: ignore[union-attr]
+            buf.feed(chunk)
+
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
+    deadline = started + timeout_s
+    timed_out = stopped = False
+    while True:
+        try:
+            proc.wait(timeout=tick_s)
+            break
+        except subprocess.TimeoutExpired:
+            pass
+        if on_tick is not None:
+            on_tick()
+        if stop is not None and stop.is_set():
+            stopped = True
+            break
+        if time.monotonic() >= deadline:
+            timed_out = True
+            break
+    kill_tree(proc.pid, thorough=timed_out or stopped)
+    exit_code = proc.wait()
+    # Background children may still hold the pipe; they are dead now, so the pipe closes.
+    reader.join(timeout=5)
+    if on_tick is not None:
+        on_tick()
+    output, truncated = buf.text()
+    return ProcessResult(
+        None if (timed_out or stopped) else exit_code,
+        output,
+        truncated,
+        timed_out,
+        stopped,
+        time.monotonic() - started,
+    )
