@@ -1,0 +1,134 @@
+"""Shared fixtures: a migrated PostgreSQL database per test session, a Redis DB per session.
+
+The environment is set before any Anvil module is imported, so the settings object, the engine
+and the Celery app all point at the test services. Multi-process tests clone their own database
+from the migrated template (``fresh_database``).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+import redis
+
+PG_ADMIN = os.environ.get("ANVIL_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_BASE = os.environ.get("ANVIL_TEST_REDIS", "redis://127.0.0.1:6379")
+RUN = uuid.uuid4().hex[:8]
+TEMPLATE_DB = f"anvil_tpl_{RUN}"
+SESSION_DB = f"anvil_t_{RUN}"
+# Redis DB 0 is left to users; tests use 9..15 (session: 9, fresh ones cycle through 10..15).
+SESSION_REDIS_DB = 9
+
+
+def sqlalchemy_url(dbname: str) -> str:
+    base = PG_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
+    return f"{base}/{dbname}"
+
+
+os.environ["ANVIL_DATABASE_URL"] = sqlalchemy_url(SESSION_DB)
+os.environ["ANVIL_REDIS_URL"] = f"{REDIS_BASE}/{SESSION_REDIS_DB}"
+os.environ.setdefault("ANVIL_SECRET_KEY", "test-secret-key-that-is-long-enough-000")
+
+
+def _admin(sql: str) -> None:
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(sql)
+
+
+def _drop(dbname: str) -> None:
+    _admin(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+
+
+def clone_database(name: str) -> str:
+    """A new database copied from the migrated template; returns its SQLAlchemy URL."""
+    _drop(name)
+    _admin(f'CREATE DATABASE "{name}" TEMPLATE "{TEMPLATE_DB}"')
+    return sqlalchemy_url(name)
+
+
+@pytest.fixture(scope="session")
+def template_db() -> Iterator[str]:
+    from anvil.migrate import upgrade
+
+    _drop(TEMPLATE_DB)
+    _admin(f'CREATE DATABASE "{TEMPLATE_DB}"')
+    upgrade(sqlalchemy_url(TEMPLATE_DB))
+    # The migration's connections must be gone before the template can be copied.
+    from db.session import _engines
+
+    for engine in _engines.values():
+        engine.dispose()
+    yield TEMPLATE_DB
+    _drop(TEMPLATE_DB)
+
+
+@pytest.fixture(scope="session")
+def pg_url(template_db: str) -> Iterator[str]:
+    url = clone_database(SESSION_DB)
+    yield url
+    from db.session import _engines
+
+    for engine in _engines.values():
+        engine.dispose()
+    _drop(SESSION_DB)
+
+
+TABLES = ("step_traces", "execution_transitions", "executions", "test_cases", "users")
+
+
+@pytest.fixture
+def clean_db(pg_url: str) -> str:
+    """The session database, emptied before the test."""
+    from sqlalchemy import text
+
+    from db.session import get_engine
+
+    with get_engine().begin() as conn:
+        conn.execute(text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"))
+    return pg_url
+
+
+@pytest.fixture
+def session(clean_db: str) -> Iterator[object]:
+    from db.session import new_session
+
+    s = new_session()
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def redis_client() -> Iterator[redis.Redis]:
+    """The session's Redis DB, flushed before the test."""
+    client = redis.Redis.from_url(os.environ["ANVIL_REDIS_URL"])
+    client.flushdb()
+    yield client
+    client.close()
+
+
+_fresh_counter = iter(range(10**6))
+
+
+@pytest.fixture
+def fresh_database(template_db: str) -> Iterator[str]:
+    """A database of its own for a test that starts Anvil processes."""
+    name = f"anvil_f_{RUN}_{next(_fresh_counter)}"
+    url = clone_database(name)
+    yield url
+    _drop(name)
+
+
+@pytest.fixture
+def fresh_redis() -> Iterator[str]:
+    """A flushed Redis DB of its own (10..15) for a test that starts Anvil processes."""
+    db = 10 + next(_fresh_counter) % 6
+    url = f"{REDIS_BASE}/{db}"
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    yield url
+    client.flushdb()
+    client.close()

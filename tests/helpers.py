@@ -1,0 +1,42 @@
+"""Helpers shared by test layers: users and tokens, small case builders."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from anvil.settings import get_settings
+from api.security import issue_token
+from db.enums import Role
+from db.models import TestCase
+from db.users import create_user
+
+
+def make_user(session: Session, role: Role = Role.ADMIN, name: str | None = None) -> tuple[Any, str]:
+    """Create a user with password "pw"; returns (user, bearer token)."""
+    with session.begin():
+        user = create_user(
+            session, username=name or f"{role.value}-{uuid.uuid4().hex[:6]}", password="pw", role=role
+        )
+    token = issue_token(get_settings(), user_id=user.id, username=user.username, role=user.role)
+    return user, token
+
+
+def generic_spec(*steps: list[str], workspace: str = "demo") -> dict[str, Any]:
+    return {"workspace": workspace, "steps": [{"run": argv} for argv in steps]}
+
+
+def make_case(session: Session, *, name: str | None = None, spec: dict[str, Any] | None = None) -> TestCase:
+    with session.begin():
+        case = TestCase(
+            id=uuid.uuid4(),
+            name=name or f"case-{uuid.uuid4().hex[:6]}",
+            kind="generic",
+            spec=spec or generic_spec(["true"]),
+            tags=[],
+            timeout_s=60,
+        )
+        session.add(case)
+    return case
