@@ -63,7 +63,6 @@ def make_celery(settings: Settings | None = None) -> Celery:
         worker_cancel_long_running_tasks_on_connection_loss=False,
         worker_send_task_events=True,
         task_send_sent_event=True,
-        worker_hijack_root_logger=False,
         worker_concurrency=settings.worker_concurrency,
         beat_scheduler="scheduler.beat:AnvilScheduler",
         beat_max_loop_interval=settings.tick_interval_s,
