@@ -8,7 +8,7 @@ from fastapi import FastAPI
 
 from anvil import __version__
 from api import problems
-from api.routes import auth, executions, health, test_cases
+from api.routes import auth, executions, health, manual, test_cases
 
 
 class BodyLimit:
@@ -59,7 +59,7 @@ def create_app() -> FastAPI:
         description="Distributed test execution: submit test cases, follow their runs and step traces.",
     )
     problems.install(app)
-    for router in (health.router, auth.router, test_cases.router, executions.router):
+    for router in (health.router, auth.router, test_cases.router, executions.router, manual.router):
         app.include_router(router)
     app.add_middleware(BodyLimit, limit=get_settings().max_body_bytes)
     return app

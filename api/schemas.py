@@ -115,6 +115,7 @@ class ExecutionPublic(BaseModel):
     worker: str | None
     summary: dict[str, Any]
     error: str | None
+    assigned_to: uuid.UUID | None = None
     steps: list[StepPublic] | None = None
     transitions: list[TransitionPublic] | None = None
 

@@ -57,7 +57,17 @@ class GenericSpec(Strict):
     steps: list[GenericStep] = Field(min_length=1, max_length=500)
 
 
-SPEC_MODELS: dict[str, type[Strict]] = {CaseKind.GENERIC: GenericSpec}
+class ManualStep(Strict):
+    action: Annotated[str, StringConstraints(min_length=1, max_length=5000)]
+    expected: Annotated[str, StringConstraints(max_length=5000)] | None = None
+
+
+class ManualSpec(Strict):
+    instructions: Annotated[str, StringConstraints(max_length=20_000)] | None = None
+    steps: list[ManualStep] = Field(min_length=1, max_length=500)
+
+
+SPEC_MODELS: dict[str, type[Strict]] = {CaseKind.GENERIC: GenericSpec, CaseKind.MANUAL: ManualSpec}
 
 
 def validate_spec(kind: str, spec: Any) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -15,7 +16,7 @@ from db.enums import Priority, TriggerKind
 from db.models import Execution, ExecutionTransition, StepTrace, TestCase
 from db.pagination import page
 from db.session import db_now
-from db.states import Status
+from db.states import FINISHED, Status
 from db.transitions import record_initial, transition
 from db.types import utcnow
 
@@ -131,6 +132,12 @@ def renew_lease(session: Session, execution_id: uuid.UUID, *, attempt: int, leas
     return renewed is not None
 
 
+def summarize(statuses: list[str]) -> dict[str, Any]:
+    """Counts of step results by status, plus the total."""
+    counts = Counter(statuses)
+    return {"total": len(statuses), **dict(sorted(counts.items()))}
+
+
 @dataclass
 class StepRecord:
     seq: int
@@ -185,7 +192,10 @@ def finish(
     summary: dict[str, Any],
     error: str | None = None,
 ) -> bool:
-    """RUNNING -> a final status for this attempt. False when the attempt no longer owns it."""
+    """RUNNING -> this attempt's outcome (a final status, or PAUSED for manual tests).
+
+    False when the attempt no longer owns the execution.
+    """
     try:
         transition(
             session,
@@ -196,7 +206,8 @@ def finish(
             actor=actor,
             reason=error,
             values={
-                "finished_at": db_now(session),
+                # PAUSED (waiting for a person) has not finished yet.
+                "finished_at": db_now(session) if status in FINISHED else None,
                 "lease_expires_at": None,
                 "summary": summary,
                 "error": error,

@@ -77,7 +77,14 @@ def pg_url(template_db: str) -> Iterator[str]:
     _drop(SESSION_DB)
 
 
-TABLES = ("step_traces", "execution_transitions", "executions", "test_cases", "users")
+TABLES = (
+    "manual_step_results",
+    "step_traces",
+    "execution_transitions",
+    "executions",
+    "test_cases",
+    "users",
+)
 
 
 @pytest.fixture

@@ -53,6 +53,7 @@ def to_public(execution: Execution) -> ExecutionPublic:
         worker=execution.worker,
         summary=execution.summary,
         error=execution.error,
+        assigned_to=execution.assigned_to,
     )
 
 

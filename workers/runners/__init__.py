@@ -10,9 +10,9 @@ Runner = Callable[[RunContext], Outcome]
 
 
 def runner_for(kind: str) -> Runner:
-    from workers.runners import generic
+    from workers.runners import generic, manual
 
-    runners: dict[str, Runner] = {"generic": generic.run}
+    runners: dict[str, Runner] = {"generic": generic.run, "manual": manual.run}
     try:
         return runners[kind]
     except KeyError:

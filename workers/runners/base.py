@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from db.executions import StepRecord
+from db.executions import StepRecord, summarize
 from db.states import Status
+
+__all__ = ["Outcome", "RunContext", "StepRecord", "summarize"]
 
 
 @dataclass
@@ -49,9 +50,3 @@ class Outcome:
     status: Status
     summary: dict[str, Any]
     error: str | None = None
-
-
-def summarize(statuses: list[str]) -> dict[str, Any]:
-    """Counts of step results by status, plus the total."""
-    counts = Counter(statuses)
-    return {"total": len(statuses), **dict(sorted(counts.items()))}
