@@ -12,7 +12,9 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
 from anvil.errors import InvalidInput, InvalidTransition, NotFound
+from db import events
 from db.enums import Priority, TriggerKind
+from db.events import bump_self_expr
 from db.models import Execution, ExecutionTransition, StepTrace, TestCase
 from db.pagination import page
 from db.session import db_now
@@ -46,6 +48,7 @@ def create_execution(
     request_hash: str | None = None,
     parent_execution_id: uuid.UUID | None = None,
     correlation_id: uuid.UUID | None = None,
+    root_execution_id: uuid.UUID | None = None,
     max_attempts: int = 3,
 ) -> Execution:
     """Insert a QUEUED execution of ``case``; the caller commits, then publishes."""
@@ -62,6 +65,9 @@ def create_execution(
         max_attempts=max_attempts,
         trigger_kind=trigger_kind.value,
         correlation_id=correlation_id or execution_id,
+        root_execution_id=root_execution_id or execution_id,
+        # A new root's first event (its QUEUED transition) is number 1: no extra UPDATE needed.
+        event_seq=0 if root_execution_id else 1,
         parent_execution_id=parent_execution_id,
         run_id=run_id,
         requested_by=requested_by,
@@ -76,7 +82,15 @@ def create_execution(
     )
     session.add(execution)
     session.flush()
-    record_initial(session, execution_id, Status.QUEUED, actor=actor, reason="submitted")
+    record_initial(
+        session,
+        execution_id,
+        execution.root_execution_id,
+        Status.QUEUED,
+        seq=None if root_execution_id else 1,
+        actor=actor,
+        reason="submitted",
+    )
     return execution
 
 
@@ -160,8 +174,20 @@ def write_step(
 
     Returns False (and writes nothing) when the attempt lost the execution.
     """
-    if not renew_lease(session, execution_id, attempt=attempt, lease_s=lease_s):
+    # Renewing the lease locks the row (fencing against a concurrent re-queue) and numbers the event.
+    owned = session.execute(
+        update(Execution)
+        .where(
+            Execution.id == execution_id,
+            Execution.attempt == attempt,
+            Execution.status == Status.RUNNING.value,
+        )
+        .values(lease_expires_at=db_now(session, lease_s), event_seq=bump_self_expr())
+        .returning(Execution.root_execution_id, Execution.event_seq)
+    ).one_or_none()
+    if owned is None:
         return False
+    root_id, seq = owned
     session.execute(
         insert(StepTrace).values(
             execution_id=execution_id,
@@ -179,7 +205,29 @@ def write_step(
             details=step.details,
         )
     )
+    events.append(
+        session,
+        execution_id=execution_id,
+        root_id=root_id,
+        seq=seq if root_id == execution_id else None,
+        type_="step",
+        data=step_event(execution_id, attempt, step),
+    )
     return True
+
+
+def step_event(execution_id: uuid.UUID, attempt: int, step: StepRecord | Any) -> dict[str, Any]:
+    """The live event for a step result (output left out: fetch it from the steps endpoint)."""
+    return {
+        "execution_id": str(execution_id),
+        "attempt": attempt,
+        "seq": step.seq,
+        "name": step.name,
+        "keyword": step.keyword,
+        "status": str(step.status),
+        "duration_s": step.duration_s,
+        "error": step.error,
+    }
 
 
 def finish(

@@ -13,8 +13,9 @@ from sqlalchemy import case, insert, select, update
 from sqlalchemy.orm import Session
 
 from anvil.errors import Conflict, Forbidden, InvalidInput
+from db import events
 from db.enums import Priority, StepStatus
-from db.executions import get_execution, summarize
+from db.executions import get_execution, step_event, summarize
 from db.models import Execution, ManualStepResult, StepTrace, User
 from db.session import db_now
 from db.states import Status
@@ -143,6 +144,14 @@ def record_step(
             comment=comment,
             recorded_by=user.id,
         )
+    )
+    events.append(
+        session,
+        execution_id=execution_id,
+        root_id=execution.root_execution_id,
+        seq=None,
+        type_="step",
+        data={**step_event(execution_id, execution.attempt, step), "actual": actual, "comment": comment},
     )
     session.flush()
     results = [s.status for s in steps]

@@ -81,6 +81,35 @@ class TestCase(Base):
     deleted_at: Mapped[datetime | None] = mapped_column()
 
 
+class TestSuite(Base):
+    __tablename__ = "test_suites"
+    __table_args__ = (
+        CheckConstraint(check_in("default_priority", Priority), name="default_priority"),
+        Index(
+            "uq_test_suites_live_name",
+            "name",
+            unique=True,
+            postgresql_where=text("deleted_at IS NULL"),
+            sqlite_where=text("deleted_at IS NULL"),
+        ),
+    )
+    __test__ = False
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str | None] = mapped_column(Text)
+    # Members: explicit case ids, and/or every live case carrying any of these tags.
+    case_ids: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    tags: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    fail_fast: Mapped[bool] = mapped_column(Boolean, default=False)
+    default_priority: Mapped[str] = mapped_column(String(16), default="NORMAL")
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    created_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    deleted_at: Mapped[datetime | None] = mapped_column()
+
+
 class Execution(Base):
     __tablename__ = "executions"
     __table_args__ = (
@@ -96,10 +125,17 @@ class Execution(Base):
         Index("ix_executions_trigger_kind", "trigger_kind"),
         Index("ix_executions_run_id", "run_id"),
         Index("ix_executions_test_case_id", "test_case_id", "created_at"),
+        Index("ix_executions_root", "root_execution_id"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     test_case_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("test_cases.id"))
+    # Set on a suite execution (test_case_id is then NULL) and on its children.
+    test_suite_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("test_suites.id"))
+    # The top of the execution's tree (a suite execution, or itself); its events are numbered there.
+    root_execution_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    # Last event number handed out in this root's stream (only meaningful on a root).
+    event_seq: Mapped[int] = mapped_column(Integer, default=0)
     # What ran: the case's name, kind, spec and timeout when the execution was created.
     case_snapshot: Mapped[dict[str, Any]] = mapped_column(JSONType)
     status: Mapped[str] = mapped_column(String(16))
@@ -188,3 +224,26 @@ class ManualStepResult(Base):
     comment: Mapped[str | None] = mapped_column(Text)
     recorded_by: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"))
     recorded_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ExecutionEvent(Base):
+    """The live-event log behind the SSE stream: each transition and step result, numbered per root.
+
+    ``seq`` comes from the root execution's counter, bumped under its row lock in the same
+    transaction, so within one stream the numbers appear in commit order: a client resuming
+    after ``Last-Event-ID`` never misses an event that committed late.
+    """
+
+    __tablename__ = "execution_events"
+    __table_args__ = (
+        UniqueConstraint("root_execution_id", "seq", name="uq_execution_events_root_seq"),
+        Index("ix_execution_events_execution", "execution_id", "seq"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    root_execution_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    seq: Mapped[int] = mapped_column(Integer)
+    execution_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("executions.id"))
+    type: Mapped[str] = mapped_column(String(16))  # "transition" | "step"
+    data: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    at: Mapped[datetime] = mapped_column(default=utcnow)

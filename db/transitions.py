@@ -16,6 +16,8 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from anvil.errors import InvalidTransition, NotFound
+from db import events
+from db.events import bump_self_expr
 from db.models import Execution, ExecutionTransition
 from db.session import db_now
 from db.states import ALLOWED, Status, sources_of
@@ -66,48 +68,94 @@ def transition(
     stmt = (
         update(Execution)
         .where(Execution.id == execution_id, Execution.status == src.value)
-        .values(status=to.value, **(values or {}))
-        .returning(Execution.attempt)
+        .values(status=to.value, event_seq=bump_self_expr(), **(values or {}))
+        .returning(Execution.attempt, Execution.root_execution_id, Execution.event_seq)
     )
     if attempt is not None:
         stmt = stmt.where(Execution.attempt == attempt)
-    if to in (Status.QUEUED,):
+    if to is Status.QUEUED:
         stmt = stmt.values(queued_at=db_now(session))
-    new_attempt = session.execute(stmt).scalar_one_or_none()
-    if new_attempt is None:
-        row = session.execute(
+    row = session.execute(stmt).one_or_none()
+    if row is None:
+        current = session.execute(
             select(Execution.status, Execution.attempt).where(Execution.id == execution_id)
         ).one_or_none()
-        if row is None:
+        if current is None:
             raise NotFound(f"execution {execution_id} does not exist")
-        raise _refused(execution_id, Status(row.status), to, attempt, row.attempt)
-
-    session.execute(
-        insert(ExecutionTransition).values(
-            execution_id=execution_id,
-            attempt=new_attempt,
-            from_status=src.value,
-            to_status=to.value,
-            actor=actor,
-            reason=reason,
-        )
+        raise _refused(execution_id, Status(current.status), to, attempt, current.attempt)
+    new_attempt, root_id, seq = row
+    _log(
+        session,
+        execution_id,
+        root_id,
+        seq if root_id == execution_id else None,
+        attempt=new_attempt,
+        src=src,
+        to=to,
+        actor=actor,
+        reason=reason,
     )
     return Transitioned(execution_id, src, to, new_attempt)
 
 
 def record_initial(
-    session: Session, execution_id: uuid.UUID, status: Status, *, actor: str, reason: str | None
+    session: Session,
+    execution_id: uuid.UUID,
+    root_id: uuid.UUID,
+    status: Status,
+    *,
+    seq: int | None,
+    actor: str,
+    reason: str | None,
 ) -> None:
-    """The transition row for a newly inserted execution (from nothing to its first status)."""
-    session.execute(
-        insert(ExecutionTransition).values(
+    """The transition row for a newly inserted execution (from nothing to its first status).
+
+    ``seq`` is the event number when the caller already took it (a new root inserted with it).
+    """
+    _log(session, execution_id, root_id, seq, attempt=0, src=None, to=status, actor=actor, reason=reason)
+
+
+def _log(
+    session: Session,
+    execution_id: uuid.UUID,
+    root_id: uuid.UUID,
+    seq: int | None,
+    *,
+    attempt: int,
+    src: Status | None,
+    to: Status,
+    actor: str,
+    reason: str | None,
+) -> None:
+    """The append-only transition row and its live event, in the caller's transaction."""
+    transition_id = session.execute(
+        insert(ExecutionTransition)
+        .values(
             execution_id=execution_id,
-            attempt=0,
-            from_status=None,
-            to_status=status.value,
+            attempt=attempt,
+            from_status=src.value if src else None,
+            to_status=to.value,
             actor=actor,
             reason=reason,
         )
+        .returning(ExecutionTransition.id, ExecutionTransition.at)
+    ).one()
+    events.append(
+        session,
+        execution_id=execution_id,
+        root_id=root_id,
+        seq=seq,
+        type_="transition",
+        data={
+            "execution_id": str(execution_id),
+            "transition_id": transition_id.id,
+            "attempt": attempt,
+            "from": src.value if src else None,
+            "to": to.value,
+            "actor": actor,
+            "reason": reason,
+            "at": transition_id.at.isoformat(),
+        },
     )
 
 

@@ -78,11 +78,13 @@ def pg_url(template_db: str) -> Iterator[str]:
 
 
 TABLES = (
+    "execution_events",
     "manual_step_results",
     "step_traces",
     "execution_transitions",
     "executions",
     "test_cases",
+    "test_suites",
     "users",
 )
 
