@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from typing import Any
 
-from sqlalchemy import exists, func, select, text
+from sqlalchemy import exists, func, select, text, type_coerce
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -81,7 +80,7 @@ def list_cases(
 def tag_filter(column: Any, tag: str, session: Session) -> Any:
     """``tag`` is one of the JSON list in ``column``: JSONB containment on PostgreSQL, json_each on SQLite."""
     if session.get_bind().dialect.name == "postgresql":
-        return column.op("@>")(func.cast(json.dumps([tag]), JSONB))
+        return type_coerce(column, JSONB).contains([tag])
     return exists(
         select(1)
         .select_from(func.json_each(column).table_valued("value"))

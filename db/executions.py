@@ -333,7 +333,8 @@ def queued_candidates(session: Session, *, limit: int = 500) -> list[Execution]:
     return list(
         session.scalars(
             select(Execution)
-            .where(Execution.status == Status.QUEUED.value)
+            # Suite executions are never published: only their members run on workers.
+            .where(Execution.status == Status.QUEUED.value, Execution.test_case_id.is_not(None))
             .order_by(Execution.queued_at)
             .limit(limit)
         )

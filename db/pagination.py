@@ -30,7 +30,10 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         created, ident = raw.split("|", 1)
-        return datetime.fromisoformat(created), uuid.UUID(ident)
+        at = datetime.fromisoformat(created)
+        if at.tzinfo is None:  # every cursor we issue carries its zone; a naive one was made up
+            raise ValueError("cursor timestamp without a time zone")
+        return at, uuid.UUID(ident)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidInput("cursor is not one this API returned", field="cursor") from exc
 

@@ -20,7 +20,7 @@ from db import events
 from db.events import bump_self_expr
 from db.models import Execution, ExecutionTransition
 from db.session import db_now
-from db.states import ALLOWED, Status, sources_of
+from db.states import ALLOWED, FINISHED, Status, sources_of
 
 
 @dataclass(frozen=True)
@@ -84,6 +84,10 @@ def transition(
             raise NotFound(f"execution {execution_id} does not exist")
         raise _refused(execution_id, Status(current.status), to, attempt, current.attempt)
     new_attempt, root_id, seq = row
+    if root_id != execution_id:
+        from db.suite_runs import mark_dirty
+
+        mark_dirty(session, root_id, finished=to in FINISHED)
     _log(
         session,
         execution_id,

@@ -1,0 +1,237 @@
+"""Suite executions: expansion into children in one transaction, and settling the suite.
+
+Settling runs just before a transaction commits (a ``before_commit`` hook), once the whole change
+is in it — a child's final status and any retry scheduled for it. The suite row is locked while
+its children are counted, so when the last two children finish at once on two workers, exactly
+one of those transactions sees none left and finishes the suite.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import event, func, insert, select, update
+from sqlalchemy.orm import Session
+
+from anvil.errors import InvalidInput, InvalidTransition
+from db.aggregation import Counts, any_failure, progress, started, suite_result
+from db.enums import Priority, TriggerKind
+from db.executions import case_snapshot
+from db.models import Execution, ExecutionEvent, ExecutionTransition, TestSuite
+from db.states import FINISHED, Status
+from db.suites import resolve_members
+from db.transitions import record_initial, transition
+from db.types import utcnow
+
+SUITE = "suite"
+_DIRTY = "anvil_dirty_suites"
+NOT_STARTED = (Status.PENDING.value, Status.SCHEDULED.value, Status.QUEUED.value)
+
+
+def create_suite_execution(
+    session: Session,
+    *,
+    suite: TestSuite,
+    priority: Priority,
+    trigger_kind: TriggerKind,
+    requested_by: uuid.UUID | None,
+    actor: str,
+    run_id: str | None = None,
+    params: dict[str, Any] | None = None,
+    idempotency_key: str | None = None,
+    request_hash: str | None = None,
+    max_attempts: int = 3,
+    parent_execution_id: uuid.UUID | None = None,
+) -> tuple[Execution, list[tuple[uuid.UUID, str]]]:
+    """Insert the suite execution and one QUEUED child per member (bulk). Returns what to publish."""
+    members = resolve_members(session, suite)
+    if not members:
+        raise InvalidInput(f"suite {suite.name!r} has no live members to run", field="body.test_suite_id")
+    suite_id, now = uuid.uuid4(), utcnow()
+    execution = Execution(
+        id=suite_id,
+        test_suite_id=suite.id,
+        root_execution_id=suite_id,
+        event_seq=1 + len(members),  # its own QUEUED event, then one per child
+        case_snapshot={
+            "name": suite.name,
+            "kind": SUITE,
+            "fail_fast": suite.fail_fast,
+            "version": suite.version,
+            "total": len(members),
+        },
+        status=Status.QUEUED.value,
+        priority=priority.value,
+        max_attempts=max_attempts,
+        trigger_kind=trigger_kind.value,
+        correlation_id=suite_id,
+        parent_execution_id=parent_execution_id,
+        run_id=run_id,
+        requested_by=requested_by,
+        idempotency_key=idempotency_key,
+        request_hash=request_hash,
+        params=params or {},
+        created_at=now,
+        queued_at=now,
+        summary=progress({Status.QUEUED.value: len(members)}),
+    )
+    session.add(execution)
+    session.flush()
+    record_initial(session, suite_id, suite_id, Status.QUEUED, seq=1, actor=actor, reason="submitted")
+
+    children = [
+        {
+            "id": uuid.uuid4(),
+            "test_case_id": case.id,
+            "test_suite_id": suite.id,
+            "root_execution_id": suite_id,
+            "event_seq": 0,
+            "case_snapshot": case_snapshot(case),
+            "status": Status.QUEUED.value,
+            "priority": priority.value,
+            "attempt": 0,
+            "max_attempts": max_attempts,
+            "trigger_kind": TriggerKind.CHILD.value,
+            "correlation_id": suite_id,
+            "parent_execution_id": suite_id,
+            "run_id": run_id,
+            "requested_by": requested_by,
+            "params": params or {},
+            "created_at": now,
+            "queued_at": now,
+            "published_at": now,
+            "publish_count": 1,
+            "summary": {},
+        }
+        for case in members
+    ]
+    session.execute(insert(Execution), children)
+    transitions = [
+        {"execution_id": c["id"], "attempt": 0, "from_status": None, "to_status": Status.QUEUED.value,
+         "actor": actor, "reason": f"member of suite {suite.name}", "at": now}
+        for c in children
+    ]  # fmt: skip
+    session.execute(insert(ExecutionTransition), transitions)
+    session.execute(
+        insert(ExecutionEvent),
+        [
+            {
+                "root_execution_id": suite_id,
+                "seq": 2 + i,
+                "execution_id": c["id"],
+                "type": "transition",
+                "at": now,
+                "data": {"execution_id": str(c["id"]), "attempt": 0, "from": None, "to": "QUEUED",
+                         "actor": actor, "reason": f"member of suite {suite.name}", "at": now.isoformat()},
+            }
+            for i, c in enumerate(children)
+        ],
+    )  # fmt: skip
+    return execution, [(c["id"], priority.value) for c in children]
+
+
+def mark_dirty(session: Session, root_id: uuid.UUID, *, finished: bool) -> None:
+    """Called by transition(): a member of ``root_id``'s tree changed status in this transaction.
+
+    ``finished`` says the member reached a finished status (else it only started or moved on).
+    """
+    dirty = session.info.setdefault(_DIRTY, {})
+    dirty[root_id] = dirty.get(root_id, False) or finished
+
+
+@event.listens_for(Session, "before_commit")
+def _settle_dirty(session: Session) -> None:
+    while session.info.get(_DIRTY):
+        roots = session.info.pop(_DIRTY)
+        for root_id in sorted(roots):  # a fixed lock order between transactions
+            settle(session, root_id, members_finished=roots[root_id])
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget(session: Session) -> None:
+    session.info.pop(_DIRTY, None)
+
+
+def settle(session: Session, suite_id: uuid.UUID, *, members_finished: bool = True) -> Status | None:
+    """Bring a suite execution up to date with its members; returns its final status once finished."""
+    suite = session.execute(
+        select(Execution.status, Execution.case_snapshot).where(Execution.id == suite_id).with_for_update()
+    ).one_or_none()
+    if suite is None or suite.case_snapshot.get("kind") != SUITE or Status(suite.status) in FINISHED:
+        return None
+    status = Status(suite.status)
+    if status is Status.RUNNING and not members_finished:
+        return None  # a member started: nothing to count
+    counts = _member_counts(session, suite_id)
+    if suite.case_snapshot.get("fail_fast") and any_failure(counts):
+        counts = _cancel_not_started(session, suite_id)
+    result = suite_result(counts)
+    values: dict[str, Any] = {"summary": progress(counts)}
+    if status is Status.QUEUED and (started(counts) or result is not None):
+        transition(
+            session,
+            suite_id,
+            Status.RUNNING,
+            from_=Status.QUEUED,
+            actor="suite",
+            reason="first member started",
+            values={"started_at": utcnow()},
+        )
+    if result is None:
+        session.execute(update(Execution).where(Execution.id == suite_id).values(**values))
+        return None
+    total = sum(counts.values())
+    ok = counts.get(Status.PASSED.value, 0) + counts.get(Status.SKIPPED.value, 0)
+    reason = f"{ok} of {total} members passed or skipped"
+    transition(
+        session,
+        suite_id,
+        result,
+        from_=Status.RUNNING,
+        actor="suite",
+        reason=reason,
+        values={**values, "finished_at": utcnow(), "error": None if result is Status.PASSED else reason},
+    )
+    return result  # fmt: skip
+
+
+def _cancel_not_started(session: Session, suite_id: uuid.UUID) -> Counts:
+    """Cancel members that have not started; returns the member counts afterwards.
+
+    SKIP LOCKED: a member a worker is claiming right now has started; locking it could deadlock.
+    """
+    waiting = session.scalars(
+        select(Execution.id)
+        .where(Execution.root_execution_id == suite_id, Execution.status.in_(NOT_STARTED))
+        .with_for_update(skip_locked=True)
+    ).all()
+    for child_id in waiting:
+        try:
+            transition(
+                session,
+                child_id,
+                Status.CANCELLED,
+                from_=[Status(s) for s in NOT_STARTED],
+                actor="suite",
+                reason="fail_fast: a member failed",
+            )
+        except InvalidTransition:
+            pass
+    # Our own cancellations marked the suite dirty again; the counts below already include them.
+    session.info.get(_DIRTY, {}).pop(suite_id, None)
+    return _member_counts(session, suite_id)
+
+
+def _member_counts(session: Session, suite_id: uuid.UUID) -> Counts:
+    """Members' last attempts by status: a RETRYING execution is superseded by its retry."""
+    rows = session.execute(
+        select(Execution.status, func.count())
+        .where(
+            Execution.root_execution_id == suite_id,
+            Execution.id != suite_id,
+            Execution.status != Status.RETRYING.value,
+        )
+        .group_by(Execution.status)
+    ).all()
+    return {status: n for status, n in rows}
