@@ -37,7 +37,9 @@ def case_snapshot(case: TestCase) -> dict[str, Any]:
 def create_execution(
     session: Session,
     *,
-    case: TestCase,
+    case: TestCase | None = None,
+    snapshot: dict[str, Any] | None = None,
+    test_case_id: uuid.UUID | None = None,
     priority: Priority,
     trigger_kind: TriggerKind,
     requested_by: uuid.UUID | None,
@@ -50,16 +52,31 @@ def create_execution(
     correlation_id: uuid.UUID | None = None,
     root_execution_id: uuid.UUID | None = None,
     max_attempts: int = 3,
+    status: Status = Status.QUEUED,
+    run_at: Any = None,
+    retry_policy: dict[str, Any] | None = None,
+    retry_index: int = 0,
+    test_suite_id: uuid.UUID | None = None,
+    expires_at: datetime | None = None,
+    schedule_id: uuid.UUID | None = None,
+    slot_at: datetime | None = None,
+    reason: str = "submitted",
 ) -> Execution:
-    """Insert a QUEUED execution of ``case``; the caller commits, then publishes."""
+    """Insert a QUEUED (or SCHEDULED, with ``run_at``) execution of a case; the caller commits, then
+    publishes. Give ``case``, or its ``test_case_id`` and ``snapshot`` (a retry copies its parent's)."""
+    if case is not None:
+        test_case_id, snapshot = case.id, case_snapshot(case)
+    assert snapshot is not None, "create_execution needs a case or a snapshot"
     execution_id = uuid.uuid4()
     # One Python timestamp for the insert: a SQL now() would cost a read-back on the hot path.
     now = utcnow()
+    queued = status is Status.QUEUED
     execution = Execution(
         id=execution_id,
-        test_case_id=case.id,
-        case_snapshot=case_snapshot(case),
-        status=Status.QUEUED.value,
+        test_case_id=test_case_id,
+        test_suite_id=test_suite_id,
+        case_snapshot=snapshot,
+        status=status.value,
         priority=priority.value,
         attempt=0,
         max_attempts=max_attempts,
@@ -75,10 +92,16 @@ def create_execution(
         request_hash=request_hash,
         params=params or {},
         created_at=now,
-        queued_at=now,
+        queued_at=now if queued else None,
         # Published right after the commit; the reconciler measures silence from here.
-        published_at=now,
-        publish_count=1,
+        published_at=now if queued else None,
+        publish_count=1 if queued else 0,
+        run_at=run_at,
+        retry_policy=retry_policy or {},
+        retry_index=retry_index,
+        expires_at=expires_at,
+        schedule_id=schedule_id,
+        slot_at=slot_at,
     )
     session.add(execution)
     session.flush()
@@ -86,10 +109,10 @@ def create_execution(
         session,
         execution_id,
         execution.root_execution_id,
-        Status.QUEUED,
+        status,
         seq=None if root_execution_id else 1,
         actor=actor,
-        reason="submitted",
+        reason=reason,
     )
     return execution
 
@@ -259,6 +282,8 @@ def finish(
                 "lease_expires_at": None,
                 "summary": summary,
                 "error": error,
+                # Passing on a retry after a failed attempt of the same test: flaky.
+                **({"flaky": Execution.retry_index > 0} if status is Status.PASSED else {}),
             },
         )
     except (InvalidTransition, NotFound):
@@ -308,6 +333,9 @@ def list_executions(
     status: list[str] | None = None,
     priority: list[str] | None = None,
     test_case_id: uuid.UUID | None = None,
+    test_suite_id: uuid.UUID | None = None,
+    parent_execution_id: uuid.UUID | None = None,
+    trigger_kind: list[str] | None = None,
     correlation_id: uuid.UUID | None = None,
     run_id: str | None = None,
 ) -> tuple[list[Execution], str | None]:
@@ -319,6 +347,12 @@ def list_executions(
         stmt = stmt.where(Execution.priority.in_(priority))
     if test_case_id:
         stmt = stmt.where(Execution.test_case_id == test_case_id)
+    if test_suite_id:
+        stmt = stmt.where(Execution.test_suite_id == test_suite_id)
+    if parent_execution_id:
+        stmt = stmt.where(Execution.parent_execution_id == parent_execution_id)
+    if trigger_kind:
+        stmt = stmt.where(Execution.trigger_kind.in_(trigger_kind))
     if correlation_id:
         stmt = stmt.where(Execution.correlation_id == correlation_id)
     if run_id:

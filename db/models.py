@@ -73,6 +73,8 @@ class TestCase(Base):
     tags: Mapped[list[str]] = mapped_column(JSONType, default=list)
     timeout_s: Mapped[int] = mapped_column(Integer)
     description: Mapped[str | None] = mapped_column(Text)
+    # {"max_retries", "retry_on", "backoff_base_s", "backoff_cap_s", "jitter"}; None = server defaults.
+    retry_policy: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     version: Mapped[int] = mapped_column(Integer, default=1)
     created_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -103,6 +105,8 @@ class TestSuite(Base):
     tags: Mapped[list[str]] = mapped_column(JSONType, default=list)
     fail_fast: Mapped[bool] = mapped_column(Boolean, default=False)
     default_priority: Mapped[str] = mapped_column(String(16), default="NORMAL")
+    # Overrides its members' case policies when set.
+    retry_policy: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     version: Mapped[int] = mapped_column(Integer, default=1)
     created_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -126,6 +130,9 @@ class Execution(Base):
         Index("ix_executions_run_id", "run_id"),
         Index("ix_executions_test_case_id", "test_case_id", "created_at"),
         Index("ix_executions_root", "root_execution_id"),
+        Index("ix_executions_status_run_at", "status", "run_at"),
+        Index("ix_executions_status_lease", "status", "lease_expires_at"),
+        UniqueConstraint("schedule_id", "slot_at", name="uq_executions_schedule_slot"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
@@ -162,9 +169,59 @@ class Execution(Base):
     worker: Mapped[str | None] = mapped_column(String(255))
     summary: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     error: Mapped[str | None] = mapped_column(Text)
+    # The retry policy in force (resolved at submission) and which retry this is (0 = first try).
+    retry_policy: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    retry_index: Mapped[int] = mapped_column(Integer, default=0)
+    # Passed on a retry after an earlier attempt of the same test failed.
+    flaky: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Not started by then -> SKIPPED ("expired").
+    expires_at: Mapped[datetime | None] = mapped_column()
+    # Set by a cancel of a RUNNING execution: its worker stops the test and records CANCELLED.
+    cancel_requested_at: Mapped[datetime | None] = mapped_column()
+    # Fired by a schedule for this slot; (schedule_id, slot_at) is unique.
+    schedule_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("schedules.id"))
+    slot_at: Mapped[datetime | None] = mapped_column()
     # Manual tests: the tester performing it while PAUSED.
     assigned_to: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id"))
     assigned_at: Mapped[datetime | None] = mapped_column()
+
+
+class Schedule(Base):
+    """A cron schedule firing a case or a suite (e.g. a nightly suite)."""
+
+    __tablename__ = "schedules"
+    __table_args__ = (
+        CheckConstraint(check_in("priority", Priority), name="priority"),
+        CheckConstraint("overlap IN ('skip', 'allow', 'cancel_previous')", name="overlap"),
+        CheckConstraint("(test_case_id IS NULL) <> (test_suite_id IS NULL)", name="one_target"),
+        UniqueConstraint("name", name="uq_schedules_name"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    name: Mapped[str] = mapped_column(String(200))
+    cron: Mapped[str] = mapped_column(String(200))
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    test_case_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("test_cases.id"))
+    test_suite_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("test_suites.id"))
+    priority: Mapped[str] = mapped_column(String(16), default="NORMAL")
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    overlap: Mapped[str] = mapped_column(String(16), default="skip")
+    params: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    # The latest slot fired (or deliberately passed over); slots at or before it never fire again.
+    last_slot_at: Mapped[datetime | None] = mapped_column()
+    created_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class SchedulerLease(Base):
+    """Which beat process acts on the tick right now (several may run; one holds the lease)."""
+
+    __tablename__ = "scheduler_leases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(255))
+    expires_at: Mapped[datetime] = mapped_column()
 
 
 class ExecutionTransition(Base):

@@ -1,7 +1,7 @@
 """Suite executions: expansion into children in one transaction, and settling the suite.
 
-Settling runs just before a transaction commits (a ``before_commit`` hook), once the whole change
-is in it — a child's final status and any retry scheduled for it. The suite row is locked while
+Settling runs just before a transaction commits (db/reactions.py), once the whole change is in
+it — a child's final status and any retry scheduled for it. The suite row is locked while
 its children are counted, so when the last two children finish at once on two workers, exactly
 one of those transactions sees none left and finishes the suite.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import event, func, insert, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
 from anvil.errors import InvalidInput, InvalidTransition
@@ -19,13 +19,13 @@ from db.aggregation import Counts, any_failure, progress, started, suite_result
 from db.enums import Priority, TriggerKind
 from db.executions import case_snapshot
 from db.models import Execution, ExecutionEvent, ExecutionTransition, TestSuite
+from db.reactions import forget_suite
 from db.states import FINISHED, Status
 from db.suites import resolve_members
 from db.transitions import record_initial, transition
 from db.types import utcnow
 
 SUITE = "suite"
-_DIRTY = "anvil_dirty_suites"
 NOT_STARTED = (Status.PENDING.value, Status.SCHEDULED.value, Status.QUEUED.value)
 
 
@@ -43,12 +43,18 @@ def create_suite_execution(
     request_hash: str | None = None,
     max_attempts: int = 3,
     parent_execution_id: uuid.UUID | None = None,
+    correlation_id: uuid.UUID | None = None,
 ) -> tuple[Execution, list[tuple[uuid.UUID, str]]]:
-    """Insert the suite execution and one QUEUED child per member (bulk). Returns what to publish."""
+    """Insert the suite execution and one QUEUED child per member (bulk). Returns what to publish.
+
+    With a parent, the suite joins the parent's ``correlation_id``, but it stays the root of its
+    own tree: its members are counted (and their events numbered) under it.
+    """
     members = resolve_members(session, suite)
     if not members:
         raise InvalidInput(f"suite {suite.name!r} has no live members to run", field="body.test_suite_id")
     suite_id, now = uuid.uuid4(), utcnow()
+    correlation_id = correlation_id or suite_id
     execution = Execution(
         id=suite_id,
         test_suite_id=suite.id,
@@ -65,7 +71,7 @@ def create_suite_execution(
         priority=priority.value,
         max_attempts=max_attempts,
         trigger_kind=trigger_kind.value,
-        correlation_id=suite_id,
+        correlation_id=correlation_id,
         parent_execution_id=parent_execution_id,
         run_id=run_id,
         requested_by=requested_by,
@@ -93,7 +99,7 @@ def create_suite_execution(
             "attempt": 0,
             "max_attempts": max_attempts,
             "trigger_kind": TriggerKind.CHILD.value,
-            "correlation_id": suite_id,
+            "correlation_id": correlation_id,
             "parent_execution_id": suite_id,
             "run_id": run_id,
             "requested_by": requested_by,
@@ -129,28 +135,6 @@ def create_suite_execution(
         ],
     )  # fmt: skip
     return execution, [(c["id"], priority.value) for c in children]
-
-
-def mark_dirty(session: Session, root_id: uuid.UUID, *, finished: bool) -> None:
-    """Called by transition(): a member of ``root_id``'s tree changed status in this transaction.
-
-    ``finished`` says the member reached a finished status (else it only started or moved on).
-    """
-    dirty = session.info.setdefault(_DIRTY, {})
-    dirty[root_id] = dirty.get(root_id, False) or finished
-
-
-@event.listens_for(Session, "before_commit")
-def _settle_dirty(session: Session) -> None:
-    while session.info.get(_DIRTY):
-        roots = session.info.pop(_DIRTY)
-        for root_id in sorted(roots):  # a fixed lock order between transactions
-            settle(session, root_id, members_finished=roots[root_id])
-
-
-@event.listens_for(Session, "after_rollback")
-def _forget(session: Session) -> None:
-    session.info.pop(_DIRTY, None)
 
 
 def settle(session: Session, suite_id: uuid.UUID, *, members_finished: bool = True) -> Status | None:
@@ -219,7 +203,7 @@ def _cancel_not_started(session: Session, suite_id: uuid.UUID) -> Counts:
         except InvalidTransition:
             pass
     # Our own cancellations marked the suite dirty again; the counts below already include them.
-    session.info.get(_DIRTY, {}).pop(suite_id, None)
+    forget_suite(session, suite_id)
     return _member_counts(session, suite_id)
 
 

@@ -16,7 +16,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from anvil.errors import InvalidTransition, NotFound
-from db import events
+from db import events, reactions
 from db.events import bump_self_expr
 from db.models import Execution, ExecutionTransition
 from db.session import db_now
@@ -84,10 +84,7 @@ def transition(
             raise NotFound(f"execution {execution_id} does not exist")
         raise _refused(execution_id, Status(current.status), to, attempt, current.attempt)
     new_attempt, root_id, seq = row
-    if root_id != execution_id:
-        from db.suite_runs import mark_dirty
-
-        mark_dirty(session, root_id, finished=to in FINISHED)
+    reactions.note_change(session, execution_id, root_id, to, finished=to in FINISHED)
     _log(
         session,
         execution_id,

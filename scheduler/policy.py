@@ -1,10 +1,19 @@
-"""Pure decisions of the scheduler tick. Inputs include ``now``; no I/O."""
+"""Pure decisions of the scheduler and the retry machinery. Inputs include ``now``; no I/O."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from croniter import croniter
+
+from db.states import Status
 
 MAX_BACKOFF_DOUBLINGS = 5
+RETRYABLE_NAMES = ("FAILED", "ERROR", "TIMEOUT")
 
 
 def republish_wait_s(publish_count: int, after_s: float) -> float:
@@ -18,3 +27,104 @@ def republish_wait_s(publish_count: int, after_s: float) -> float:
 
 def should_republish(*, last_published: datetime, publish_count: int, now: datetime, after_s: float) -> bool:
     return (now - last_published).total_seconds() >= republish_wait_s(publish_count, after_s)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_retries: int = 0
+    retry_on: tuple[str, ...] = ("ERROR", "TIMEOUT")
+    backoff_base_s: float = 1.0
+    backoff_cap_s: float = 300.0
+    jitter: float = 0.1  # +/- this fraction of the delay
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "retry_on": list(self.retry_on)}
+
+
+DEFAULT_RETRY = RetryPolicy()
+
+
+def resolve_retry_policy(*layers: Mapping[str, Any] | None) -> RetryPolicy:
+    """Later layers override earlier ones key by key: case, then suite, then the submission."""
+    merged: dict[str, Any] = DEFAULT_RETRY.as_dict()
+    for layer in layers:
+        if layer:
+            merged.update({k: v for k, v in layer.items() if v is not None})
+    merged["retry_on"] = tuple(merged["retry_on"])
+    return RetryPolicy(**merged)
+
+
+def should_retry(policy: RetryPolicy, *, status: Status, retry_index: int) -> bool:
+    return status.value in policy.retry_on and retry_index < policy.max_retries
+
+
+def backoff_s(policy: RetryPolicy, *, retry_index: int, rand: float) -> float:
+    """Delay before retry number ``retry_index + 1``: exponential, capped, jittered (rand in [0, 1))."""
+    base = min(policy.backoff_cap_s, policy.backoff_base_s * 2 ** min(retry_index, 30))
+    return max(0.0, base * (1 + policy.jitter * (2 * rand - 1)))
+
+
+@dataclass(frozen=True)
+class LostDecision:
+    status: Status
+    reason: str
+
+
+def on_lease_expired(
+    *,
+    attempt: int,
+    max_attempts: int,
+    started_at: datetime | None,
+    timeout_s: float,
+    grace_s: float,
+    now: datetime,
+    cancel_requested: bool,
+) -> LostDecision:
+    """What to do with a RUNNING execution whose worker stopped renewing its lease."""
+    if cancel_requested:
+        return LostDecision(Status.CANCELLED, "cancelled; its worker was lost")
+    if started_at is not None and now >= started_at + timedelta(seconds=timeout_s + grace_s):
+        return LostDecision(
+            Status.TIMEOUT, f"deadline of {timeout_s:g}s passed and its worker stopped heartbeating"
+        )
+    if attempt >= max_attempts:
+        return LostDecision(Status.ABORTED, f"worker_lost: {attempt} attempts, none finished")
+    return LostDecision(Status.QUEUED, "worker_lost")
+
+
+@dataclass(frozen=True)
+class SlotDecision:
+    fire_at: datetime | None  # the slot to fire now, if any
+    skipped: list[datetime] = field(default_factory=list)  # older missed slots passed over
+
+
+def due_slot(
+    *, cron: str, tz: str, last_slot: datetime | None, since: datetime, now: datetime
+) -> SlotDecision:
+    """The latest slot at or before ``now`` that has not fired; older missed ones are passed over.
+
+    ``since`` bounds the search when nothing fired yet (the schedule's creation or last change),
+    so a new schedule does not fire for slots before it existed.
+    """
+    zone = ZoneInfo(tz)
+    floor = last_slot if last_slot is not None and last_slot > since else since
+    latest = croniter(cron, now.astimezone(zone)).get_prev(datetime).astimezone(UTC)
+    if latest <= floor:
+        return SlotDecision(None)
+    missed: list[datetime] = []
+    walker = croniter(cron, latest.astimezone(zone))
+    for _ in range(5):
+        earlier = walker.get_prev(datetime).astimezone(UTC)
+        if earlier <= floor:
+            break
+        missed.append(earlier)
+    return SlotDecision(latest, missed)
+
+
+def next_fire_times(*, cron: str, tz: str, now: datetime, count: int = 5) -> list[datetime]:
+    walker = croniter(cron, now.astimezone(ZoneInfo(tz)))
+    return [walker.get_next(datetime).astimezone(UTC) for _ in range(count)]
+
+
+def valid_cron(cron: str) -> bool:
+    return len(cron.split()) == 5 and croniter.is_valid(cron)

@@ -83,6 +83,8 @@ TABLES = (
     "step_traces",
     "execution_transitions",
     "executions",
+    "schedules",
+    "scheduler_leases",
     "test_cases",
     "test_suites",
     "users",
