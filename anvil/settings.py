@@ -35,6 +35,14 @@ class Settings(BaseSettings):
     # A QUEUED execution no worker claimed for this long is published again.
     republish_after_s: float = Field(default=10.0, gt=0)
     tick_interval_s: float = Field(default=1.0, gt=0)
+    # A RUNNING execution past its deadline plus this, whose worker stopped heartbeating: TIMEOUT.
+    timeout_grace_s: float = Field(default=30.0, ge=0)
+    # A PAUSED manual execution nobody finished within this: TIMEOUT.
+    manual_timeout_s: float = Field(default=24 * 3600, gt=0)
+    # How often a running execution's worker looks for a cancel request.
+    cancel_poll_s: float = Field(default=0.5, gt=0)
+    # Attempts (claims) allowed per execution, counting re-dispatches after lost workers.
+    max_attempts: int = Field(default=3, ge=1, le=20)
 
     api_host: str = "127.0.0.1"
     api_port: int = 8000

@@ -8,10 +8,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from anvil.errors import InvalidInput, InvalidTransition, NotFound
+from anvil.settings import get_settings
 from db import events
 from db.enums import Priority, TriggerKind
 from db.events import bump_self_expr
@@ -148,6 +149,8 @@ def claim(session: Session, execution_id: uuid.UUID, *, worker: str, lease_s: fl
                 "worker": worker,
                 "started_at": db_now(session),
             },
+            # An expired execution is not started; the scheduler tick marks it SKIPPED.
+            where=[or_(Execution.expires_at.is_(None), Execution.expires_at > db_now(session))],
         )
     except (InvalidTransition, NotFound):
         return None
@@ -279,7 +282,10 @@ def finish(
             values={
                 # PAUSED (waiting for a person) has not finished yet.
                 "finished_at": db_now(session) if status in FINISHED else None,
-                "lease_expires_at": None,
+                # PAUSED waits for a person; the lease becomes their deadline (then TIMEOUT).
+                "lease_expires_at": db_now(session, get_settings().manual_timeout_s)
+                if status is Status.PAUSED
+                else None,
                 "summary": summary,
                 "error": error,
                 # Passing on a retry after a failed attempt of the same test: flaky.

@@ -44,6 +44,10 @@ def create_suite_execution(
     max_attempts: int = 3,
     parent_execution_id: uuid.UUID | None = None,
     correlation_id: uuid.UUID | None = None,
+    retry_policy: dict[str, Any] | None = None,
+    expires_at: Any = None,
+    schedule_id: uuid.UUID | None = None,
+    slot_at: Any = None,
 ) -> tuple[Execution, list[tuple[uuid.UUID, str]]]:
     """Insert the suite execution and one QUEUED child per member (bulk). Returns what to publish.
 
@@ -81,6 +85,10 @@ def create_suite_execution(
         created_at=now,
         queued_at=now,
         summary=progress({Status.QUEUED.value: len(members)}),
+        retry_policy=retry_policy or {},
+        expires_at=expires_at,
+        schedule_id=schedule_id,
+        slot_at=slot_at,
     )
     session.add(execution)
     session.flush()

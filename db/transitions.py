@@ -41,13 +41,15 @@ def transition(
     from_: Status | Iterable[Status] | None = None,
     attempt: int | None = None,
     values: dict[str, Any] | None = None,
+    where: list[Any] | None = None,
 ) -> Transitioned:
     """Move one execution to ``to``; raise InvalidTransition when it is not allowed right now.
 
     ``from_`` narrows the allowed sources; a single source status costs one statement, several
     cost a locking read first (so the transition row can name where it came from).
     ``attempt`` is the fencing token: the change only applies while the row is at that attempt.
-    ``values`` are other columns set in the same UPDATE (they may be SQL expressions).
+    ``values`` are other columns set in the same UPDATE (they may be SQL expressions);
+    ``where`` adds conditions the row must also meet.
     """
     allowed = sources_of(to)
     if from_ is not None:
@@ -73,6 +75,8 @@ def transition(
     )
     if attempt is not None:
         stmt = stmt.where(Execution.attempt == attempt)
+    if where:
+        stmt = stmt.where(*where)
     if to is Status.QUEUED:
         stmt = stmt.values(queued_at=db_now(session))
     row = session.execute(stmt).one_or_none()

@@ -1,22 +1,49 @@
-"""One scheduler tick. Runs inside the beat process (scheduler/beat.py), about once a second."""
+"""One scheduler tick. Runs inside the beat process (scheduler/beat.py), about once a second.
+
+Several beat processes may run; the one holding the ``tick`` lease acts. Every "is it due"
+decision uses the database clock, read once per tick, and the pure functions in policy.py.
+Each sweep commits on its own; publishing happens after the commit.
+"""
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import os
+import socket
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from sqlalchemy.orm import Session
 
 from anvil.settings import Settings, get_settings
+from db import sweeps
 from db.executions import mark_republished, queued_candidates
+from db.schedules import fire_due_schedules
 from db.session import new_session, read_db_now
-from scheduler.policy import should_republish
+from db.states import Status
+from db.transitions import transition
+from scheduler.policy import on_lease_expired, should_republish
 from workers.publish import publish_many
 
 log = logging.getLogger("anvil.tick")
+HOLDER = f"{socket.gethostname()}/{os.getpid()}/{uuid.uuid4().hex[:6]}"
+ACTOR = "scheduler"
+
+Publish = list[tuple[uuid.UUID, str]]
 
 
 @dataclass
 class TickReport:
+    leader: bool = False
+    promoted: int = 0
+    expired: int = 0
+    requeued: int = 0
+    lost: int = 0
+    paused_timeouts: int = 0
+    fired: int = 0
     republished: int = 0
+    published: Publish = field(default_factory=list)
 
 
 def run_tick(settings: Settings | None = None) -> TickReport:
@@ -24,19 +51,130 @@ def run_tick(settings: Settings | None = None) -> TickReport:
     report = TickReport()
     with new_session() as session, session.begin():
         now = read_db_now(session)
-        due = [
-            (ex.id, ex.priority)
-            for ex in queued_candidates(session)
-            if should_republish(
-                last_published=ex.published_at or ex.queued_at or ex.created_at,
-                publish_count=ex.publish_count,
-                now=now,
-                after_s=settings.republish_after_s,
-            )
-        ]
-        mark_republished(session, [ident for ident, _ in due])
-    # After the commit: a publish that fails now is simply found again on a later tick.
-    if due:
-        report.republished = publish_many(due)
-        log.info("re-published %d unclaimed executions", len(due))
+        report.leader = sweeps.take_lease(
+            session, name="tick", holder=HOLDER, now=now, ttl_s=max(3 * settings.tick_interval_s, 3.0)
+        )
+    if not report.leader:
+        return report
+    for sweep in SWEEPS:
+        try:
+            with new_session() as session, session.begin():
+                to_publish = sweep(session, settings, report)
+        except Exception:  # one failing sweep must not stop the others; it is retried next tick
+            log.exception("tick sweep %s failed", sweep.__name__)
+            continue
+        if to_publish:  # after the commit
+            publish_many(to_publish)
+            report.published += to_publish
     return report
+
+
+def _promote(session: Session, settings: Settings, report: TickReport) -> Publish:
+    """SCHEDULED executions whose run_at has come (retry backoff passed) -> QUEUED."""
+    now, out = read_db_now(session), []
+    for ex in sweeps.due_scheduled(session, now=now):
+        transition(
+            session,
+            ex.id,
+            Status.QUEUED,
+            from_=Status.SCHEDULED,
+            actor=ACTOR,
+            reason="due",
+            values={"published_at": now, "publish_count": 1},
+        )
+        out.append((ex.id, ex.priority))
+    report.promoted = len(out)
+    return out
+
+
+def _expire(session: Session, settings: Settings, report: TickReport) -> Publish:
+    now = read_db_now(session)
+    for ex in sweeps.expired_waiting(session, now=now):
+        values = {"finished_at": now, "error": "expired before it started"}
+        transition(
+            session, ex.id, Status.SKIPPED, from_=Status.QUEUED, actor=ACTOR, reason="expired", values=values
+        )
+        report.expired += 1
+    return []
+
+
+def _recover(session: Session, settings: Settings, report: TickReport) -> Publish:
+    """RUNNING executions whose worker stopped renewing the lease: run again, time out, or abort."""
+    now = read_db_now(session)
+    out = []
+    for ex in sweeps.lost_running(session, now=now):
+        decision = on_lease_expired(
+            attempt=ex.attempt,
+            max_attempts=ex.max_attempts,
+            started_at=ex.started_at,
+            timeout_s=float(ex.case_snapshot.get("timeout_s", settings.default_test_timeout_s)),
+            grace_s=settings.timeout_grace_s,
+            now=now,
+            cancel_requested=ex.cancel_requested_at is not None,
+        )
+        values: dict[str, object] = {"lease_expires_at": None, "worker": None}
+        if decision.status is Status.QUEUED:
+            values.update(published_at=now, publish_count=1)
+            out.append((ex.id, ex.priority))
+            report.requeued += 1
+        else:
+            values.update(finished_at=now, error=decision.reason)
+            report.lost += 1
+        transition(
+            session,
+            ex.id,
+            decision.status,
+            from_=Status.RUNNING,
+            attempt=ex.attempt,
+            actor=ACTOR,
+            reason=decision.reason,
+            values=values,
+        )
+    return out
+
+
+def _paused(session: Session, settings: Settings, report: TickReport) -> Publish:
+    now = read_db_now(session)
+    for ex in sweeps.stale_paused(session, now=now):
+        reason = f"no tester finished it within {settings.manual_timeout_s:g}s"
+        values = {"finished_at": now, "error": reason, "lease_expires_at": None}
+        transition(
+            session, ex.id, Status.TIMEOUT, from_=Status.PAUSED, actor=ACTOR, reason=reason, values=values
+        )
+        report.paused_timeouts += 1
+    return []
+
+
+def _schedules(session: Session, settings: Settings, report: TickReport) -> Publish:
+    out = fire_due_schedules(session, now=read_db_now(session), actor=ACTOR)
+    report.fired = len({ident for ident, _ in out})
+    return out
+
+
+def _republish(session: Session, settings: Settings, report: TickReport) -> Publish:
+    now = read_db_now(session)
+    due = [
+        (ex.id, ex.priority)
+        for ex in queued_candidates(session)
+        if should_republish(
+            last_published=ex.published_at or ex.queued_at or ex.created_at,
+            publish_count=ex.publish_count,
+            now=now,
+            after_s=settings.republish_after_s,
+        )
+    ]
+    mark_republished(session, [ident for ident, _ in due])
+    report.republished = len(due)
+    if due:
+        log.info("re-publishing %d unclaimed executions", len(due))
+    return due
+
+
+SWEEPS: tuple[Callable[[Session, Settings, TickReport], Publish], ...] = (
+    _promote,
+    _expire,
+    _recover,
+    _paused,
+    _schedules,
+    _republish,
+)

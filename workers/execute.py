@@ -14,9 +14,11 @@ import uuid
 from collections.abc import Callable
 from typing import TypeVar
 
+from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from anvil.settings import Settings, get_settings
+from db.cancel import cancel_requested
 from db.executions import StepRecord, claim, finish, renew_lease, write_step
 from db.models import Execution
 from db.session import new_session
@@ -35,9 +37,10 @@ def execute(execution_id: uuid.UUID, *, worker: str) -> str:
         attempt = claim(session, execution_id, worker=worker, lease_s=settings.lease_ttl_s)
         if attempt is None:
             return "not claimed"
-        execution = session.get(Execution, execution_id)
-        assert execution is not None
-        snapshot, params = execution.case_snapshot, execution.params
+        # Two columns, not the whole ORM row: this is on every execution's path.
+        snapshot, params = session.execute(
+            select(Execution.case_snapshot, Execution.params).where(Execution.id == execution_id)
+        ).one()
 
     stop = threading.Event()
     reasons: list[str] = []
@@ -61,6 +64,9 @@ def execute(execution_id: uuid.UUID, *, worker: str) -> str:
         outcome = Outcome(Status.ERROR, summarize([]), f"runner crashed: {type(exc).__name__}: {exc}")
     finally:
         heartbeat.halt()
+    if heartbeat.cancelled and outcome.status is not Status.PAUSED:
+        # Whatever the runner made of being stopped, a cancel request ends as CANCELLED.
+        outcome = Outcome(Status.CANCELLED, outcome.summary, "cancelled")
 
     def _finish() -> bool:
         with new_session() as session, session.begin():
@@ -125,6 +131,7 @@ class _Heartbeat(threading.Thread):
         super().__init__(name=f"heartbeat-{execution_id}", daemon=True)
         self.execution_id, self.attempt, self.settings = execution_id, attempt, settings
         self.stop_run, self.reasons = stop, reasons
+        self.cancelled = False
         self._halt = threading.Event()
 
     def halt(self) -> None:
@@ -132,10 +139,17 @@ class _Heartbeat(threading.Thread):
         self.join(timeout=self.settings.heartbeat_s + 5)
 
     def run(self) -> None:
-        last_ok = time.monotonic()
-        while not self._halt.wait(self.settings.heartbeat_s):
+        """Poll for a cancel request often; renew the lease every heartbeat."""
+        last_ok = next_renewal = time.monotonic()
+        poll = min(self.settings.cancel_poll_s, self.settings.heartbeat_s)
+        while not self._halt.wait(poll):
             try:
                 with new_session() as session, session.begin():
+                    if cancel_requested(session, self.execution_id, attempt=self.attempt):
+                        self._fence("cancelled", cancelled=True)
+                        return
+                    if time.monotonic() < next_renewal + self.settings.heartbeat_s:
+                        continue
                     owned = renew_lease(
                         session, self.execution_id, attempt=self.attempt, lease_s=self.settings.lease_ttl_s
                     )
@@ -149,9 +163,11 @@ class _Heartbeat(threading.Thread):
             if not owned:
                 self._fence("the attempt no longer owns the execution")
                 return
-            last_ok = time.monotonic()
+            last_ok = next_renewal = time.monotonic()
 
-    def _fence(self, reason: str) -> None:
-        log.warning("self-fencing %s attempt %s: %s", self.execution_id, self.attempt, reason)
+    def _fence(self, reason: str, *, cancelled: bool = False) -> None:
+        if not cancelled:
+            log.warning("self-fencing %s attempt %s: %s", self.execution_id, self.attempt, reason)
         self.reasons.append(reason)
+        self.cancelled = cancelled
         self.stop_run.set()

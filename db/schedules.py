@@ -1,0 +1,141 @@
+"""Cron schedules: CRUD, and firing due slots — exactly one execution per (schedule, slot)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from anvil.errors import Conflict, NotFound
+from db.cancel import cancel
+from db.cases import get_case
+from db.enums import Priority, TriggerKind
+from db.executions import create_execution
+from db.models import Execution, Schedule
+from db.states import ACTIVE
+from db.suite_runs import create_suite_execution
+from db.suites import get_suite
+from db.types import utcnow
+from scheduler.policy import due_slot, resolve_retry_policy
+
+Publish = list[tuple[uuid.UUID, str]]
+
+
+def create_schedule(session: Session, *, created_by: uuid.UUID | None, **fields: Any) -> Schedule:
+    if session.scalar(select(Schedule.id).where(Schedule.name == fields["name"])) is not None:
+        raise Conflict(f"a schedule named {fields['name']!r} already exists", field="body.name")
+    schedule = Schedule(id=uuid.uuid4(), created_by=created_by, **fields)
+    session.add(schedule)
+    try:
+        session.flush()
+    except IntegrityError as exc:
+        session.rollback()
+        raise Conflict(f"a schedule named {fields['name']!r} already exists", field="body.name") from exc
+    return schedule
+
+
+def get_schedule(session: Session, schedule_id: uuid.UUID) -> Schedule:
+    schedule = session.get(Schedule, schedule_id)
+    if schedule is None:
+        raise NotFound(f"schedule {schedule_id} does not exist", field="id")
+    return schedule
+
+
+def update_schedule(session: Session, schedule: Schedule, changes: dict[str, Any]) -> Schedule:
+    if "name" in changes and changes["name"] != schedule.name:
+        if session.scalar(select(Schedule.id).where(Schedule.name == changes["name"])) is not None:
+            raise Conflict(f"a schedule named {changes['name']!r} already exists", field="body.name")
+    timing = {"cron", "timezone", "enabled"} & changes.keys()
+    for key, value in changes.items():
+        setattr(schedule, key, value)
+    schedule.updated_at = utcnow()
+    if timing:
+        # New timing counts from now: slots before the change are not "missed".
+        schedule.last_slot_at = None
+    session.flush()
+    return schedule
+
+
+def list_schedules(session: Session) -> list[Schedule]:
+    return list(session.scalars(select(Schedule).order_by(Schedule.name)))
+
+
+def delete_schedule(session: Session, schedule: Schedule) -> None:
+    # Executions it fired keep their history; the link is dropped.
+    for execution in session.scalars(select(Execution).where(Execution.schedule_id == schedule.id)):
+        execution.schedule_id = None
+    session.delete(schedule)
+    session.flush()
+
+
+def active_runs(session: Session, schedule_id: uuid.UUID) -> list[uuid.UUID]:
+    """Roots fired by this schedule that still have something waiting or running (retries included)."""
+    roots = select(Execution.root_execution_id).where(Execution.schedule_id == schedule_id)
+    return list(
+        session.scalars(
+            select(Execution.root_execution_id)
+            .where(Execution.root_execution_id.in_(roots), Execution.status.in_([s.value for s in ACTIVE]))
+            .distinct()
+        )
+    )
+
+
+def fire_due_schedules(session: Session, *, now: datetime, actor: str) -> Publish:
+    out: Publish = []
+    schedules = session.scalars(
+        select(Schedule).where(Schedule.enabled.is_(True)).with_for_update(skip_locked=True)
+    ).all()
+    for schedule in schedules:
+        decision = due_slot(
+            cron=schedule.cron,
+            tz=schedule.timezone,
+            last_slot=schedule.last_slot_at,
+            since=schedule.updated_at,
+            now=now,
+        )
+        if decision.fire_at is None:
+            continue
+        schedule.last_slot_at = decision.fire_at
+        out += fire(session, schedule, slot_at=decision.fire_at, actor=actor, explicit=False)
+    return out
+
+
+def fire(session: Session, schedule: Schedule, *, slot_at: datetime, actor: str, explicit: bool) -> Publish:
+    """Start the schedule's target for ``slot_at`` under its overlap policy. A slot fires at most once."""
+    running = active_runs(session, schedule.id)
+    if running and schedule.overlap == "skip" and not explicit:
+        return []
+    if running and schedule.overlap == "cancel_previous":
+        for root in running:
+            cancel(session, root, actor=actor, reason=f"schedule {schedule.name}: a newer run started")
+    common: dict[str, Any] = {
+        "priority": Priority(schedule.priority),
+        "trigger_kind": TriggerKind.SCHEDULED,
+        "requested_by": schedule.created_by,
+        "actor": f"schedule:{schedule.name}",
+        "params": schedule.params,
+        "schedule_id": schedule.id,
+        "slot_at": slot_at,
+        "run_id": f"{schedule.name}@{slot_at.isoformat()}",
+    }
+    try:
+        with session.begin_nested():  # a second beat firing the same slot loses here, harmlessly
+            if schedule.test_suite_id is not None:
+                suite = get_suite(session, schedule.test_suite_id)
+                _, children = create_suite_execution(
+                    session, suite=suite, retry_policy=suite.retry_policy, **common
+                )
+                return children
+            case = get_case(session, schedule.test_case_id)  # type: ignore[arg-type]
+            execution = create_execution(
+                session, case=case, retry_policy=resolve_retry_policy(case.retry_policy).as_dict(), **common
+            )
+            return [(execution.id, execution.priority)]
+    except IntegrityError:
+        return []
+    except NotFound:
+        return []  # its target was deleted; the API shows the schedule with its target gone
