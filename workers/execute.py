@@ -25,6 +25,7 @@ from db.session import new_session
 from db.states import Status
 from workers.runners import runner_for
 from workers.runners.base import Outcome, RunContext, summarize
+from workers.sandbox import sweep_orphans
 
 log = logging.getLogger("anvil.worker")
 T = TypeVar("T")
@@ -33,6 +34,7 @@ T = TypeVar("T")
 def execute(execution_id: uuid.UUID, *, worker: str) -> str:
     settings = get_settings()
     worker = f"{worker}/{os.getpid()}"
+    sweep_orphans()  # tests left running by a sibling process that died (cheap: one small directory)
     with new_session() as session, session.begin():
         attempt = claim(session, execution_id, worker=worker, lease_s=settings.lease_ttl_s)
         if attempt is None:

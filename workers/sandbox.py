@@ -8,8 +8,10 @@ from __future__ import annotations
 import os
 import re
 import resource
+import shutil
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -85,11 +87,78 @@ class _CappedBuffer:
         return data.replace(b"\x00", b"").decode("utf-8", errors="replace"), self.dropped > 0
 
 
-def _limits() -> None:
-    # Runs in the child before exec: no core dumps, bounded open files.
+REGISTRY = Path(tempfile.gettempdir()) / f"anvil-sandbox-{os.getuid()}"
+# util-linux's setpriv sets the parent-death signal before exec'ing the test: if the worker process
+# is killed, the test's leader gets SIGKILL (the rest of its group is swept by sweep_orphans).
+SETPRIV = shutil.which("setpriv")
+
+
+def _with_pdeathsig(argv: list[str]) -> list[str]:
+    return [SETPRIV, "--pdeathsig", "KILL", "--", *argv] if SETPRIV else argv
+
+
+def _missing(command: str, cwd: Path, env: Mapping[str, str]) -> str | None:
+    """Why ``command`` cannot be started, or None (checked up front: setpriv would hide it as exit 127)."""
+    if "/" in command:
+        path = cwd / command
+        return None if os.access(path, os.X_OK) and path.is_file() else f"{command} is not an executable file"
+    found = shutil.which(command, path=env.get("PATH", os.defpath))
+    return None if found else f"{command!r} is not on the test's PATH"
+
+
+def _register(pgid: int) -> Path | None:
+    """Note a running test's process group, so a sibling can kill it if this process dies."""
+    try:
+        REGISTRY.mkdir(mode=0o700, exist_ok=True)
+        entry = REGISTRY / f"{os.getpid()}.{pgid}"
+        entry.touch()
+        return entry
+    except OSError:
+        return None
+
+
+def sweep_orphans() -> int:
+    """Kill the process groups of tests whose worker process died (called as work starts)."""
+    killed = 0
+    try:
+        entries = list(REGISTRY.iterdir())
+    except OSError:
+        return 0
+    for entry in entries:
+        owner, _, pgid = entry.name.partition(".")
+        if not (owner.isdigit() and pgid.isdigit()) or _alive(int(owner)):
+            continue
+        kill_tree(int(pgid), thorough=True)
+        entry.unlink(missing_ok=True)
+        killed += 1
+    return killed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+_limited_pids: set[int] = set()
+
+
+def _limit_this_process() -> None:
+    """No core dumps, bounded open files: set once in the worker process, inherited by every test.
+
+    Setting them in the child instead (a preexec_fn) forces a full fork of the worker per step,
+    several milliseconds each, and is unsafe while other threads (the heartbeat) run.
+    """
+    if os.getpid() in _limited_pids:
+        return
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(4096, hard), hard))
+    _limited_pids.add(os.getpid())
 
 
 def kill_tree(leader_pid: int, *, thorough: bool) -> None:
@@ -135,18 +204,21 @@ def run_process(
     ``on_tick`` is called about every ``tick_s`` while the process runs (to read live progress).
     Whatever way it ends, the whole process group is killed before returning.
     """
+    _limit_this_process()
     started = time.monotonic()
     buf = _CappedBuffer(output_cap)
+    missing = _missing(argv[0], cwd, env)
+    if missing:
+        return ProcessResult(None, f"cannot start {argv[0]!r}: {missing}", False, False, False, 0.0)
     try:
         proc = subprocess.Popen(
-            argv,
+            _with_pdeathsig(argv),
             cwd=cwd,
             env=dict(env),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=_limits,
         )
     except OSError as exc:
         return ProcessResult(
@@ -158,6 +230,7 @@ def run_process(
         for chunk in iter(lambda: proc.stdout.read1(65536), b""):  # type: ignore[union-attr]
             buf.feed(chunk)
 
+    registered = _register(proc.pid)
     reader = threading.Thread(target=pump, daemon=True)
     reader.start()
     deadline = started + timeout_s
@@ -178,6 +251,8 @@ def run_process(
             break
     kill_tree(proc.pid, thorough=timed_out or stopped)
     exit_code = proc.wait()
+    if registered is not None:
+        registered.unlink(missing_ok=True)
     # Background children may still hold the pipe; they are dead now, so the pipe closes.
     reader.join(timeout=5)
     if on_tick is not None:
