@@ -3,11 +3,23 @@
 from __future__ import annotations
 
 import re
+from pathlib import PurePosixPath
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from anvil.errors import InvalidInput
+from api.bdd_spec import BddSpec
 from db.enums import CaseKind
 from workers.sandbox import WORKSPACE_NAME
 
@@ -52,9 +64,77 @@ class GenericStep(Strict):
         return v
 
 
+# pytest arguments Anvil refuses, and why. Everything else is passed to pytest as given.
+RUNS_NO_TESTS = (
+    "--collect-only --co --collectonly -h --help --version -V --fixtures --funcargs "
+    "--fixtures-per-test --markers --setup-only --setup-plan"
+).split()
+INTERACTIVE = "--pdb --pdbcls --trace".split()
+NEEDS_CACHE = (
+    "--lf --last-failed --ff --failed-first --nf --new-first --lfnf --last-failed-no-failures "
+    "--sw --stepwise --sw-skip --stepwise-skip --sw-reset --stepwise-reset --cache-show --cache-clear"
+).split()
+
+
+def _pytest_arg(arg: str) -> str:
+    """Refuse arguments that would run no tests, wait for a terminal, or stop Anvil recording results.
+
+    Paths (positional arguments, before any ``::``, and ``--option=value`` values) must stay inside
+    the workspace: no absolute paths, no ``..``. The worker disables pytest's cache plugin (runs do
+    not depend on each other and write nothing into the workspace), so cache options are refused.
+    """
+    option, _, value = arg.partition("=") if arg.startswith("--") else (arg, "", "")
+    if option in RUNS_NO_TESTS:
+        raise ValueError(f"{option} runs no tests, so there would be no results to record")
+    if option in INTERACTIVE:
+        raise ValueError(f"{option} waits for a terminal; tests run unattended")
+    if option in NEEDS_CACHE:
+        raise ValueError(f"{option} needs pytest's cache, which Anvil disables so runs are independent")
+    if option.startswith("--anvil"):
+        raise ValueError("--anvil-* options are set by the worker")
+    plugin = arg.removeprefix("-p").strip()
+    if plugin.startswith("no:") and any(name in plugin for name in ("workers", "anvil")):
+        raise ValueError(f"disabling the plugin ({arg}) would stop Anvil recording results")
+    path = value if arg.startswith("--") else ("" if arg.startswith("-") else arg)
+    parts = PurePosixPath(path.split("::", 1)[0]).parts
+    if path.startswith("/") or ".." in parts:
+        raise ValueError(f"path {path!r} leaves the workspace; paths are relative to the workspace")
+    return arg
+
+
+PytestArg = Annotated[Arg, AfterValidator(_pytest_arg)]
+
+
+class PytestOptions(Strict):
+    args: list[PytestArg] = Field(
+        default_factory=list,
+        max_length=256,
+        description="pytest's arguments, e.g. test paths, -k EXPR, -m MARKER; run in the workspace",
+    )
+
+
 class GenericSpec(Strict):
+    """Either ``steps`` (commands) or ``pytest`` (a pytest run with one step per test), not both."""
+
     workspace: WorkspaceName
-    steps: list[GenericStep] = Field(min_length=1, max_length=500)
+    steps: list[GenericStep] | None = Field(default=None, min_length=1, max_length=500)
+    pytest: PytestOptions | None = None
+
+    @model_validator(mode="after")
+    def _steps_or_pytest(self) -> GenericSpec:
+        if self.steps is not None and self.pytest is not None:
+            raise _field_error("pytest", "give either steps or pytest, not both")
+        if self.steps is None and self.pytest is None:
+            raise _field_error("steps", "give steps (commands to run) or pytest (a pytest run)")
+        return self
+
+
+def _field_error(field: str, message: str) -> ValidationError:
+    # A model-level rule reported at the field it concerns, so the 422 names that field.
+    error = PydanticCustomError("steps_or_pytest", message)
+    return ValidationError.from_exception_data(
+        "GenericSpec", [InitErrorDetails(type=error, loc=(field,), input=None)]
+    )
 
 
 class ManualStep(Strict):
@@ -67,7 +147,11 @@ class ManualSpec(Strict):
     steps: list[ManualStep] = Field(min_length=1, max_length=500)
 
 
-SPEC_MODELS: dict[str, type[Strict]] = {CaseKind.GENERIC: GenericSpec, CaseKind.MANUAL: ManualSpec}
+SPEC_MODELS: dict[str, type[BaseModel]] = {
+    CaseKind.GENERIC: GenericSpec,
+    CaseKind.MANUAL: ManualSpec,
+    CaseKind.BDD: BddSpec,
+}
 
 
 def validate_spec(kind: str, spec: Any) -> dict[str, Any]:

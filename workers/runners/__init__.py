@@ -10,9 +10,9 @@ Runner = Callable[[RunContext], Outcome]
 
 
 def runner_for(kind: str) -> Runner:
-    from workers.runners import generic, manual
+    from workers.runners import bdd, generic, manual
 
-    runners: dict[str, Runner] = {"generic": generic.run, "manual": manual.run}
+    runners: dict[str, Runner] = {"generic": generic.run, "manual": manual.run, "bdd": bdd.run}
     try:
         return runners[kind]
     except KeyError:

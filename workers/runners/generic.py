@@ -1,4 +1,7 @@
-"""Generic tests: a list of argv steps, each with an expected exit code and optional output regex."""
+"""Generic tests: a list of argv steps, each with an expected exit code and optional output regex.
+
+A generic spec with ``pytest`` instead of ``steps`` runs a pytest suite (workers/runners/pytest_runner.py).
+"""
 
 from __future__ import annotations
 
@@ -9,12 +12,15 @@ from db.enums import StepStatus
 from db.executions import StepRecord
 from db.states import Status
 from db.types import utcnow
+from workers.runners import pytest_runner
 from workers.runners.base import Outcome, RunContext, summarize
 from workers.sandbox import WorkspaceError, resolve_workspace, run_process, scrubbed_env
 
 
 def run(ctx: RunContext) -> Outcome:
     spec = ctx.spec
+    if "pytest" in spec:
+        return pytest_runner.run(ctx)
     try:
         cwd = resolve_workspace(ctx.workspace_root, spec["workspace"])
     except WorkspaceError as exc:

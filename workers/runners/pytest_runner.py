@@ -1,0 +1,294 @@
+"""pytest tests (a generic spec with ``pytest``): one step per test item, recorded as each one finishes.
+
+The worker runs ``python -m pytest`` with its own interpreter, in the workspace, inside the sandbox,
+with workers.pytest_plugin loaded (``-p``). The plugin appends one JSON line per finished item to a
+file in a private temporary directory outside the workspace; every sandbox tick reads the new lines
+and records them as steps, so finished tests are visible while later ones still run. Results come
+from pytest's own report objects through the plugin, never from its terminal output.
+
+Importing the plugin: the scrubbed environment has no PYTHONPATH, and the worker's install may be a
+wheel, an editable install or a bare source checkout. The runner therefore puts on PYTHONPATH a
+private directory holding only a link to Anvil's ``workers`` package, so the test process can import
+``workers.pytest_plugin`` and nothing else of Anvil. The workspace (the current directory, first on
+``python -m``'s path) still wins: a workspace with its own ``workers/__init__.py`` cannot be run.
+
+The runner writes nothing into the workspace: the cache plugin is disabled (``-p no:cacheprovider``,
+so runs do not depend on earlier ones) and bytecode is not written (PYTHONDONTWRITEBYTECODE), which
+keeps a workspace shared by several workers or runs untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import signal
+import sys
+import tempfile
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import workers
+from db.enums import StepStatus
+from db.executions import StepRecord
+from db.states import Status
+from workers.runners.base import Outcome, RunContext, summarize
+from workers.sandbox import ProcessResult, WorkspaceError, resolve_workspace, run_process, scrubbed_env
+
+log = logging.getLogger("anvil.worker")
+
+PLUGIN = "workers.pytest_plugin"
+# pytest's exit codes (pytest.ExitCode) that end as ERROR, and what they mean.
+EXIT_MEANING = {2: "interrupted", 3: "internal error", 4: "usage error", 5: "no tests collected"}
+# The order of pytest's own summary line.
+SUMMARY_ORDER = ("failed", "passed", "skipped", "xfailed", "xpassed", "error")
+MESSAGE_LINES = 12
+DECORATION = re.compile(r"^[=!_-]{3,}\s*(.*?)\s*[=!_-]{3,}$")
+
+
+def pytest_argv(*, report: Path, text_cap: int, args: list[str]) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-p",
+        PLUGIN,
+        f"--anvil-report={report}",
+        f"--anvil-text-cap={text_cap}",
+        "-p",
+        "no:cacheprovider",
+        *args,
+    ]
+
+
+def run(ctx: RunContext) -> Outcome:
+    spec = ctx.spec
+    try:
+        cwd = resolve_workspace(ctx.workspace_root, spec["workspace"])
+    except WorkspaceError as exc:
+        return Outcome(Status.ERROR, summarize([]), str(exc))
+
+    with tempfile.TemporaryDirectory(prefix="anvil-pytest-") as tmp:
+        private = Path(tmp)
+        (private / "path").mkdir()
+        (private / "path" / "workers").symlink_to(Path(workers.__file__).resolve().parent)
+        report = private / "report.jsonl"
+        report.touch()
+        recorder = StepRecorder(ctx, report)
+        # A PYTHONPATH the operator lets through stays, after the plugin's directory.
+        path = [str(private / "path")]
+        if "PYTHONPATH" in ctx.passthrough_env and os.environ.get("PYTHONPATH"):
+            path.append(os.environ["PYTHONPATH"])
+        env = scrubbed_env(
+            {**ctx.base_env(), "PYTHONPATH": os.pathsep.join(path), "PYTHONDONTWRITEBYTECODE": "1"},
+            ctx.passthrough_env,
+        )
+        result = run_process(
+            pytest_argv(report=report, text_cap=ctx.output_cap, args=list(spec["pytest"]["args"])),
+            cwd=cwd,
+            env=env,
+            timeout_s=ctx.timeout_s,
+            output_cap=ctx.output_cap,
+            stop=ctx.stop,
+            on_tick=recorder.read,
+        )
+    return recorder.outcome(result)
+
+
+class StepRecorder:
+    """Turns the plugin's lines into steps as they appear, and the finished run into one outcome."""
+
+    def __init__(self, ctx: RunContext, report: Path) -> None:
+        self.ctx, self.report = ctx, report
+        self.offset = 0
+        self.partial = b""
+        self.statuses: list[str] = []
+        self.pytest_counts: Counter[str] = Counter()
+        self.running: dict[str, float] = {}  # node id -> start time, for items that have not finished
+        self.session_started = False
+        self.lost = False
+        self.broken: str | None = None
+
+    def read(self) -> None:
+        """Record every line the plugin finished writing since the last call."""
+        if self.lost or self.broken:
+            return
+        try:
+            self._read()
+        except Exception as exc:  # an unreadable record must stop pytest, not leave it running unrecorded
+            log.exception("recording pytest results of %s failed", self.ctx.execution_id)
+            self.broken = f"{type(exc).__name__}: {exc}"
+            self.ctx.stop.set()
+
+    def _read(self) -> None:
+        with self.report.open("rb") as handle:
+            handle.seek(self.offset)
+            data = handle.read()
+        self.offset += len(data)
+        *lines, self.partial = (self.partial + data).split(b"\n")
+        for line in lines:
+            if self.lost:
+                return
+            try:
+                event = json.loads(line)
+            except ValueError:
+                log.warning("ignoring a malformed line from the pytest plugin: %r", line[:200])
+                continue
+            self._handle(event)
+
+    def _handle(self, event: dict[str, Any]) -> None:
+        kind = event.get("event")
+        if kind == "session":
+            self.session_started = True
+        elif kind == "start":
+            self.running[event["nodeid"]] = event["at"]
+        elif kind in ("item", "collect"):
+            self.running.pop(event["nodeid"], None)
+            self.pytest_counts.update(event["categories"])
+            self._emit(_step_record(len(self.statuses) + 1, event))
+
+    def _emit(self, step: StepRecord) -> None:
+        if not self.ctx.emit(step):
+            # Another attempt owns the execution now: stop the test at once (self-fencing).
+            self.lost = True
+            self.ctx.stop_reason.append("the attempt no longer owns the execution")
+            self.ctx.stop.set()
+            return
+        self.statuses.append(step.status)
+
+    def _interrupted(self, status: StepStatus, error: str) -> None:
+        """Record the items that were still running when the run ended from outside."""
+        now = datetime.now(UTC)
+        for nodeid, started in list(self.running.items()):
+            if self.lost:
+                return
+            begun = _time(started)
+            self._emit(
+                StepRecord(
+                    seq=len(self.statuses) + 1,
+                    name=nodeid,
+                    status=status,
+                    started_at=begun,
+                    finished_at=now,
+                    duration_s=round((now - begun).total_seconds(), 6),
+                    error=error,
+                )
+            )
+        self.running.clear()
+
+    def summary(self, exit_code: int | None) -> dict[str, Any]:
+        # Steps count once per item; "pytest" holds pytest's own counts, where one item can count
+        # twice (e.g. "1 failed, 1 error" for a test failing in call and in teardown).
+        return {
+            **summarize(self.statuses),
+            "pytest": {"exit_code": exit_code, "counts": dict(sorted(self.pytest_counts.items()))},
+        }
+
+    def outcome(self, result: ProcessResult) -> Outcome:
+        if self.lost:
+            return Outcome(Status.ERROR, self.summary(None), "attempt lost its lease")
+        if self.broken:
+            return Outcome(Status.ERROR, self.summary(None), f"recording the results failed: {self.broken}")
+        if result.stopped:
+            why = "stopped: " + (self.ctx.stop_reason[0] if self.ctx.stop_reason else "stop requested")
+            self._interrupted(StepStatus.CANCELLED, why)
+            return Outcome(Status.CANCELLED, self.summary(None), why)
+        if result.timed_out:
+            where = f"while running {', '.join(self.running)}" if self.running else "outside any test"
+            why = f"test timeout after {self.ctx.timeout_s:g}s: process group killed {where}"
+            self._interrupted(StepStatus.TIMEOUT, f"test timeout after {self.ctx.timeout_s:g}s")
+            return Outcome(Status.TIMEOUT, self.summary(None), why)
+        code = result.exit_code
+        if code is None:
+            return Outcome(Status.ERROR, self.summary(None), result.output.strip() or "pytest did not start")
+        if self.running:
+            self._interrupted(StepStatus.ERROR, f"the pytest process ended ({_exit(code)}) during this test")
+        summary = self.summary(code)
+        if code in (0, 1) and not self.session_started:
+            return Outcome(
+                Status.ERROR,
+                summary,
+                f"pytest exited with code {code} but the Anvil plugin recorded nothing: "
+                + _last_lines(result.output),
+            )
+        if code == 0:
+            return Outcome(Status.PASSED, summary)
+        if code == 1:
+            return Outcome(Status.FAILED, summary, "pytest: " + self._counts_line())
+        if code == 5:
+            return Outcome(Status.ERROR, summary, "no tests collected")
+        meaning = f" ({EXIT_MEANING[code]})" if code in EXIT_MEANING else ""
+        return Outcome(Status.ERROR, summary, f"pytest {_exit(code)}{meaning}: {_last_lines(result.output)}")
+
+    def _counts_line(self) -> str:
+        parts = []
+        for category in SUMMARY_ORDER:
+            n = self.pytest_counts.get(category, 0)
+            if n:
+                parts.append(f"{n} {'errors' if category == 'error' and n > 1 else category}")
+        return ", ".join(parts) or "failed"
+
+
+def _step_record(seq: int, event: dict[str, Any]) -> StepRecord:
+    try:
+        status = StepStatus(event["status"])
+    except ValueError:
+        status = StepStatus.ERROR
+    details: dict[str, Any] = {
+        key: event[key]
+        for key in ("phases", "categories", "location", "markers", "message", "xfail_reason")
+        if key in event
+    }
+    details["kind"] = "collection" if event["event"] == "collect" else "test"
+    if event.get("error_truncated"):
+        details["error_truncated"] = True
+    if event["event"] == "collect":
+        at = _time(event["at"])
+        started, finished, duration = at, at, None
+    else:
+        started, finished = _time(event["started"]), _time(event["finished"])
+        duration = round(float(event["duration"]), 6)
+    return StepRecord(
+        seq=seq,
+        name=event["nodeid"] or "<session>",
+        status=status,
+        started_at=started,
+        finished_at=finished,
+        duration_s=duration,
+        output=event.get("output"),
+        output_truncated=bool(event.get("output_truncated")),
+        error=event.get("error"),
+        details=details,
+    )
+
+
+def _time(epoch: float) -> datetime:
+    return datetime.fromtimestamp(float(epoch), UTC)
+
+
+def _exit(code: int) -> str:
+    if code < 0:
+        try:
+            return f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return f"exit code {code}"
+
+
+def _last_lines(output: str) -> str:
+    """pytest's own closing message: the last non-empty lines of its output, without the rulers."""
+    lines = []
+    for line in output.splitlines():
+        line = line.strip()
+        match = DECORATION.match(line)
+        if match:
+            line = match.group(1)
+        if line:
+            lines.append(line)
+    # A usage error is named on "ERROR:" lines, before the session header; else pytest ends with it.
+    usage = [line for line in lines if line.startswith("ERROR:") or ": error: " in line]
+    picked = usage + lines[-1:] if usage else lines[-MESSAGE_LINES:]
+    return "\n".join(picked)[-4000:] or "(no output)"
