@@ -219,15 +219,15 @@ def write_step(
             execution_id=execution_id,
             attempt=attempt,
             seq=step.seq,
-            name=step.name,
+            name=_text(step.name),
             keyword=step.keyword,
             status=step.status,
             started_at=step.started_at,
             finished_at=step.finished_at,
             duration_s=step.duration_s,
-            output=step.output,
+            output=_text(step.output),
             output_truncated=step.output_truncated,
-            error=step.error,
+            error=_text(step.error),
             details=step.details,
         )
     )
@@ -240,6 +240,11 @@ def write_step(
         data=step_event(execution_id, attempt, step),
     )
     return True
+
+
+def _text(value: str | None) -> str | None:
+    """PostgreSQL text cannot hold NUL; a test's output can."""
+    return value.replace("\x00", "") if value else value
 
 
 def step_event(execution_id: uuid.UUID, attempt: int, step: StepRecord | Any) -> dict[str, Any]:

@@ -101,8 +101,8 @@ def _emit(execution_id: uuid.UUID, attempt: int, step: StepRecord, settings: Set
 
     try:
         return _retrying(write, settings.lease_ttl_s)
-    except (OperationalError, DBAPIError):
-        return False
+    except OperationalError:
+        return False  # the database stayed unreachable for a whole lease: stop, another attempt follows
 
 
 def _retrying(fn: Callable[[], T], budget_s: float) -> T:

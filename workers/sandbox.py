@@ -235,24 +235,28 @@ def run_process(
     reader.start()
     deadline = started + timeout_s
     timed_out = stopped = False
-    while True:
-        try:
-            proc.wait(timeout=tick_s)
-            break
-        except subprocess.TimeoutExpired:
-            pass
-        if on_tick is not None:
-            on_tick()
-        if stop is not None and stop.is_set():
-            stopped = True
-            break
-        if time.monotonic() >= deadline:
-            timed_out = True
-            break
-    kill_tree(proc.pid, thorough=timed_out or stopped)
-    exit_code = proc.wait()
-    if registered is not None:
-        registered.unlink(missing_ok=True)
+    exited = False
+    try:
+        while True:
+            try:
+                proc.wait(timeout=tick_s)
+                exited = True
+                break
+            except subprocess.TimeoutExpired:
+                pass
+            if on_tick is not None:
+                on_tick()
+            if stop is not None and stop.is_set():
+                stopped = True
+                break
+            if time.monotonic() >= deadline:
+                timed_out = True
+                break
+    finally:  # even when on_tick raises, nothing of the test outlives this call
+        kill_tree(proc.pid, thorough=not exited)
+        exit_code = proc.wait()
+        if registered is not None:
+            registered.unlink(missing_ok=True)
     # Background children may still hold the pipe; they are dead now, so the pipe closes.
     reader.join(timeout=5)
     if on_tick is not None:
