@@ -94,9 +94,10 @@ def create_suite_execution(
     session.flush()
     record_initial(session, suite_id, suite_id, Status.QUEUED, seq=1, actor=actor, reason="submitted")
 
+    child_ids = [uuid.uuid4() for _ in members]
     children = [
         {
-            "id": uuid.uuid4(),
+            "id": child_id,
             "test_case_id": case.id,
             "test_suite_id": suite.id,
             "root_execution_id": suite_id,
@@ -118,7 +119,7 @@ def create_suite_execution(
             "publish_count": 1,
             "summary": {},
         }
-        for case in members
+        for child_id, case in zip(child_ids, members, strict=True)
     ]
     session.execute(insert(Execution), children)
     transitions = [
@@ -142,7 +143,7 @@ def create_suite_execution(
             for i, c in enumerate(children)
         ],
     )  # fmt: skip
-    return execution, [(c["id"], priority.value) for c in children]
+    return execution, [(ident, priority.value) for ident in child_ids]
 
 
 def settle(session: Session, suite_id: uuid.UUID, *, members_finished: bool = True) -> Status | None:

@@ -5,6 +5,7 @@ Commands come from test-case definitions made by privileged users; submissions o
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import resource
@@ -226,8 +227,9 @@ def run_process(
         )
 
     def pump() -> None:
-        assert proc.stdout is not None
-        for chunk in iter(lambda: proc.stdout.read1(65536), b""):  # type: ignore[union-attr]
+        stdout = proc.stdout
+        assert isinstance(stdout, io.BufferedReader)
+        for chunk in iter(lambda: stdout.read1(65536), b""):
             buf.feed(chunk)
 
     registered = _register(proc.pid)

@@ -11,7 +11,7 @@ from workers.runners.base import Outcome, RunContext, StepRecord, summarize
 
 
 def run(ctx: RunContext) -> Outcome:
-    statuses = []
+    statuses: list[str] = []
     for seq, step in enumerate(ctx.spec["steps"], start=1):
         record = StepRecord(
             seq=seq,
