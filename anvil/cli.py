@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -120,7 +121,44 @@ def users_create(
         typer.echo(issue_token(get_settings(), user_id=user.id, username=username, role=role.value))
 
 
+@app.command()
+def dev(
+    port: Annotated[int, typer.Option(envvar="ANVIL_API_PORT", help="API port")] = 8000,
+    flower_port: Annotated[int, typer.Option(help="Flower port")] = 5555,
+    flower: Annotated[bool, typer.Option("--flower/--no-flower", help="also run Flower")] = True,
+    broker: Annotated[
+        str,
+        typer.Option(
+            help="auto: ANVIL_REDIS_URL, else a private redis-server if on PATH, else filesystem://; "
+            "or force redis-server / filesystem"
+        ),
+    ] = "auto",
+    workspace_root: Annotated[
+        Path | None, typer.Option(help="default: ANVIL_WORKSPACE_ROOT, ./examples/workspaces, ./workspaces")
+    ] = None,
+    demo: Annotated[bool, typer.Option("--demo", help="run the sample case once started")] = False,
+    exit_after_demo: Annotated[
+        bool, typer.Option("--exit-after-demo", help="run the sample case, then stop (exit 0 if it PASSED)")
+    ] = False,
+) -> None:
+    """Standalone mode: API, worker, beat and Flower on SQLite (./.anvil) in one command."""
+    from anvil.dev import Options, run_dev
+
+    if broker not in ("auto", "redis-server", "filesystem"):
+        raise typer.BadParameter("choose auto, redis-server or filesystem", param_hint="--broker")
+    options = Options(
+        port=port,
+        flower_port=flower_port,
+        flower=flower,
+        broker=broker,  # type: ignore[arg-type]
+        workspace_root=workspace_root,
+        demo=demo,
+        exit_after_demo=exit_after_demo,
+    )
+    raise typer.Exit(run_dev(options))
+
+
 def main() -> None:
-    from anvil import client  # noqa: F401  (registers the API client commands)
+    from anvil import client, manual_cli  # noqa: F401  (register the API client commands)
 
     app()
