@@ -1,1 +1,428 @@
-"""API client commands. Filled in below."""
+"""API client commands (`anvil cases …`, `anvil submit case …`, `anvil status …`).
+
+They talk to the API over HTTP like any user: ANVIL_API_URL and ANVIL_TOKEN (or --api-url/--token).
+Exit codes: 0 done (or PASSED), 1 the execution did not pass, 2 usage or API error.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from anvil.cli import app
+from db.enums import Priority
+from db.states import FINISHED, Status
+
+DEFAULT_API_URL = "http://127.0.0.1:8000"
+POLL_S = 0.3
+# While following an execution, ride out an API restart or a busy database for this long.
+POLL_GRACE_S = 15.0
+
+ApiUrl = Annotated[
+    str, typer.Option("--api-url", envvar="ANVIL_API_URL", help="Anvil API base URL", show_envvar=True)
+]
+Token = Annotated[
+    str | None,
+    typer.Option(
+        "--token",
+        envvar="ANVIL_TOKEN",
+        show_envvar=True,
+        show_default=False,
+        help="bearer token (default: ANVIL_TOKEN, else the one `anvil dev` wrote to .anvil/token)",
+    ),
+]
+AsJson = Annotated[bool, typer.Option("--json", help="print the raw JSON")]
+
+cases_app = typer.Typer(help="Test cases (over the API).", no_args_is_help=True)
+submit_app = typer.Typer(help="Submit executions (over the API).", no_args_is_help=True)
+app.add_typer(cases_app, name="cases")
+app.add_typer(submit_app, name="submit")
+
+
+class ApiError(Exception):
+    """The API refused a request or could not be reached; ``retryable`` when waiting may help."""
+
+    def __init__(self, message: str, *, status: int | None = None, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retryable = retryable
+
+
+@dataclass
+class Api:
+    """The thin HTTP helper every client command goes through: base URL, auth header, problem details."""
+
+    base_url: str
+    token: str | None
+    timeout_s: float = 10.0
+    _http: httpx.Client | None = field(default=None, repr=False)
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        params: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Any:
+        if self._http is None:
+            self._http = httpx.Client(base_url=self.base_url.rstrip("/"), timeout=self.timeout_s)
+        all_headers = {"Accept": "application/json, application/problem+json", **(headers or {})}
+        if self.token:
+            all_headers["Authorization"] = f"Bearer {self.token}"
+        try:
+            response = self._http.request(method, path, json=body, params=params, headers=all_headers)
+        except httpx.ConnectError as exc:
+            raise ApiError(
+                f"cannot reach the Anvil API at {self.base_url} ({exc}); "
+                "is it running? Set ANVIL_API_URL or --api-url to point elsewhere",
+                retryable=True,
+            ) from exc
+        except httpx.TimeoutException as exc:
+            raise ApiError(
+                f"the Anvil API at {self.base_url} did not answer in time", retryable=True
+            ) from exc
+        except httpx.HTTPError as exc:
+            raise ApiError(f"request to {self.base_url}{path} failed: {exc}", retryable=True) from exc
+        if response.is_error:
+            raise ApiError(
+                problem_message(response), status=response.status_code, retryable=response.status_code == 503
+            )
+        return response.json() if response.content else None
+
+    def close(self) -> None:
+        if self._http is not None:
+            self._http.close()
+
+
+def problem_message(response: httpx.Response) -> str:
+    """One readable message from an RFC 9457 problem-details body (or whatever the server sent)."""
+    try:
+        problem = response.json()
+    except ValueError:
+        problem = None
+    if not isinstance(problem, dict) or "detail" not in problem:
+        return f"HTTP {response.status_code}: {response.text.strip()[:500] or response.reason_phrase}"
+    message = f"{problem.get('title') or 'HTTP error'} ({response.status_code}): {problem['detail']}"
+    if problem.get("field") and str(problem["field"]) not in str(problem["detail"]):
+        message += f" [field: {problem['field']}]"
+    for extra in (problem.get("errors") or [])[1:]:
+        message += f"\n  {extra.get('field')}: {extra.get('message')}"
+    if response.status_code == 401:
+        message += "\n  (set ANVIL_TOKEN or --token; `anvil dev` writes one to .anvil/token)"
+    return message
+
+
+def default_token(token: str | None) -> str | None:
+    """The given token, else the one the standalone supervisor wrote for this directory."""
+    if token:
+        return token
+    path = Path(os.environ.get("ANVIL_DATA_DIR", ".anvil")) / "token"
+    try:
+        return path.read_text().strip() or None
+    except OSError:
+        return None
+
+
+def make_api(api_url: str, token: str | None) -> Api:
+    return Api(api_url, default_token(token))
+
+
+@contextmanager
+def exit_on_api_error() -> Iterator[None]:
+    """Turn an API problem into its detail on stderr and exit code 2."""
+    try:
+        yield
+    except ApiError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+
+
+def console() -> Console:
+    # Wide when piped, so ids and names are never wrapped or cut in logs and scripts.
+    return Console(width=None if sys.stdout.isatty() else 200, highlight=False)
+
+
+# ---- cases ---------------------------------------------------------------------------------------
+
+
+@cases_app.command("create")
+def cases_create(
+    file: Annotated[Path, typer.Option("--file", "-f", help="case definition (JSON); - for stdin")],
+    api_url: ApiUrl = DEFAULT_API_URL,
+    token: Token = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="print only the new case id")] = False,
+) -> None:
+    """Define a test case from a JSON file (maintainer or admin). Prints its id and name."""
+    try:
+        text = sys.stdin.read() if str(file) == "-" else file.read_text()
+        definition = json.loads(text)
+    except OSError as exc:
+        typer.echo(f"error: cannot read {file}: {exc.strerror or exc}", err=True)
+        raise typer.Exit(2) from exc
+    except json.JSONDecodeError as exc:
+        typer.echo(f"error: {file} is not valid JSON: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    with exit_on_api_error():
+        case = make_api(api_url, token).call("POST", "/api/v1/test-cases", body=definition)
+    typer.echo(case["id"] if quiet else f"{case['id']}  {case['name']}")
+
+
+@cases_app.command("list")
+def cases_list(
+    api_url: ApiUrl = DEFAULT_API_URL,
+    token: Token = None,
+    kind: Annotated[str | None, typer.Option(help="only this kind: generic, bdd, manual")] = None,
+    tag: Annotated[str | None, typer.Option(help="only cases with this tag")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="at most this many")] = 100,
+    as_json: AsJson = False,
+) -> None:
+    """List test cases, newest first."""
+    with exit_on_api_error():
+        cases = list(
+            _pages(make_api(api_url, token), "/api/v1/test-cases", {"kind": kind, "tag": tag}, limit)
+        )
+    if as_json:
+        typer.echo(json.dumps(cases, indent=2))
+        return
+    table = Table("id", "name", "kind", "version", "tags", "timeout", box=None, pad_edge=False)
+    for case in cases:
+        table.add_row(
+            case["id"],
+            escape(case["name"]),
+            case["kind"],
+            str(case["version"]),
+            escape(",".join(case["tags"])),
+            f"{case['timeout_s']}s",
+        )
+    out = console()
+    out.print(table) if cases else out.print("no test cases")
+
+
+def _pages(api: Api, path: str, filters: dict[str, Any], limit: int) -> Iterator[dict[str, Any]]:
+    params = {k: v for k, v in filters.items() if v is not None}
+    cursor: str | None = None
+    seen = 0
+    while seen < limit:
+        page = api.call("GET", path, params={**params, "limit": min(limit - seen, 200), "cursor": cursor})
+        yield from page["items"]
+        seen += len(page["items"])
+        cursor = page.get("next_cursor")
+        if not cursor or not page["items"]:
+            return
+
+
+def resolve_case(api: Api, ident: str) -> str:
+    """A case id given as a UUID, or looked up by its exact name."""
+    try:
+        return str(uuid.UUID(ident))
+    except ValueError:
+        pass
+    for case in _pages(api, "/api/v1/test-cases", {}, 10_000):
+        if case["name"] == ident:
+            return str(case["id"])
+    raise ApiError(f"no test case with id or name {ident!r}")
+
+
+# ---- submit and follow ---------------------------------------------------------------------------
+
+
+@submit_app.command("case")
+def submit_case(
+    case: Annotated[str, typer.Argument(help="test case id (or exact name)")],
+    priority: Annotated[
+        Priority, typer.Option(case_sensitive=False, help="queue priority")
+    ] = Priority.NORMAL,
+    run_id: Annotated[str | None, typer.Option(help="group executions of one run (e.g. a CI build)")] = None,
+    trigger: Annotated[str, typer.Option(help="trigger kind: api, ci or manual")] = "api",
+    idempotency_key: Annotated[
+        str | None, typer.Option(help="repeat-safe submit: the same key returns the first execution")
+    ] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="follow it live; exit 0 if PASSED, 1 if not")] = False,
+    api_url: ApiUrl = DEFAULT_API_URL,
+    token: Token = None,
+) -> None:
+    """Run one test case. Prints the execution id, or with --wait follows it to the end."""
+    api = make_api(api_url, token)
+    with exit_on_api_error():
+        body: dict[str, Any] = {
+            "test_case_id": resolve_case(api, case),
+            "priority": priority.value,
+            "trigger_kind": trigger,
+        }
+        if run_id:
+            body["run_id"] = run_id
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+        execution = api.call("POST", "/api/v1/executions/case", body=body, headers=headers)
+        if not wait:
+            typer.echo(execution["id"])
+            return
+        final = follow(api, execution["id"], out=console())
+    raise typer.Exit(0 if final["status"] == Status.PASSED else 1)
+
+
+def follow(api: Api, execution_id: str, *, out: Console, poll_s: float = POLL_S) -> dict[str, Any]:
+    """Print status changes and each step as it is recorded, until the execution finishes."""
+    out.print(f"execution [bold]{execution_id}[/]")
+    last_state: tuple[str, int] | None = None
+    shown: set[tuple[int, int]] = set()
+    trouble_since: float | None = None
+    while True:
+        try:
+            execution = api.call("GET", f"/api/v1/executions/{execution_id}", params={"include": "steps"})
+            trouble_since = None
+        except ApiError as exc:
+            # A restarting API or a locked database is not the test's fault: keep trying a while.
+            now = time.monotonic()
+            trouble_since = trouble_since or now
+            if not exc.retryable or now - trouble_since > POLL_GRACE_S:
+                raise
+            time.sleep(poll_s)
+            continue
+        state = (execution["status"], execution["attempt"])
+        if state != last_state:
+            out.print(_status_line(execution))
+            last_state = state
+        for step in execution.get("steps") or []:
+            key = (step["attempt"], step["seq"])
+            if key not in shown:
+                shown.add(key)
+                out.print(_step_line(step))
+        if execution["status"] in FINISHED:
+            out.print(_result_line(execution))
+            return execution
+        time.sleep(poll_s)
+
+
+STATUS_STYLE = {
+    "PASSED": "bold green",
+    "FAILED": "bold red",
+    "ERROR": "bold red",
+    "TIMEOUT": "bold red",
+    "ABORTED": "bold red",
+    "RUNNING": "bold cyan",
+    "passed": "green",
+    "failed": "red",
+    "error": "red",
+    "timeout": "red",
+    "skipped": "yellow",
+    "cancelled": "yellow",
+}
+
+
+def _styled(status: str) -> str:
+    style = STATUS_STYLE.get(status)
+    return f"[{style}]{status}[/]" if style else status
+
+
+def _status_line(execution: dict[str, Any]) -> str:
+    status = execution["status"]
+    line = f"  {_styled(status)}"
+    if status == Status.QUEUED:
+        line += f" (priority {execution['priority']})"
+    if status == Status.RUNNING:
+        line += f" attempt {execution['attempt']}"
+        if execution.get("worker"):
+            line += f" on {escape(execution['worker'])}"
+    return line
+
+
+def _step_line(step: dict[str, Any]) -> str:
+    duration = f" {step['duration_s']:.2f}s" if step.get("duration_s") is not None else ""
+    line = f"    step {step['seq']} {_styled(step['status'])}{duration}  {escape(step['name'])}"
+    if step.get("error") and step["status"] != "skipped":
+        line += f"\n      {escape(step['error'])}"
+        tail = (step.get("output") or "").strip().splitlines()[-10:]
+        line += "".join(f"\n      | {escape(text)}" for text in tail)
+    return line
+
+
+def _result_line(execution: dict[str, Any]) -> str:
+    line = f"{_styled(execution['status'])}"
+    if execution.get("duration_s") is not None:
+        line += f" in {execution['duration_s']:.2f}s"
+    counts = _counts(execution.get("summary") or {})
+    if counts:
+        line += f" ({counts})"
+    if execution.get("error"):
+        line += f"\n  {escape(execution['error'])}"
+    return line
+
+
+def _counts(summary: dict[str, Any]) -> str:
+    total = summary.get("total")
+    parts = [f"{v} {k}" for k, v in summary.items() if k != "total"]
+    return f"{total} steps: " + ", ".join(parts) if total is not None else ", ".join(parts)
+
+
+# ---- status --------------------------------------------------------------------------------------
+
+
+@app.command()
+def status(
+    execution_id: Annotated[str, typer.Argument(help="execution id")],
+    api_url: ApiUrl = DEFAULT_API_URL,
+    token: Token = None,
+    as_json: AsJson = False,
+) -> None:
+    """Show one execution: status, attempt, timings, step results, error."""
+    with exit_on_api_error():
+        include = "steps,transitions" if as_json else "steps"
+        execution = make_api(api_url, token).call(
+            "GET", f"/api/v1/executions/{execution_id}", params={"include": include}
+        )
+    if as_json:
+        typer.echo(json.dumps(execution, indent=2))
+        return
+    out = console()
+    case = execution.get("test_case_name") or "?"
+    rows = [
+        ("execution", execution["id"]),
+        ("status", _styled(execution["status"])),
+        ("test case", f"{escape(case)} ({execution.get('test_case_id')})"),
+        ("priority", execution["priority"]),
+        ("attempt", f"{execution['attempt']} of {execution['max_attempts']}"),
+        ("trigger", execution["trigger_kind"]),
+        ("run id", execution.get("run_id")),
+        ("worker", execution.get("worker")),
+        ("created", execution.get("created_at")),
+        ("started", execution.get("started_at")),
+        ("finished", execution.get("finished_at")),
+        ("duration", f"{execution['duration_s']:.3f}s" if execution.get("duration_s") is not None else None),
+        ("summary", _counts(execution.get("summary") or {}) or None),
+        ("error", escape(execution["error"]) if execution.get("error") else None),
+    ]
+    head = Table.grid(padding=(0, 2))
+    for label, value in rows:
+        if value is not None:
+            head.add_row(f"[dim]{label}[/]", str(value))
+    out.print(head)
+    steps = execution.get("steps") or []
+    if steps:
+        table = Table("#", "status", "duration", "step", "error", box=None, pad_edge=False)
+        for step in steps:
+            duration = f"{step['duration_s']:.2f}s" if step.get("duration_s") is not None else ""
+            table.add_row(
+                str(step["seq"]),
+                _styled(step["status"]),
+                duration,
+                escape(step["name"]),
+                escape(step.get("error") or ""),
+            )
+        out.print()
+        out.print(table)
