@@ -26,6 +26,7 @@ def create_case(
     timeout_s: int,
     description: str | None,
     created_by: uuid.UUID | None,
+    retry_policy: dict[str, Any] | None = None,
 ) -> TestCase:
     _ensure_name_free(session, name)
     case = TestCase(
@@ -37,6 +38,7 @@ def create_case(
         timeout_s=timeout_s,
         description=description,
         created_by=created_by,
+        retry_policy=retry_policy,
     )
     session.add(case)
     _flush_unique(session, name)
@@ -92,7 +94,7 @@ def tag_filter(column: Any, tag: str, session: Session) -> Any:
 def _ensure_name_free(session: Session, name: str) -> None:
     taken = session.scalar(select(TestCase.id).where(TestCase.name == name, TestCase.deleted_at.is_(None)))
     if taken is not None:
-        raise Conflict(f"a test case named {name!r} already exists ({taken})", field="name")
+        raise Conflict(f"a test case named {name!r} already exists ({taken})", field="body.name")
 
 
 def _flush_unique(session: Session, name: str) -> None:
@@ -100,4 +102,4 @@ def _flush_unique(session: Session, name: str) -> None:
         session.flush()
     except IntegrityError as exc:  # a concurrent create took the name between check and insert
         session.rollback()
-        raise Conflict(f"a test case named {name!r} already exists", field="name") from exc
+        raise Conflict(f"a test case named {name!r} already exists", field="body.name") from exc

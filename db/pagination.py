@@ -35,7 +35,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
             raise ValueError("cursor timestamp without a time zone")
         return at, uuid.UUID(ident)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidInput("cursor is not one this API returned", field="cursor") from exc
+        raise InvalidInput("cursor is not one this API returned", field="query.cursor") from exc
 
 
 def page(
