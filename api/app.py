@@ -8,7 +8,19 @@ from fastapi import FastAPI
 
 from anvil import __version__
 from api import problems
-from api.routes import auth, executions, health, manual, test_cases
+from api.routes import (
+    auth,
+    events,
+    executions,
+    health,
+    junit,
+    lineage,
+    manual,
+    suite_executions,
+    test_cases,
+    test_suites,
+    workspaces,
+)
 
 
 class BodyLimit:
@@ -21,33 +33,38 @@ class BodyLimit:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            return await self._refuse(scope, receive, send)
-        seen = 0
-
-        async def counting_receive() -> Any:
-            nonlocal seen
+        if declared is not None:
+            if declared.isdigit() and int(declared) > self.limit:
+                return await self._refuse(scope, receive, send)
+            # The server never delivers more than the declared length.
+            return await self.app(scope, receive, send)
+        # No length declared (chunked): read the body, up to the limit, before the app sees it.
+        # An error raised while FastAPI reads a body would reach the client as a 400, not a 413.
+        chunks: list[bytes] = []
+        size = 0
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.limit:
-                    raise _TooLarge
-            return message
+            if message["type"] != "http.request":  # the client went away
+                return None
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.limit:
+                return await self._refuse(scope, receive, send)
+            if not message.get("more_body", False):
+                break
+        first: list[Any] = [{"type": "http.request", "body": b"".join(chunks), "more_body": False}]
 
-        try:
-            await self.app(scope, counting_receive, send)
-        except _TooLarge:
-            await self._refuse(scope, receive, send)
+        async def replay() -> Any:
+            # The buffered body once, then the real channel (which reports a disconnect).
+            return first.pop() if first else await receive()
+
+        await self.app(scope, replay, send)
 
     async def _refuse(self, scope: Any, receive: Any, send: Any) -> None:
         response = problems.problem(
-            413, "Request body too large", f"request bodies may be at most {self.limit} bytes"
+            413, "Request body too large", f"request bodies may be at most {self.limit} bytes", field="body"
         )
         await response(scope, receive, send)
-
-
-class _TooLarge(Exception):
-    pass
 
 
 def create_app() -> FastAPI:
@@ -59,8 +76,22 @@ def create_app() -> FastAPI:
         description="Distributed test execution: submit test cases, follow their runs and step traces.",
     )
     problems.install(app)
-    for router in (health.router, auth.router, test_cases.router, executions.router, manual.router):
-        app.include_router(router)
+    # lineage before executions: /executions/correlation/{id} must not reach /executions/{execution_id}.
+    routers = (
+        health,
+        auth,
+        test_cases,
+        test_suites,
+        lineage,
+        suite_executions,
+        executions,
+        events,
+        junit,
+        manual,
+        workspaces,
+    )
+    for module in routers:
+        app.include_router(module.router)
     app.add_middleware(BodyLimit, limit=get_settings().max_body_bytes)
     return app
 

@@ -4,11 +4,21 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+)
 
 from db.enums import CaseKind, Priority, TriggerKind
+from scheduler.policy import valid_cron
 
 T = TypeVar("T")
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]
@@ -17,6 +27,47 @@ Tag = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+RetryOn = Literal["FAILED", "ERROR", "TIMEOUT"]
+MAX_BACKOFF_S = 24 * 3600
+
+
+class RetryPolicyIn(Strict):
+    """One layer of a retry policy: keys left out come from the layer below.
+
+    Layers, lowest first: server defaults, the test case, the suite, the submission.
+    """
+
+    max_retries: int | None = Field(default=None, ge=0, le=20, description="retries after the first try")
+    retry_on: list[RetryOn] | None = Field(
+        default=None, max_length=3, description="which results are retried (default ERROR and TIMEOUT)"
+    )
+    backoff_base_s: float | None = Field(
+        default=None, gt=0, le=MAX_BACKOFF_S, description="delay before the first retry; doubles each time"
+    )
+    backoff_cap_s: float | None = Field(default=None, gt=0, le=MAX_BACKOFF_S, description="longest delay")
+    jitter: float | None = Field(default=None, ge=0, le=1, description="+/- this fraction of each delay")
+
+    @field_validator("retry_on")
+    @classmethod
+    def _distinct(cls, value: list[str] | None) -> list[str] | None:
+        return list(dict.fromkeys(value)) if value is not None else None
+
+    @field_validator("backoff_cap_s")
+    @classmethod
+    def _cap_not_below_base(cls, value: float | None, info: ValidationInfo) -> float | None:
+        base = info.data.get("backoff_base_s")
+        if value is not None and base is not None and value < base:
+            raise ValueError(f"must be at least backoff_base_s ({base:g})")
+        return value
+
+    def layer(self) -> dict[str, Any]:
+        """The keys this layer sets, as stored (on a case, a suite, or merged into an execution)."""
+        return self.model_dump(mode="json", exclude_none=True)
+
+
+RETRY_POLICY_HELP = "retry policy overrides, key by key; null: inherit every key"
 
 
 class TestCaseCreate(Strict):
@@ -29,6 +80,7 @@ class TestCaseCreate(Strict):
         default=None, gt=0, description="whole-test timeout; server default if omitted"
     )
     description: Annotated[str, StringConstraints(max_length=10_000)] | None = None
+    retry_policy: RetryPolicyIn | None = Field(default=None, description=RETRY_POLICY_HELP)
 
 
 class TestCaseUpdate(Strict):
@@ -38,6 +90,7 @@ class TestCaseUpdate(Strict):
     tags: list[Tag] | None = Field(default=None, max_length=50)
     timeout_s: int | None = Field(default=None, gt=0)
     description: Annotated[str, StringConstraints(max_length=10_000)] | None = None
+    retry_policy: RetryPolicyIn | None = Field(default=None, description=RETRY_POLICY_HELP)
 
 
 class TestCasePublic(BaseModel):
@@ -50,18 +103,95 @@ class TestCasePublic(BaseModel):
     tags: list[str]
     timeout_s: int
     description: str | None
+    retry_policy: dict[str, Any] | None = None
     version: int
     created_by: uuid.UUID | None
     created_at: datetime
     updated_at: datetime
 
 
+RunId = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+PARENT_HELP = "the execution this one follows up; required for trigger_kind repair and agent"
+MAX_EXPIRES_S = 30 * 24 * 3600
+EXPIRES_HELP = "not started within this many seconds: SKIPPED with reason expired"
+
+
 class CaseExecutionCreate(Strict):
     test_case_id: uuid.UUID
     priority: Priority = Priority.NORMAL
-    run_id: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
+    run_id: RunId | None = None
     trigger_kind: TriggerKind = TriggerKind.API
+    parent_execution_id: uuid.UUID | None = Field(default=None, description=PARENT_HELP)
     params: dict[str, Any] = Field(default_factory=dict)
+    retry_policy: RetryPolicyIn | None = Field(default=None, description=RETRY_POLICY_HELP)
+    expires_in_s: float | None = Field(default=None, gt=0, le=MAX_EXPIRES_S, description=EXPIRES_HELP)
+
+
+class SuiteExecutionCreate(Strict):
+    test_suite_id: uuid.UUID
+    priority: Priority | None = Field(default=None, description="default: the suite's default_priority")
+    run_id: RunId | None = None
+    trigger_kind: TriggerKind = TriggerKind.API
+    parent_execution_id: uuid.UUID | None = Field(default=None, description=PARENT_HELP)
+    params: dict[str, Any] = Field(default_factory=dict)
+    retry_policy: RetryPolicyIn | None = Field(default=None, description=RETRY_POLICY_HELP)
+    expires_in_s: float | None = Field(default=None, gt=0, le=MAX_EXPIRES_S, description=EXPIRES_HELP)
+
+
+# At most this many explicit members: a suite's expansion is one bulk insert.
+MAX_SUITE_CASE_IDS = 10_000
+Description = Annotated[str, StringConstraints(max_length=10_000)]
+
+
+class TestSuiteCreate(Strict):
+    __test__ = False
+    name: Name
+    description: Description | None = None
+    case_ids: list[uuid.UUID] = Field(default_factory=list, max_length=MAX_SUITE_CASE_IDS)
+    tags: list[Tag] = Field(
+        default_factory=list, max_length=50, description="also run every live case carrying any of these"
+    )
+    fail_fast: bool = Field(default=False, description="the first failure cancels the members not started")
+    default_priority: Priority = Priority.NORMAL
+    retry_policy: RetryPolicyIn | None = Field(
+        default=None, description="overrides its members' case policies, key by key"
+    )
+
+
+class TestSuiteUpdate(Strict):
+    __test__ = False
+    name: Name | None = None
+    description: Description | None = None
+    case_ids: list[uuid.UUID] | None = Field(default=None, max_length=MAX_SUITE_CASE_IDS)
+    tags: list[Tag] | None = Field(default=None, max_length=50)
+    fail_fast: bool | None = None
+    default_priority: Priority | None = None
+    retry_policy: RetryPolicyIn | None = Field(
+        default=None, description="overrides its members' case policies, key by key"
+    )
+
+
+class TestSuitePublic(BaseModel):
+    __test__ = False
+    model_config = ConfigDict(from_attributes=True)
+    id: uuid.UUID
+    name: str
+    description: str | None
+    case_ids: list[uuid.UUID]
+    tags: list[str]
+    fail_fast: bool
+    default_priority: str
+    retry_policy: dict[str, Any] | None = None
+    version: int
+    created_by: uuid.UUID | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class SuiteProgress(BaseModel):
+    total: int
+    done: int
+    by_status: dict[str, int]
 
 
 class StepPublic(BaseModel):
@@ -103,6 +233,8 @@ class ExecutionPublic(BaseModel):
     trigger_kind: str
     correlation_id: uuid.UUID
     parent_execution_id: uuid.UUID | None
+    test_suite_id: uuid.UUID | None = None
+    root_execution_id: uuid.UUID | None = None
     run_id: str | None
     requested_by: uuid.UUID | None
     params: dict[str, Any]
@@ -114,10 +246,43 @@ class ExecutionPublic(BaseModel):
     duration_s: float | None
     worker: str | None
     summary: dict[str, Any]
+    progress: SuiteProgress | None = Field(
+        default=None, description="suite executions only: members done of total, counts by status"
+    )
     error: str | None
     assigned_to: uuid.UUID | None = None
+    retry_policy: dict[str, Any] = Field(
+        default_factory=dict, description="the policy in force, resolved when it was submitted"
+    )
+    retry_index: int = Field(default=0, description="retries after failures before this one (0: a first try)")
+    flaky: bool = Field(default=False, description="passed on a retry after an earlier attempt failed")
+    expires_at: datetime | None = None
+    cancel_requested_at: datetime | None = Field(
+        default=None, description="a cancel reached it while RUNNING: its worker stops the test"
+    )
+    schedule_id: uuid.UUID | None = None
+    slot_at: datetime | None = Field(default=None, description="the schedule slot that fired it")
     steps: list[StepPublic] | None = None
     transitions: list[TransitionPublic] | None = None
+
+
+class DescendantPublic(ExecutionPublic):
+    level: int = Field(description="1 = a child of the execution, 2 = a grandchild, ...")
+
+
+class LineagePublic(BaseModel):
+    execution: ExecutionPublic
+    depth: int = Field(description="the depth applied (the request's, capped by the server)")
+    ancestors: list[ExecutionPublic] = Field(description="from the root down to the parent")
+    descendants: list[DescendantPublic] = Field(description="breadth-first: level, then creation order")
+    siblings: list[ExecutionPublic] = Field(description="the other executions with the same parent")
+
+
+class CorrelationPublic(BaseModel):
+    correlation_id: uuid.UUID
+    total_executions: int
+    root_execution_id: uuid.UUID
+    executions: list[ExecutionPublic] = Field(description="ordered by creation")
 
 
 class Page(BaseModel, Generic[T]):
@@ -130,3 +295,75 @@ class TokenPublic(BaseModel):
     token_type: str = "bearer"
     expires_in: int
     role: str
+
+
+# ---- schedules ---------------------------------------------------------------------------------------
+
+
+def _cron(value: str) -> str:
+    value = " ".join(value.split())
+    if not valid_cron(value):
+        raise ValueError(
+            "not a standard five-field cron expression that ever fires (minute hour day-of-month month "
+            "day-of-week, e.g. '0 2 * * *')"
+        )
+    return value
+
+
+def _zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{value!r} is not an IANA time zone (e.g. 'Europe/Berlin', 'UTC')") from None
+    return value
+
+
+Cron = Annotated[str, StringConstraints(min_length=1, max_length=200), AfterValidator(_cron)]
+TimeZone = Annotated[str, StringConstraints(min_length=1, max_length=64), AfterValidator(_zone)]
+Overlap = Literal["skip", "allow", "cancel_previous"]
+CRON_HELP = "five fields (minute hour day-of-month month day-of-week); day fields combine with OR, as in cron"
+OVERLAP_HELP = "while its previous run is still going: skip this slot, allow both, or cancel_previous"
+TARGET_HELP = "exactly one of test_case_id and test_suite_id"
+
+
+class ScheduleCreate(Strict):
+    name: Name
+    cron: Cron = Field(description=CRON_HELP)
+    timezone: TimeZone = Field(default="UTC", description="IANA time zone the cron fields are read in")
+    test_case_id: uuid.UUID | None = Field(default=None, description=TARGET_HELP)
+    test_suite_id: uuid.UUID | None = Field(default=None, description=TARGET_HELP)
+    priority: Priority = Priority.NORMAL
+    enabled: bool = True
+    overlap: Overlap = Field(default="skip", description=OVERLAP_HELP)
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class ScheduleUpdate(Strict):
+    name: Name | None = None
+    cron: Cron | None = Field(default=None, description=CRON_HELP)
+    timezone: TimeZone | None = None
+    test_case_id: uuid.UUID | None = Field(default=None, description="switch the target to this case")
+    test_suite_id: uuid.UUID | None = Field(default=None, description="switch the target to this suite")
+    priority: Priority | None = None
+    enabled: bool | None = None
+    overlap: Overlap | None = Field(default=None, description=OVERLAP_HELP)
+    params: dict[str, Any] | None = None
+
+
+class SchedulePublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: uuid.UUID
+    name: str
+    cron: str
+    timezone: str
+    test_case_id: uuid.UUID | None
+    test_suite_id: uuid.UUID | None
+    priority: str
+    enabled: bool
+    overlap: str
+    params: dict[str, Any]
+    last_slot_at: datetime | None = Field(description="the latest slot fired (or passed over)")
+    next_fire_times: list[datetime] = Field(description="the next five slots (UTC); empty while disabled")
+    created_by: uuid.UUID | None
+    created_at: datetime
+    updated_at: datetime

@@ -9,9 +9,10 @@ one of those transactions sees none left and finishes the suite.
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from anvil.errors import InvalidInput, InvalidTransition
@@ -24,6 +25,7 @@ from db.states import FINISHED, Status
 from db.suites import resolve_members
 from db.transitions import record_initial, transition
 from db.types import utcnow
+from scheduler.policy import resolve_retry_policy
 
 SUITE = "suite"
 NOT_STARTED = (Status.PENDING.value, Status.SCHEDULED.value, Status.QUEUED.value)
@@ -51,6 +53,9 @@ def create_suite_execution(
 ) -> tuple[Execution, list[tuple[uuid.UUID, str]]]:
     """Insert the suite execution and one QUEUED child per member (bulk). Returns what to publish.
 
+    ``retry_policy`` is the submission's layer: each member runs with its case's policy, overridden
+    by the suite's, overridden by this. ``expires_at`` applies to every member (not started by
+    then: SKIPPED).
     With a parent, the suite joins the parent's ``correlation_id``, but it stays the root of its
     own tree: its members are counted (and their events numbered) under it.
     """
@@ -85,7 +90,8 @@ def create_suite_execution(
         created_at=now,
         queued_at=now,
         summary=progress({Status.QUEUED.value: len(members)}),
-        retry_policy=retry_policy or {},
+        # What a member without a case policy of its own runs with (members store their own).
+        retry_policy=resolve_retry_policy(suite.retry_policy, retry_policy).as_dict(),
         expires_at=expires_at,
         schedule_id=schedule_id,
         slot_at=slot_at,
@@ -113,34 +119,43 @@ def create_suite_execution(
             "run_id": run_id,
             "requested_by": requested_by,
             "params": params or {},
-            "created_at": now,
+            # Distinct, increasing: members list in the suite's order wherever creation order is used.
+            "created_at": now + timedelta(microseconds=position + 1),
             "queued_at": now,
             "published_at": now,
             "publish_count": 1,
             "summary": {},
         }
-        for child_id, case in zip(child_ids, members, strict=True)
+        for position, (child_id, case) in enumerate(zip(child_ids, members, strict=True))
     ]
     session.execute(insert(Execution), children)
-    transitions = [
-        {"execution_id": c["id"], "attempt": 0, "from_status": None, "to_status": Status.QUEUED.value,
-         "actor": actor, "reason": f"member of suite {suite.name}", "at": now}
-        for c in children
-    ]  # fmt: skip
-    session.execute(insert(ExecutionTransition), transitions)
+    reason = f"member of suite {suite.name}"
+    transition_ids = dict(
+        session.execute(
+            insert(ExecutionTransition).returning(
+                ExecutionTransition.execution_id, ExecutionTransition.id, sort_by_parameter_order=True
+            ),
+            [
+                {"execution_id": ident, "attempt": 0, "from_status": None, "to_status": Status.QUEUED.value,
+                 "actor": actor, "reason": reason, "at": now}
+                for ident in child_ids
+            ],
+        ).tuples()
+    )  # fmt: skip
     session.execute(
         insert(ExecutionEvent),
         [
             {
                 "root_execution_id": suite_id,
                 "seq": 2 + i,
-                "execution_id": c["id"],
+                "execution_id": ident,
                 "type": "transition",
                 "at": now,
-                "data": {"execution_id": str(c["id"]), "attempt": 0, "from": None, "to": "QUEUED",
-                         "actor": actor, "reason": f"member of suite {suite.name}", "at": now.isoformat()},
+                "data": {"execution_id": str(ident), "transition_id": transition_ids[ident],
+                         "attempt": 0, "from": None, "to": "QUEUED", "actor": actor, "reason": reason,
+                         "at": now.isoformat()},
             }
-            for i, c in enumerate(children)
+            for i, ident in enumerate(child_ids)
         ],
     )  # fmt: skip
     return execution, [(ident, priority.value) for ident in child_ids]
@@ -217,13 +232,18 @@ def _cancel_not_started(session: Session, suite_id: uuid.UUID) -> Counts:
 
 
 def _member_counts(session: Session, suite_id: uuid.UUID) -> Counts:
-    """Members' last attempts by status: a RETRYING execution is superseded by its retry."""
+    """Members' last attempts by status: a RETRYING execution is superseded by its retry.
+
+    Members are the suite's children and their retries (retry_index > 0); other executions that
+    hang in the suite's tree (an agent's or a person's follow-up run) do not change its result.
+    """
     rows = session.execute(
         select(Execution.status, func.count())
         .where(
             Execution.root_execution_id == suite_id,
             Execution.id != suite_id,
             Execution.status != Status.RETRYING.value,
+            or_(Execution.trigger_kind == TriggerKind.CHILD.value, Execution.retry_index > 0),
         )
         .group_by(Execution.status)
     ).all()

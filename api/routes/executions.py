@@ -1,27 +1,45 @@
 from __future__ import annotations
 
-import hashlib
-import json
 import uuid
-from typing import Annotated
+from datetime import timedelta
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Response
-from sqlalchemy.exc import IntegrityError
+from pydantic import BeforeValidator
 
 from anvil.errors import InvalidInput
 from api.deps import SessionDep, SettingsDep, Tester, Viewer
-from api.schemas import CaseExecutionCreate, ExecutionPublic, Page, StepPublic, TransitionPublic
+from api.schemas import (
+    CaseExecutionCreate,
+    ExecutionPublic,
+    Page,
+    StepPublic,
+    SuiteProgress,
+    TransitionPublic,
+)
+from api.submission import ToPublish, lineage_of, submit_once
 from db import executions as ex
 from db.cases import get_case
 from db.enums import Priority, TriggerKind
 from db.models import Execution
+from db.session import read_db_now
 from db.states import Status
-from workers.publish import publish
+from db.suite_runs import SUITE
+from scheduler.policy import resolve_retry_policy
 
 router = APIRouter(prefix="/api/v1/executions", tags=["executions"])
 
-SUBMITTABLE_TRIGGERS = {TriggerKind.API, TriggerKind.CI, TriggerKind.MANUAL}
 INCLUDES = {"steps", "transitions"}
+
+
+def _comma_split(value: Any) -> Any:
+    """``?status=A,B`` means the same as ``?status=A&status=B``."""
+    if isinstance(value, list):
+        return [part.strip() for item in value for part in str(item).split(",") if part.strip()]
+    return value
+
+
+CommaList = BeforeValidator(_comma_split)
 
 
 def to_public(execution: Execution) -> ExecutionPublic:
@@ -41,6 +59,8 @@ def to_public(execution: Execution) -> ExecutionPublic:
         trigger_kind=execution.trigger_kind,
         correlation_id=execution.correlation_id,
         parent_execution_id=execution.parent_execution_id,
+        test_suite_id=execution.test_suite_id,
+        root_execution_id=execution.root_execution_id,
         run_id=execution.run_id,
         requested_by=execution.requested_by,
         params=execution.params,
@@ -52,14 +72,17 @@ def to_public(execution: Execution) -> ExecutionPublic:
         duration_s=duration,
         worker=execution.worker,
         summary=execution.summary,
+        progress=SuiteProgress.model_validate(execution.summary) if snapshot.get("kind") == SUITE else None,
         error=execution.error,
         assigned_to=execution.assigned_to,
+        retry_policy=execution.retry_policy or {},
+        retry_index=execution.retry_index,
+        flaky=execution.flaky,
+        expires_at=execution.expires_at,
+        cancel_requested_at=execution.cancel_requested_at,
+        schedule_id=execution.schedule_id,
+        slot_at=execution.slot_at,
     )
-
-
-def _request_hash(body: CaseExecutionCreate) -> str:
-    canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 @router.post("/case", status_code=201, response_model=ExecutionPublic)
@@ -67,21 +90,21 @@ def submit_case(
     body: CaseExecutionCreate,
     user: Tester,
     session: SessionDep,
+    settings: SettingsDep,
     response: Response,
     idempotency_key: Annotated[str | None, Header(min_length=1, max_length=200)] = None,
 ) -> ExecutionPublic:
-    """Run one test case. With an Idempotency-Key, a repeated request returns the first execution."""
-    if body.trigger_kind not in SUBMITTABLE_TRIGGERS:
-        allowed = ", ".join(sorted(t.value for t in SUBMITTABLE_TRIGGERS))
-        raise InvalidInput(f"trigger_kind must be one of {allowed} here", field="body.trigger_kind")
-    digest = _request_hash(body)
-    if idempotency_key:
-        earlier = ex.find_idempotent(session, requested_by=user.id, key=idempotency_key, request_hash=digest)
-        if earlier is not None:
-            response.headers["Idempotent-Replayed"] = "true"
-            return to_public(earlier)
-    case = get_case(session, body.test_case_id, field="body.test_case_id")
-    try:
+    """Run one test case. With an Idempotency-Key, a repeated request returns the first execution.
+
+    ``retry_policy`` overrides the case's policy key by key; ``expires_in_s``: not started by then,
+    it ends SKIPPED (expired).
+    """
+    lineage = lineage_of(session, trigger_kind=body.trigger_kind, parent_id=body.parent_execution_id)
+
+    def create(digest: str) -> tuple[Execution, ToPublish]:
+        case = get_case(session, body.test_case_id, field="body.test_case_id")
+        submitted = body.retry_policy.layer() if body.retry_policy else None
+        expires = read_db_now(session) + timedelta(seconds=body.expires_in_s) if body.expires_in_s else None
         execution = ex.create_execution(
             session,
             case=case,
@@ -93,20 +116,23 @@ def submit_case(
             params=body.params,
             idempotency_key=idempotency_key,
             request_hash=digest,
+            parent_execution_id=lineage.parent_execution_id,
+            correlation_id=lineage.correlation_id,
+            root_execution_id=lineage.root_execution_id,
+            max_attempts=settings.max_attempts,
+            retry_policy=resolve_retry_policy(case.retry_policy, submitted).as_dict(),
+            expires_at=expires,
         )
-        session.commit()
-    except IntegrityError:
-        # The same key raced us to the insert: answer with the winner's execution.
-        session.rollback()
-        if not idempotency_key:
-            raise
-        earlier = ex.find_idempotent(session, requested_by=user.id, key=idempotency_key, request_hash=digest)
-        if earlier is None:
-            raise
-        response.headers["Idempotent-Replayed"] = "true"
-        return to_public(earlier)
-    publish(execution.id, execution.priority)
-    response.headers["Location"] = f"/api/v1/executions/{execution.id}"
+        return execution, [(execution.id, execution.priority)]
+
+    execution = submit_once(
+        session,
+        requested_by=user.id,
+        idempotency_key=idempotency_key,
+        body=body,
+        response=response,
+        create=create,
+    )
     return to_public(execution)
 
 
@@ -115,9 +141,16 @@ def list_executions(
     _: Viewer,
     session: SessionDep,
     settings: SettingsDep,
-    status: Annotated[list[Status] | None, Query(description="repeat or comma-separate")] = None,
-    priority: Annotated[list[Priority] | None, Query()] = None,
+    status: Annotated[list[Status] | None, CommaList, Query(description="repeat or comma-separate")] = None,
+    priority: Annotated[
+        list[Priority] | None, CommaList, Query(description="repeat or comma-separate")
+    ] = None,
     test_case_id: uuid.UUID | None = None,
+    test_suite_id: uuid.UUID | None = None,
+    parent_execution_id: uuid.UUID | None = None,
+    trigger_kind: Annotated[
+        list[TriggerKind] | None, CommaList, Query(description="repeat or comma-separate")
+    ] = None,
     correlation_id: uuid.UUID | None = None,
     run_id: str | None = None,
     limit: Annotated[int, Query(ge=1)] = 50,
@@ -131,6 +164,9 @@ def list_executions(
         status=[s.value for s in status] if status else None,
         priority=[p.value for p in priority] if priority else None,
         test_case_id=test_case_id,
+        test_suite_id=test_suite_id,
+        parent_execution_id=parent_execution_id,
+        trigger_kind=[t.value for t in trigger_kind] if trigger_kind else None,
         correlation_id=correlation_id,
         run_id=run_id,
     )
