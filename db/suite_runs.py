@@ -125,12 +125,17 @@ def create_suite_execution(
             "published_at": now,
             "publish_count": 1,
             "summary": {},
+            # Its case's policy, overridden by the suite's, overridden by the submission's.
+            "retry_policy": resolve_retry_policy(
+                case.retry_policy, suite.retry_policy, retry_policy
+            ).as_dict(),
+            "expires_at": expires_at,
         }
         for position, (child_id, case) in enumerate(zip(child_ids, members, strict=True))
     ]
     session.execute(insert(Execution), children)
     reason = f"member of suite {suite.name}"
-    transition_ids = dict(
+    rows = (
         session.execute(
             insert(ExecutionTransition).returning(
                 ExecutionTransition.execution_id, ExecutionTransition.id, sort_by_parameter_order=True
@@ -142,6 +147,7 @@ def create_suite_execution(
             ],
         ).tuples()
     )  # fmt: skip
+    transition_ids = {execution_id: transition_id for execution_id, transition_id in rows}
     session.execute(
         insert(ExecutionEvent),
         [
