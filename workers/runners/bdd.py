@@ -18,7 +18,6 @@ directory holding only a link to Anvil's ``workers`` package (as for the pytest 
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import sys
@@ -33,6 +32,7 @@ from db.enums import StepStatus
 from db.executions import StepRecord
 from db.states import Status
 from workers.runners.base import Outcome, RunContext, summarize
+from workers.runners.jsonl import JsonLinesTail
 from workers.sandbox import ProcessResult, WorkspaceError, resolve_workspace, run_process, scrubbed_env
 
 log = logging.getLogger("anvil.worker")
@@ -164,8 +164,7 @@ class StepRecorder:
     def __init__(self, ctx: RunContext, report: Path, *, feature_text: Path | None) -> None:
         self.ctx, self.report = ctx, report
         self.feature_text = str(feature_text) if feature_text is not None else None
-        self.offset = 0
-        self.partial = b""
+        self.tail = JsonLinesTail(self.report, source="the behave formatter")
         self.statuses: list[str] = []
         self.scenarios: list[dict[str, Any]] = []
         self.failures: list[str] = []  # "scenario: keyword text: error", first lines only
@@ -176,19 +175,9 @@ class StepRecorder:
         """Record every line the formatter finished writing since the last call."""
         if self.lost:
             return
-        with self.report.open("rb") as handle:
-            handle.seek(self.offset)
-            data = handle.read()
-        self.offset += len(data)
-        *lines, self.partial = (self.partial + data).split(b"\n")
-        for line in lines:
+        for event in self.tail.new_events():
             if self.lost:
                 return
-            try:
-                event = json.loads(line)
-            except ValueError:
-                log.warning("ignoring a malformed line from the behave formatter: %r", line[:200])
-                continue
             self._handle(event)
 
     def _handle(self, event: dict[str, Any]) -> None:

@@ -19,7 +19,6 @@ keeps a workspace shared by several workers or runs untouched.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -36,6 +35,7 @@ from db.enums import StepStatus
 from db.executions import StepRecord
 from db.states import Status
 from workers.runners.base import Outcome, RunContext, summarize
+from workers.runners.jsonl import JsonLinesTail
 from workers.sandbox import ProcessResult, WorkspaceError, resolve_workspace, run_process, scrubbed_env
 
 log = logging.getLogger("anvil.worker")
@@ -103,8 +103,7 @@ class StepRecorder:
 
     def __init__(self, ctx: RunContext, report: Path) -> None:
         self.ctx, self.report = ctx, report
-        self.offset = 0
-        self.partial = b""
+        self.tail = JsonLinesTail(self.report, source="the pytest plugin")
         self.statuses: list[str] = []
         self.pytest_counts: Counter[str] = Counter()
         self.running: dict[str, float] = {}  # node id -> start time, for items that have not finished
@@ -124,19 +123,9 @@ class StepRecorder:
             self.ctx.stop.set()
 
     def _read(self) -> None:
-        with self.report.open("rb") as handle:
-            handle.seek(self.offset)
-            data = handle.read()
-        self.offset += len(data)
-        *lines, self.partial = (self.partial + data).split(b"\n")
-        for line in lines:
+        for event in self.tail.new_events():
             if self.lost:
                 return
-            try:
-                event = json.loads(line)
-            except ValueError:
-                log.warning("ignoring a malformed line from the pytest plugin: %r", line[:200])
-                continue
             self._handle(event)
 
     def _handle(self, event: dict[str, Any]) -> None:
