@@ -7,11 +7,11 @@ from typing import Any
 
 from sqlalchemy import exists, func, select, text, type_coerce
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from anvil.errors import Conflict, NotFound
+from anvil.errors import NotFound
 from db.models import TestCase
+from db.names import ensure_name_free, flush_unique
 from db.pagination import page
 from db.types import utcnow
 
@@ -28,7 +28,7 @@ def create_case(
     created_by: uuid.UUID | None,
     retry_policy: dict[str, Any] | None = None,
 ) -> TestCase:
-    _ensure_name_free(session, name)
+    ensure_name_free(session, TestCase, name, what="test case")
     case = TestCase(
         id=uuid.uuid4(),
         name=name,
@@ -41,7 +41,7 @@ def create_case(
         retry_policy=retry_policy,
     )
     session.add(case)
-    _flush_unique(session, name)
+    flush_unique(session, name, what="test case")
     return case
 
 
@@ -54,12 +54,12 @@ def get_case(session: Session, case_id: uuid.UUID, *, field: str = "id") -> Test
 
 def update_case(session: Session, case: TestCase, changes: dict[str, Any]) -> TestCase:
     if "name" in changes and changes["name"] != case.name:
-        _ensure_name_free(session, changes["name"])
+        ensure_name_free(session, TestCase, changes["name"], what="test case")
     for key, value in changes.items():
         setattr(case, key, value)
     case.version += 1
     case.updated_at = utcnow()
-    _flush_unique(session, case.name)
+    flush_unique(session, case.name, what="test case")
     return case
 
 
@@ -89,17 +89,3 @@ def tag_filter(column: Any, tag: str, session: Session) -> Any:
         .where(text("value = :t"))
         .params(t=tag)
     )
-
-
-def _ensure_name_free(session: Session, name: str) -> None:
-    taken = session.scalar(select(TestCase.id).where(TestCase.name == name, TestCase.deleted_at.is_(None)))
-    if taken is not None:
-        raise Conflict(f"a test case named {name!r} already exists ({taken})", field="body.name")
-
-
-def _flush_unique(session: Session, name: str) -> None:
-    try:
-        session.flush()
-    except IntegrityError as exc:  # a concurrent create took the name between check and insert
-        session.rollback()
-        raise Conflict(f"a test case named {name!r} already exists", field="body.name") from exc

@@ -6,22 +6,22 @@ import uuid
 from typing import Any
 
 from sqlalchemy import or_, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from anvil.errors import Conflict, InvalidInput, NotFound
+from anvil.errors import InvalidInput, NotFound
 from db.cases import tag_filter
 from db.models import TestCase, TestSuite
+from db.names import ensure_name_free, flush_unique
 from db.pagination import page
 from db.types import utcnow
 
 
 def create_suite(session: Session, *, created_by: uuid.UUID | None, **fields: Any) -> TestSuite:
-    _ensure_name_free(session, fields["name"])
+    ensure_name_free(session, TestSuite, fields["name"], what="test suite")
     check_members(session, fields.get("case_ids", []), fields.get("tags", []))
     suite = TestSuite(id=uuid.uuid4(), created_by=created_by, **fields)
     session.add(suite)
-    _flush_unique(session, suite.name)
+    flush_unique(session, suite.name, what="test suite")
     return suite
 
 
@@ -34,14 +34,14 @@ def get_suite(session: Session, suite_id: uuid.UUID, *, field: str = "id") -> Te
 
 def update_suite(session: Session, suite: TestSuite, changes: dict[str, Any]) -> TestSuite:
     if "name" in changes and changes["name"] != suite.name:
-        _ensure_name_free(session, changes["name"])
+        ensure_name_free(session, TestSuite, changes["name"], what="test suite")
     if "case_ids" in changes or "tags" in changes:
         check_members(session, changes.get("case_ids", suite.case_ids), changes.get("tags", suite.tags))
     for key, value in changes.items():
         setattr(suite, key, value)
     suite.version += 1
     suite.updated_at = utcnow()
-    _flush_unique(session, suite.name)
+    flush_unique(session, suite.name, what="test suite")
     return suite
 
 
@@ -81,17 +81,3 @@ def resolve_members(session: Session, suite: TestSuite) -> list[TestCase]:
     ).all()
     position = {case_id: i for i, case_id in enumerate(listed)}
     return sorted(cases, key=lambda c: (position.get(c.id, len(position)), c.name))
-
-
-def _ensure_name_free(session: Session, name: str) -> None:
-    taken = session.scalar(select(TestSuite.id).where(TestSuite.name == name, TestSuite.deleted_at.is_(None)))
-    if taken is not None:
-        raise Conflict(f"a test suite named {name!r} already exists ({taken})", field="body.name")
-
-
-def _flush_unique(session: Session, name: str) -> None:
-    try:
-        session.flush()
-    except IntegrityError as exc:
-        session.rollback()
-        raise Conflict(f"a test suite named {name!r} already exists", field="body.name") from exc
