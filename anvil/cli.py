@@ -159,6 +159,6 @@ def dev(
 
 
 def main() -> None:
-    from anvil import client, manual_cli  # noqa: F401  (register the API client commands)
+    from anvil import client, manual_cli, schedules_cli, suites_cli  # noqa: F401  (the API client commands)
 
     app()

@@ -1,7 +1,8 @@
-"""API client commands (`anvil cases …`, `anvil submit case …`, `anvil status …`).
+"""API client commands (`anvil cases …`, `anvil submit case …`, `anvil status …`) and their HTTP helper.
 
 They talk to the API over HTTP like any user: ANVIL_API_URL and ANVIL_TOKEN (or --api-url/--token).
 Exit codes: 0 done (or PASSED), 1 the execution did not pass, 2 usage or API error.
+`--wait` follows the live event stream (anvil/follow.py); suites are in anvil/suites_cli.py.
 """
 
 from __future__ import annotations
@@ -9,13 +10,13 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
+from xml.etree import ElementTree
 
 import httpx
 import typer
@@ -25,12 +26,9 @@ from rich.table import Table
 
 from anvil.cli import app
 from db.enums import Priority
-from db.states import FINISHED, Status
+from db.states import Status
 
 DEFAULT_API_URL = "http://127.0.0.1:8000"
-POLL_S = 0.3
-# While following an execution, ride out an API restart or a busy database for this long.
-POLL_GRACE_S = 15.0
 
 ApiUrl = Annotated[
     str, typer.Option("--api-url", envvar="ANVIL_API_URL", help="Anvil API base URL", show_envvar=True)
@@ -80,34 +78,75 @@ class Api:
         params: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
     ) -> Any:
-        if self._http is None:
-            self._http = httpx.Client(base_url=self.base_url.rstrip("/"), timeout=self.timeout_s)
-        all_headers = {"Accept": "application/json, application/problem+json", **(headers or {})}
-        if self.token:
-            all_headers["Authorization"] = f"Bearer {self.token}"
+        """One JSON request; the decoded answer, or ApiError."""
+        accept = {"Accept": "application/json, application/problem+json"}
         try:
-            response = self._http.request(method, path, json=body, params=params, headers=all_headers)
-        except httpx.ConnectError as exc:
-            raise ApiError(
-                f"cannot reach the Anvil API at {self.base_url} ({exc}); "
-                "is it running? Set ANVIL_API_URL or --api-url to point elsewhere",
-                retryable=True,
-            ) from exc
-        except httpx.TimeoutException as exc:
-            raise ApiError(
-                f"the Anvil API at {self.base_url} did not answer in time", retryable=True
-            ) from exc
-        except httpx.HTTPError as exc:
-            raise ApiError(f"request to {self.base_url}{path} failed: {exc}", retryable=True) from exc
-        if response.is_error:
-            raise ApiError(
-                problem_message(response), status=response.status_code, retryable=response.status_code == 503
+            response = self._client().request(
+                method, path, json=body, params=params, headers=self._headers({**accept, **(headers or {})})
             )
+        except httpx.HTTPError as exc:
+            raise self._failed(path, exc) from exc
+        _check(response)
         return response.json() if response.content else None
+
+    def download(self, path: str) -> bytes:
+        """The raw body of a GET (e.g. a JUnit report)."""
+        try:
+            response = self._client().get(path, headers=self._headers({}))
+        except httpx.HTTPError as exc:
+            raise self._failed(path, exc) from exc
+        _check(response)
+        return response.content
+
+    @contextmanager
+    def stream(
+        self, path: str, *, headers: dict[str, str], read_timeout_s: float
+    ) -> Iterator[httpx.Response]:
+        """A streamed GET (Server-Sent Events); a transport failure, also while reading, is an ApiError."""
+        timeout = httpx.Timeout(self.timeout_s, read=read_timeout_s)
+        try:
+            with self._client().stream(
+                "GET", path, headers=self._headers(headers), timeout=timeout
+            ) as response:
+                if response.is_error:
+                    response.read()
+                    _check(response)
+                yield response
+        except httpx.HTTPError as exc:
+            raise self._failed(path, exc) from exc
 
     def close(self) -> None:
         if self._http is not None:
             self._http.close()
+
+    def _client(self) -> httpx.Client:
+        if self._http is None:
+            self._http = httpx.Client(base_url=self.base_url.rstrip("/"), timeout=self.timeout_s)
+        return self._http
+
+    def _headers(self, headers: dict[str, str]) -> dict[str, str]:
+        if self.token:
+            return {**headers, "Authorization": f"Bearer {self.token}"}
+        return headers
+
+    def _failed(self, path: str, exc: httpx.HTTPError) -> ApiError:
+        """A transport failure as an ApiError; all of them may pass if one waits."""
+        if isinstance(exc, httpx.ConnectError):
+            return ApiError(
+                f"cannot reach the Anvil API at {self.base_url} ({exc}); "
+                "is it running? Set ANVIL_API_URL or --api-url to point elsewhere",
+                retryable=True,
+            )
+        if isinstance(exc, httpx.TimeoutException):
+            return ApiError(f"the Anvil API at {self.base_url} did not answer in time", retryable=True)
+        return ApiError(f"request to {self.base_url}{path} failed: {exc}", retryable=True)
+
+
+def _check(response: httpx.Response) -> None:
+    if response.is_error:
+        raise ApiError(
+            problem_message(response), status=response.status_code, retryable=response.status_code == 503
+        )
 
 
 def problem_message(response: httpx.Response) -> str:
@@ -227,19 +266,39 @@ def _pages(api: Api, path: str, filters: dict[str, Any], limit: int) -> Iterator
             return
 
 
-def resolve_case(api: Api, ident: str) -> str:
-    """A case id given as a UUID, or looked up by its exact name."""
+def resolve(api: Api, path: str, what: str, ident: str) -> str:
+    """An id given as a UUID, or looked up by exact name in the collection at ``path``."""
     try:
         return str(uuid.UUID(ident))
     except ValueError:
         pass
-    for case in _pages(api, "/api/v1/test-cases", {}, 10_000):
-        if case["name"] == ident:
-            return str(case["id"])
-    raise ApiError(f"no test case with id or name {ident!r}")
+    for item in _pages(api, path, {}, 100_000):
+        if item["name"] == ident:
+            return str(item["id"])
+    raise ApiError(f"no {what} with id or name {ident!r}")
+
+
+def resolve_case(api: Api, ident: str) -> str:
+    return resolve(api, "/api/v1/test-cases", "test case", ident)
 
 
 # ---- submit and follow ---------------------------------------------------------------------------
+
+Wait = Annotated[bool, typer.Option("--wait", help="follow it live; exit 0 if PASSED, 1 if not")]
+Junit = Annotated[
+    Path | None,
+    typer.Option(
+        "--junit",
+        dir_okay=False,
+        show_default=False,
+        help="when it has finished, write its JUnit XML report to this file (implies --wait)",
+    ),
+]
+RunId = Annotated[str | None, typer.Option(help="group executions of one run (e.g. a CI build)")]
+Trigger = Annotated[str, typer.Option(help="trigger kind: api, ci or manual")]
+IdempotencyKey = Annotated[
+    str | None, typer.Option(help="repeat-safe submit: the same key returns the first execution")
+]
 
 
 @submit_app.command("case")
@@ -248,16 +307,16 @@ def submit_case(
     priority: Annotated[
         Priority, typer.Option(case_sensitive=False, help="queue priority")
     ] = Priority.NORMAL,
-    run_id: Annotated[str | None, typer.Option(help="group executions of one run (e.g. a CI build)")] = None,
-    trigger: Annotated[str, typer.Option(help="trigger kind: api, ci or manual")] = "api",
-    idempotency_key: Annotated[
-        str | None, typer.Option(help="repeat-safe submit: the same key returns the first execution")
-    ] = None,
-    wait: Annotated[bool, typer.Option("--wait", help="follow it live; exit 0 if PASSED, 1 if not")] = False,
+    run_id: RunId = None,
+    trigger: Trigger = "api",
+    idempotency_key: IdempotencyKey = None,
+    wait: Wait = False,
+    junit: Junit = None,
     api_url: ApiUrl = DEFAULT_API_URL,
     token: Token = None,
 ) -> None:
-    """Run one test case. Prints the execution id, or with --wait follows it to the end."""
+    """Run one test case. Prints the execution id, or with --wait follows it live to the end."""
+    check_junit_target(junit)
     api = make_api(api_url, token)
     with exit_on_api_error():
         body: dict[str, Any] = {
@@ -267,46 +326,49 @@ def submit_case(
         }
         if run_id:
             body["run_id"] = run_id
-        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
-        execution = api.call("POST", "/api/v1/executions/case", body=body, headers=headers)
-        if not wait:
+        execution = api.call(
+            "POST", "/api/v1/executions/case", body=body, headers=idempotency(idempotency_key)
+        )
+        if not (wait or junit):
             typer.echo(execution["id"])
             return
-        final = follow(api, execution["id"], out=console())
+        from anvil.follow import follow_case
+
+        final = follow_case(api, execution, out=console())
+    finish(api, final, junit)
+
+
+def idempotency(key: str | None) -> dict[str, str] | None:
+    return {"Idempotency-Key": key} if key else None
+
+
+def check_junit_target(path: Path | None) -> None:
+    """Refuse a report path that cannot be written before anything runs (exit 2)."""
+    if path is not None and not path.parent.is_dir():
+        raise typer.BadParameter(f"directory {path.parent} does not exist", param_hint="--junit")
+
+
+def finish(api: Api, final: dict[str, Any], junit: Path | None) -> None:
+    """Write the JUnit report if asked (also when it did not pass), then exit 0 if PASSED, else 1."""
+    if junit is not None:
+        with exit_on_api_error():
+            report = api.download(f"/api/v1/executions/{final['id']}/junit.xml")
+        try:
+            junit.write_bytes(report)
+        except OSError as exc:
+            typer.echo(f"error: cannot write {junit}: {exc.strerror or exc}", err=True)
+            raise typer.Exit(2) from exc
+        console().print(f"JUnit report {escape(str(junit))} ({junit_counts(report)})")
     raise typer.Exit(0 if final["status"] == Status.PASSED else 1)
 
 
-def follow(api: Api, execution_id: str, *, out: Console, poll_s: float = POLL_S) -> dict[str, Any]:
-    """Print status changes and each step as it is recorded, until the execution finishes."""
-    out.print(f"execution [bold]{execution_id}[/]")
-    last_state: tuple[str, int] | None = None
-    shown: set[tuple[int, int]] = set()
-    trouble_since: float | None = None
-    while True:
-        try:
-            execution = api.call("GET", f"/api/v1/executions/{execution_id}", params={"include": "steps"})
-            trouble_since = None
-        except ApiError as exc:
-            # A restarting API or a locked database is not the test's fault: keep trying a while.
-            now = time.monotonic()
-            trouble_since = trouble_since or now
-            if not exc.retryable or now - trouble_since > POLL_GRACE_S:
-                raise
-            time.sleep(poll_s)
-            continue
-        state = (execution["status"], execution["attempt"])
-        if state != last_state:
-            out.print(_status_line(execution))
-            last_state = state
-        for step in execution.get("steps") or []:
-            key = (step["attempt"], step["seq"])
-            if key not in shown:
-                shown.add(key)
-                out.print(_step_line(step))
-        if execution["status"] in FINISHED:
-            out.print(_result_line(execution))
-            return execution
-        time.sleep(poll_s)
+def junit_counts(report: bytes) -> str:
+    try:
+        root = ElementTree.fromstring(report)
+    except ElementTree.ParseError:
+        return "not valid XML"
+    counts = {key: root.get(key, "0") for key in ("tests", "failures", "errors", "skipped")}
+    return ", ".join(f"{value} {key}" for key, value in counts.items())
 
 
 STATUS_STYLE = {
@@ -316,6 +378,8 @@ STATUS_STYLE = {
     "TIMEOUT": "bold red",
     "ABORTED": "bold red",
     "RUNNING": "bold cyan",
+    "RETRYING": "yellow",
+    "CANCELLED": "yellow",
     "passed": "green",
     "failed": "red",
     "error": "red",
@@ -325,38 +389,30 @@ STATUS_STYLE = {
 }
 
 
-def _styled(status: str) -> str:
+def styled(status: str) -> str:
     style = STATUS_STYLE.get(status)
     return f"[{style}]{status}[/]" if style else status
 
 
-def _status_line(execution: dict[str, Any]) -> str:
-    status = execution["status"]
-    line = f"  {_styled(status)}"
-    if status == Status.QUEUED:
-        line += f" (priority {execution['priority']})"
-    if status == Status.RUNNING:
-        line += f" attempt {execution['attempt']}"
-        if execution.get("worker"):
-            line += f" on {escape(execution['worker'])}"
-    return line
-
-
-def _step_line(step: dict[str, Any]) -> str:
+def step_line(step: dict[str, Any]) -> str:
+    """One step result, with its error and the tail of its output when it did not pass."""
     duration = f" {step['duration_s']:.2f}s" if step.get("duration_s") is not None else ""
-    line = f"    step {step['seq']} {_styled(step['status'])}{duration}  {escape(step['name'])}"
+    name = f"{step['keyword']} {step['name']}" if step.get("keyword") else step["name"]
+    line = f"    step {step['seq']} {styled(step['status'])}{duration}  {escape(name)}"
     if step.get("error") and step["status"] != "skipped":
-        line += f"\n      {escape(step['error'])}"
-        tail = (step.get("output") or "").strip().splitlines()[-10:]
+        error = str(step["error"])
+        line += "".join(f"\n      {escape(text)}" for text in error.splitlines())
+        output = (step.get("output") or "").strip()
+        tail = output.splitlines()[-10:] if output != error.strip() else []
         line += "".join(f"\n      | {escape(text)}" for text in tail)
     return line
 
 
-def _result_line(execution: dict[str, Any]) -> str:
-    line = f"{_styled(execution['status'])}"
+def result_line(execution: dict[str, Any]) -> str:
+    line = f"{styled(execution['status'])}"
     if execution.get("duration_s") is not None:
         line += f" in {execution['duration_s']:.2f}s"
-    counts = _counts(execution.get("summary") or {})
+    counts = counts_text(execution.get("summary") or {})
     if counts:
         line += f" ({counts})"
     if execution.get("error"):
@@ -364,9 +420,10 @@ def _result_line(execution: dict[str, Any]) -> str:
     return line
 
 
-def _counts(summary: dict[str, Any]) -> str:
+def counts_text(summary: dict[str, Any]) -> str:
     total = summary.get("total")
-    parts = [f"{v} {k}" for k, v in summary.items() if k != "total"]
+    # Counts only: a runner may add details of its own (e.g. pytest's exit code and its counts).
+    parts = [f"{v} {k}" for k, v in summary.items() if k != "total" and isinstance(v, int)]
     return f"{total} steps: " + ", ".join(parts) if total is not None else ", ".join(parts)
 
 
@@ -393,8 +450,10 @@ def status(
     case = execution.get("test_case_name") or "?"
     rows = [
         ("execution", execution["id"]),
-        ("status", _styled(execution["status"])),
-        ("test case", f"{escape(case)} ({execution.get('test_case_id')})"),
+        ("status", styled(execution["status"])),
+        ("suite", f"{escape(case)} ({execution.get('test_suite_id')})")
+        if execution.get("progress") is not None
+        else ("test case", f"{escape(case)} ({execution.get('test_case_id')})"),
         ("priority", execution["priority"]),
         ("attempt", f"{execution['attempt']} of {execution['max_attempts']}"),
         ("trigger", execution["trigger_kind"]),
@@ -404,7 +463,7 @@ def status(
         ("started", execution.get("started_at")),
         ("finished", execution.get("finished_at")),
         ("duration", f"{execution['duration_s']:.3f}s" if execution.get("duration_s") is not None else None),
-        ("summary", _counts(execution.get("summary") or {}) or None),
+        ("summary", _summary_text(execution)),
         ("error", escape(execution["error"]) if execution.get("error") else None),
     ]
     head = Table.grid(padding=(0, 2))
@@ -419,10 +478,18 @@ def status(
             duration = f"{step['duration_s']:.2f}s" if step.get("duration_s") is not None else ""
             table.add_row(
                 str(step["seq"]),
-                _styled(step["status"]),
+                styled(step["status"]),
                 duration,
                 escape(step["name"]),
                 escape(step.get("error") or ""),
             )
         out.print()
         out.print(table)
+
+
+def _summary_text(execution: dict[str, Any]) -> str | None:
+    progress = execution.get("progress")
+    if progress:  # a suite: members, not steps
+        by_status = ", ".join(f"{n} {status}" for status, n in progress["by_status"].items())
+        return f"{progress['done']} of {progress['total']} members done ({by_status})"
+    return counts_text(execution.get("summary") or {}) or None

@@ -1,51 +1,108 @@
-"""The sample test case of standalone mode: register it (once) and run it (`anvil dev --demo`)."""
+"""The examples of standalone mode: register them once, and run the sample case (`anvil dev --demo`).
+
+`anvil dev` registers, through the API, the sample case examples/hello-case.json (``hello``), every
+examples/cases/*.json and every examples/suites/*.json (their cases given by name). A case or
+suite whose name exists already (409) is left as it is.
+"""
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 
-from anvil.client import Api, ApiError, follow, resolve_case
+from anvil.client import Api, ApiError, resolve
+from anvil.follow import follow_case
 from anvil.migrate import ROOT
+from anvil.suites_cli import suite_body
 from db.states import Status
 
-SAMPLE_CASE = Path("examples/hello-case.json")
+SAMPLE_CASE = Path("hello-case.json")
 
 
-class SampleError(Exception):
-    """The sample case could not be read or registered."""
+class ExampleError(Exception):
+    """An example file could not be read or registered."""
 
 
-def sample_case_file() -> Path | None:
-    """examples/hello-case.json of the current directory, else the one shipped with Anvil's sources."""
-    for path in (SAMPLE_CASE, ROOT / SAMPLE_CASE):
-        if path.is_file():
+@dataclass
+class Registered:
+    """What the examples left in the catalogue (created now or found by name)."""
+
+    sample: tuple[str, str] | None = None  # (id, name) of the sample case
+    cases: list[str] = field(default_factory=list)
+    suites: list[str] = field(default_factory=list)
+    created: int = 0
+    problems: list[str] = field(default_factory=list)
+
+
+def examples_dir() -> Path | None:
+    """./examples of the current directory (a checkout), else the one shipped with Anvil's sources."""
+    for path in (Path("examples"), ROOT / "examples"):
+        if path.is_dir():
             return path
     return None
 
 
-def register_sample(api_url: str, token: str) -> tuple[str, str] | None:
-    """The sample case's (id, name), created through the API unless a case of that name exists."""
-    path = sample_case_file()
-    if path is None:
-        return None
-    try:
-        definition = json.loads(path.read_text())
-        name = str(definition["name"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise SampleError(f"{path} is not a readable test case definition: {exc}") from exc
+def register_examples(api_url: str, token: str, root: Path | None = None) -> Registered:
+    """Register the example cases, then the example suites; problems are collected, not raised."""
+    done = Registered()
+    root = root or examples_dir()
+    if root is None:
+        return done
     api = Api(api_url, token)
     try:
-        case = api.call("POST", "/api/v1/test-cases", body=definition)
-        return str(case["id"]), name
-    except ApiError as exc:
-        if exc.status != 409:  # 409: a case of that name exists already; use it
-            raise SampleError(f"cannot register {path}: {exc}") from exc
-        return resolve_case(api, name), name
+        for path in [root / SAMPLE_CASE, *sorted((root / "cases").glob("*.json"))]:
+            if not path.is_file():
+                continue
+            try:
+                ident, name = _register(api, "/api/v1/test-cases", "test case", _read(path), path, done)
+            except ExampleError as exc:
+                done.problems.append(str(exc))
+                continue
+            done.cases.append(name)
+            if path.name == SAMPLE_CASE.name:
+                done.sample = (ident, name)
+        for path in sorted((root / "suites").glob("*.json")):
+            try:
+                body = suite_body(api, _read(path))
+                _, name = _register(api, "/api/v1/test-suites", "test suite", body, path, done)
+            except (ExampleError, ApiError) as exc:
+                done.problems.append(f"{path}: {exc}")
+                continue
+            done.suites.append(name)
     finally:
         api.close()
+    return done
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        definition = json.loads(path.read_text())
+        str(definition["name"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ExampleError(f"{path} is not a readable definition: {exc}") from exc
+    return dict(definition)
+
+
+def _register(
+    api: Api, collection: str, what: str, body: dict[str, Any], path: Path, done: Registered
+) -> tuple[str, str]:
+    """(id, name) of the created item, or of the one of that name that exists already."""
+    name = str(body["name"])
+    try:
+        item = api.call("POST", collection, body=body)
+        done.created += 1
+        return str(item["id"]), name
+    except ApiError as exc:
+        if exc.status != 409:
+            raise ExampleError(f"cannot register {path}: {exc}") from exc
+    try:
+        return resolve(api, collection, what, name), name
+    except ApiError as exc:
+        raise ExampleError(f"cannot register {path}: {exc}") from exc
 
 
 def run_demo(api_url: str, token: str, case_id: str, *, out: Console) -> bool:
@@ -54,6 +111,6 @@ def run_demo(api_url: str, token: str, case_id: str, *, out: Console) -> bool:
     try:
         body = {"test_case_id": case_id, "trigger_kind": "manual"}
         execution = api.call("POST", "/api/v1/executions/case", body=body)
-        return bool(follow(api, execution["id"], out=out)["status"] == Status.PASSED)
+        return bool(follow_case(api, execution, out=out)["status"] == Status.PASSED)
     finally:
         api.close()

@@ -24,7 +24,7 @@ from typing import IO, Literal, cast
 
 from rich.console import Console
 
-from anvil.demo import SAMPLE_CASE, SampleError, register_sample, run_demo
+from anvil.demo import SAMPLE_CASE, Registered, register_examples, run_demo
 from anvil.migrate import ROOT
 from anvil.processes import Child, anvil_argv
 
@@ -191,10 +191,11 @@ def workspace_root(given: Path | None) -> Path:
     root = Path("workspaces").resolve()
     if not root.exists():
         root.mkdir(parents=True)
-        # A fresh root gets the demo workspace so the sample case can run from any directory.
-        demo = ROOT / "examples" / "workspaces" / "demo"
-        if demo.is_dir():
-            shutil.copytree(demo, root / "demo")
+        # A fresh root gets the example workspaces so the example cases can run from any directory.
+        shipped = ROOT / "examples" / "workspaces"
+        for example in sorted(shipped.iterdir()) if shipped.is_dir() else []:
+            if example.is_dir():
+                shutil.copytree(example, root / example.name)
     return root
 
 
@@ -308,21 +309,21 @@ def _run(sup: Supervisor, opts: Options) -> int:
     api_url = f"http://127.0.0.1:{opts.port}"
     if not _wait_ready(sup, f"{api_url}/readyz"):
         return 0 if sup.stopping.is_set() else 1
-    try:
-        sample = register_sample(api_url, token)
-    except SampleError as exc:
-        say("anvil", f"warning: {exc}")
-        sample = None
-    _banner(api_url, opts, token, password, data_dir, sample)
+    examples = register_examples(api_url, token)
+    for problem in examples.problems:
+        say("anvil", f"warning: {problem}")
+    _banner(api_url, opts, token, password, data_dir, examples)
 
     outcome: list[bool] = []
     if opts.demo or opts.exit_after_demo:
-        if sample is None:
-            say("anvil", f"error: --demo needs the sample case {SAMPLE_CASE}, which is not available")
+        if examples.sample is None:
+            say(
+                "anvil", f"error: --demo needs the sample case examples/{SAMPLE_CASE}, which is not available"
+            )
             return 1
         threading.Thread(
             target=_demo_thread,
-            args=(sup, api_url, token, sample[0], opts.exit_after_demo, outcome),
+            args=(sup, api_url, token, examples.sample[0], opts.exit_after_demo, outcome),
             daemon=True,
         ).start()
     return _watch(sup, opts, outcome)
@@ -355,7 +356,7 @@ def _banner(
     token: str,
     password: str | None,
     data_dir: Path,
-    sample: tuple[str, str] | None,
+    examples: Registered,
 ) -> None:
     lines = [
         f"Anvil is up: API {api_url}  (docs {api_url}/docs)",
@@ -364,9 +365,18 @@ def _banner(
     if password:
         lines.append(f"admin user created: username admin, password {password}  (shown only this once)")
     lines += [f"access token (admin), also in {data_dir / 'token'}:", f"  {token}"]
-    if sample:
-        lines.append(f"sample case {sample[1]!r} ({sample[0]}); try:")
-        lines.append(f"  ANVIL_API_URL={api_url} anvil submit case {sample[0]} --wait")
+    if examples.cases or examples.suites:
+        lines.append(
+            f"examples ({examples.created} new): cases {', '.join(examples.cases) or '-'}; "
+            f"suites {', '.join(examples.suites) or '-'}"
+        )
+    if examples.sample:
+        ident, name = examples.sample
+        lines.append(f"sample case {name!r} ({ident}); try:")
+        lines.append(f"  ANVIL_API_URL={api_url} anvil submit case {name} --wait")
+    if examples.suites:
+        suite = "nightly" if "nightly" in examples.suites else examples.suites[0]
+        lines.append(f"  ANVIL_API_URL={api_url} anvil submit suite {suite} --wait")
     lines.append("Ctrl-C stops everything.")
     say("anvil", "\n".join(lines))
 
