@@ -10,12 +10,14 @@ from anvil import __version__
 from api import problems
 from api.routes import (
     auth,
+    control,
     events,
     executions,
     health,
     junit,
     lineage,
     manual,
+    schedules,
     suite_executions,
     test_cases,
     test_suites,
@@ -85,10 +87,12 @@ def create_app() -> FastAPI:
         lineage,
         suite_executions,
         executions,
+        control,
         events,
         junit,
         manual,
         workspaces,
+        schedules,
     )
     for module in routers:
         app.include_router(module.router)

@@ -46,7 +46,12 @@ class RetryPolicyIn(Strict):
     backoff_base_s: float | None = Field(
         default=None, gt=0, le=MAX_BACKOFF_S, description="delay before the first retry; doubles each time"
     )
-    backoff_cap_s: float | None = Field(default=None, gt=0, le=MAX_BACKOFF_S, description="longest delay")
+    backoff_cap_s: float | None = Field(
+        default=None,
+        gt=0,
+        le=MAX_BACKOFF_S,
+        description="the delay stops doubling here (jitter still applies)",
+    )
     jitter: float | None = Field(default=None, ge=0, le=1, description="+/- this fraction of each delay")
 
     @field_validator("retry_on")

@@ -27,6 +27,8 @@ def suite_result(counts: Counts) -> Status | None:
         return S.TIMEOUT
     if S.CANCELLED in found:
         return S.CANCELLED
+    if found == {S.SKIPPED}:  # nothing ran (e.g. every member expired): not a pass
+        return S.SKIPPED
     return S.PASSED
 
 

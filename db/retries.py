@@ -3,6 +3,11 @@ execution (trigger_kind ``retry``) waits SCHEDULED until its backoff has passed.
 
 Runs as a reaction in the same transaction as the status change (db/reactions.py), so a result
 and its retry are committed together: nobody ever sees a failure that will still be retried as final.
+A person may also retry any finished execution (``retry_now``); that child is due at once.
+
+``retry_index`` counts the retries that followed a failure, and a retry that passes with
+``retry_index`` > 0 is flaky. A ``repair`` (the test or the code was fixed) starts again at 0:
+passing after a fix is not flakiness, and the repaired test gets its full retry budget.
 """
 
 from __future__ import annotations
@@ -10,13 +15,15 @@ from __future__ import annotations
 import random
 import uuid
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from anvil.errors import Conflict, InvalidInput, NotFound
 from db.enums import Priority, TriggerKind
 from db.executions import create_execution
 from db.models import Execution
 from db.session import db_now
-from db.states import RETRYABLE, Status
+from db.states import ACTIVE, RETRYABLE, Status
 from db.transitions import transition
 from scheduler.policy import backoff_s, resolve_retry_policy, should_retry
 
@@ -41,24 +48,85 @@ def schedule_retry(
         f"{kind.value} {number}" + (f" of {policy.max_retries}" if not force else "") + f" in {delay:.1f}s"
     )
     transition(session, failed.id, Status.RETRYING, actor=actor, reason=reason)
+    return _follow_up(
+        session, failed, kind=kind, actor=actor, delay_s=delay, retry_index=0 if repair else number
+    )
+
+
+def retry_now(session: Session, execution_id: uuid.UUID, *, actor: str, repair: bool = False) -> Execution:
+    """A person's retry of a finished case execution: a new child (``retry``, or ``repair``), due now.
+
+    FAILED/ERROR/TIMEOUT become RETRYING as with an automatic retry. Other finished statuses
+    (PASSED, CANCELLED, SKIPPED, ABORTED) cannot change, so the child simply follows them;
+    each execution is followed up at most once (retry the latest in the chain).
+    """
+    # Locked: two people retrying at once create one child; the second sees it and is refused.
+    current = session.get(Execution, execution_id, with_for_update=True, populate_existing=True)
+    if current is None:
+        raise NotFound(f"execution {execution_id} does not exist", field="id")
+    status = Status(current.status)
+    if current.test_case_id is None:
+        raise InvalidInput(
+            f"execution {execution_id} is a suite execution; retry its members (or submit the suite again)",
+            field="id",
+        )
+    if status in ACTIVE:
+        raise Conflict(
+            f"execution {execution_id} is {status.value}; only a finished execution can be retried",
+            current_status=status.value,
+        )
+    earlier = session.scalar(
+        select(Execution.id)
+        .where(
+            Execution.parent_execution_id == execution_id,
+            Execution.trigger_kind.in_([TriggerKind.RETRY.value, TriggerKind.REPAIR.value]),
+        )
+        .order_by(Execution.created_at.desc())
+    )
+    if earlier is not None:
+        raise Conflict(
+            f"execution {execution_id} was already retried by {earlier}; retry the latest attempt instead",
+            current_status=status.value,
+            retried_by=str(earlier),
+        )
+    if status in RETRYABLE:
+        child = schedule_retry(session, execution_id, actor=actor, repair=repair, force=True)
+        assert child is not None  # a retryable case execution always gets one when forced
+        return child
+    kind = TriggerKind.REPAIR if repair else TriggerKind.RETRY
+    # Nothing failed in this attempt: the count of retries after failures carries over unchanged.
+    return _follow_up(
+        session,
+        current,
+        kind=kind,
+        actor=actor,
+        delay_s=0.0,
+        retry_index=0 if repair else current.retry_index,
+    )
+
+
+def _follow_up(
+    session: Session, previous: Execution, *, kind: TriggerKind, actor: str, delay_s: float, retry_index: int
+) -> Execution:
+    """The SCHEDULED child that runs ``previous``'s test again (same correlation, run and tree)."""
     return create_execution(
         session,
-        test_case_id=failed.test_case_id,
-        snapshot=failed.case_snapshot,
-        test_suite_id=failed.test_suite_id,
-        priority=Priority(failed.priority),
+        test_case_id=previous.test_case_id,
+        snapshot=previous.case_snapshot,
+        test_suite_id=previous.test_suite_id,
+        priority=Priority(previous.priority),
         trigger_kind=kind,
-        requested_by=failed.requested_by,
+        requested_by=previous.requested_by,
         actor=actor,
-        run_id=failed.run_id,
-        params=failed.params,
-        parent_execution_id=failed.id,
-        correlation_id=failed.correlation_id,
-        root_execution_id=failed.root_execution_id,
-        max_attempts=failed.max_attempts,
+        run_id=previous.run_id,
+        params=previous.params,
+        parent_execution_id=previous.id,
+        correlation_id=previous.correlation_id,
+        root_execution_id=previous.root_execution_id,
+        max_attempts=previous.max_attempts,
         status=Status.SCHEDULED,
-        run_at=db_now(session, delay),
-        retry_policy=failed.retry_policy,
-        retry_index=number,
-        reason=f"{kind.value} of {failed.id}",
+        run_at=db_now(session, delay_s),
+        retry_policy=previous.retry_policy,
+        retry_index=retry_index,
+        reason=f"{kind.value} of {previous.id}",
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from datetime import datetime
 from typing import Any
@@ -11,17 +12,21 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from anvil.errors import Conflict, NotFound
+from anvil.settings import get_settings
 from db.cancel import cancel
 from db.cases import get_case
 from db.enums import Priority, TriggerKind
 from db.executions import create_execution
 from db.models import Execution, Schedule
-from db.states import ACTIVE
+from db.pagination import page
+from db.session import read_db_now
+from db.states import ACTIVE, Status
 from db.suite_runs import create_suite_execution
 from db.suites import get_suite
 from db.types import utcnow
 from scheduler.policy import due_slot, resolve_retry_policy
 
+log = logging.getLogger("anvil.schedules")
 Publish = list[tuple[uuid.UUID, str]]
 
 
@@ -60,8 +65,18 @@ def update_schedule(session: Session, schedule: Schedule, changes: dict[str, Any
     return schedule
 
 
-def list_schedules(session: Session) -> list[Schedule]:
-    return list(session.scalars(select(Schedule).order_by(Schedule.name)))
+def list_schedules(
+    session: Session, *, limit: int, cursor: str | None = None
+) -> tuple[list[Schedule], str | None]:
+    """Newest first, keyset-paginated like every other collection."""
+    return page(
+        session,
+        select(Schedule),
+        created_at=Schedule.created_at,
+        ident=Schedule.id,
+        limit=limit,
+        cursor=cursor,
+    )
 
 
 def delete_schedule(session: Session, schedule: Schedule) -> None:
@@ -90,13 +105,17 @@ def fire_due_schedules(session: Session, *, now: datetime, actor: str) -> Publis
         select(Schedule).where(Schedule.enabled.is_(True)).with_for_update(skip_locked=True)
     ).all()
     for schedule in schedules:
-        decision = due_slot(
-            cron=schedule.cron,
-            tz=schedule.timezone,
-            last_slot=schedule.last_slot_at,
-            since=schedule.updated_at,
-            now=now,
-        )
+        try:
+            decision = due_slot(
+                cron=schedule.cron,
+                tz=schedule.timezone,
+                last_slot=schedule.last_slot_at,
+                since=schedule.updated_at,
+                now=now,
+            )
+        except Exception:  # one broken schedule (e.g. a zone gone from tzdata) must not stop the others
+            log.exception("schedule %s (%s) cannot be evaluated", schedule.name, schedule.id)
+            continue
         if decision.fire_at is None:
             continue
         schedule.last_slot_at = decision.fire_at
@@ -110,8 +129,7 @@ def fire(session: Session, schedule: Schedule, *, slot_at: datetime, actor: str,
     if running and schedule.overlap == "skip" and not explicit:
         return []
     if running and schedule.overlap == "cancel_previous":
-        for root in running:
-            cancel(session, root, actor=actor, reason=f"schedule {schedule.name}: a newer run started")
+        _cancel_runs(session, running, actor=actor, reason=f"schedule {schedule.name}: a newer run started")
     common: dict[str, Any] = {
         "priority": Priority(schedule.priority),
         "trigger_kind": TriggerKind.SCHEDULED,
@@ -121,14 +139,14 @@ def fire(session: Session, schedule: Schedule, *, slot_at: datetime, actor: str,
         "schedule_id": schedule.id,
         "slot_at": slot_at,
         "run_id": f"{schedule.name}@{slot_at.isoformat()}",
+        "max_attempts": get_settings().max_attempts,
     }
     try:
         with session.begin_nested():  # a second beat firing the same slot loses here, harmlessly
             if schedule.test_suite_id is not None:
                 suite = get_suite(session, schedule.test_suite_id)
-                _, children = create_suite_execution(
-                    session, suite=suite, retry_policy=suite.retry_policy, **common
-                )
+                # Each member's policy is its case's under the suite's (no submission layer here).
+                _, children = create_suite_execution(session, suite=suite, retry_policy=None, **common)
                 return children
             case = get_case(session, schedule.test_case_id)  # type: ignore[arg-type]
             execution = create_execution(
@@ -139,3 +157,36 @@ def fire(session: Session, schedule: Schedule, *, slot_at: datetime, actor: str,
         return []
     except NotFound:
         return []  # its target was deleted; the API shows the schedule with its target gone
+
+
+def _cancel_runs(session: Session, roots: list[uuid.UUID], *, actor: str, reason: str) -> None:
+    """Cancel what is still going under these roots.
+
+    A root may itself be finished while its tree is not (a case that failed is RETRYING while its
+    retry waits), so the unfinished executions are cancelled, roots (suites: with their members) first.
+    """
+    going = session.execute(
+        select(Execution.id, Execution.root_execution_id)
+        .where(Execution.root_execution_id.in_(roots), Execution.status.in_([s.value for s in ACTIVE]))
+        .order_by(Execution.created_at)
+    ).all()
+    for execution_id, _ in sorted(going, key=lambda row: row.id != row.root_execution_id):
+        status = session.scalar(select(Execution.status).where(Execution.id == execution_id))
+        if status is not None and Status(status) in ACTIVE:  # a suite's cancel may have got it already
+            cancel(session, execution_id, actor=actor, reason=reason)
+
+
+def trigger_now(session: Session, schedule: Schedule, *, actor: str) -> tuple[Execution, Publish]:
+    """Run the schedule's target now (its slot: the database clock), whatever its overlap policy says.
+
+    Returns the execution it started (a suite execution for a suite) and what to publish after the commit.
+    """
+    slot_at = read_db_now(session)
+    to_publish = fire(session, schedule, slot_at=slot_at, actor=actor, explicit=True)
+    execution = session.scalar(
+        select(Execution).where(Execution.schedule_id == schedule.id, Execution.slot_at == slot_at)
+    )
+    if execution is None:
+        target = "test case" if schedule.test_case_id else "test suite"
+        raise Conflict(f"schedule {schedule.name!r} cannot run: its {target} no longer exists")
+    return execution, to_publish

@@ -58,9 +58,11 @@ def due_scheduled(session: Session, *, now: datetime) -> list[Execution]:
 
 
 def expired_waiting(session: Session, *, now: datetime) -> list[Execution]:
+    # A suite execution stays QUEUED until a member starts: its members expire, not the suite itself.
     return _locked(
         session,
         Execution.status == Status.QUEUED.value,
+        Execution.test_case_id.is_not(None),
         Execution.expires_at.is_not(None),
         Execution.expires_at <= now,
     )

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 
 from db.states import Status
 
@@ -106,25 +106,54 @@ def due_slot(
     ``since`` bounds the search when nothing fired yet (the schedule's creation or last change),
     so a new schedule does not fire for slots before it existed.
     """
-    zone = ZoneInfo(tz)
     floor = last_slot if last_slot is not None and last_slot > since else since
-    latest = croniter(cron, now.astimezone(zone)).get_prev(datetime).astimezone(UTC)
+    # Just past ``now``: a slot exactly at ``now`` is due (croniter's walk back is exclusive).
+    earlier = _slots(cron, tz, now + timedelta(microseconds=1), backwards=True)
+    latest = next(earlier)
     if latest <= floor:
         return SlotDecision(None)
     missed: list[datetime] = []
-    walker = croniter(cron, latest.astimezone(zone))
     for _ in range(5):
-        earlier = walker.get_prev(datetime).astimezone(UTC)
-        if earlier <= floor:
+        slot = next(earlier)
+        if slot <= floor:
             break
-        missed.append(earlier)
+        missed.append(slot)
     return SlotDecision(latest, missed)
 
 
 def next_fire_times(*, cron: str, tz: str, now: datetime, count: int = 5) -> list[datetime]:
-    walker = croniter(cron, now.astimezone(ZoneInfo(tz)))
-    return [walker.get_next(datetime).astimezone(UTC) for _ in range(count)]
+    later = _slots(cron, tz, now, backwards=False)
+    return [next(later) for _ in range(count)]
+
+
+def _slots(cron: str, tz: str, start: datetime, *, backwards: bool) -> Iterator[datetime]:
+    """Fire times (UTC) strictly before or after ``start``, nearest first.
+
+    When clocks go back, a wall time like 02:30 happens twice; a schedule with a fixed hour
+    fires at the first of them only (as cron does), so a nightly run does not run twice that night.
+    """
+    zone = ZoneInfo(tz)
+    walker = croniter(cron, start.astimezone(zone))
+    fixed_hour = cron.split()[1] != "*"
+    while True:
+        slot = walker.get_prev(datetime) if backwards else walker.get_next(datetime)
+        utc = slot.astimezone(UTC)
+        if fixed_hour and _repeated_wall_time(utc.astimezone(zone)):
+            continue
+        yield utc
+
+
+def _repeated_wall_time(local: datetime) -> bool:
+    """The second occurrence of an ambiguous local time (the hour repeated when DST ends)."""
+    return local.fold == 1 and local.replace(fold=0).utcoffset() != local.utcoffset()
 
 
 def valid_cron(cron: str) -> bool:
-    return len(cron.split()) == 5 and croniter.is_valid(cron)
+    """Five standard fields that croniter accepts and that fire at least once (not e.g. Feb 31)."""
+    if len(cron.split()) != 5 or not croniter.is_valid(cron):
+        return False
+    try:
+        croniter(cron, datetime(2000, 1, 1, tzinfo=UTC)).get_next(datetime)
+    except CroniterBadDateError:
+        return False
+    return True

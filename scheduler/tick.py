@@ -46,13 +46,14 @@ class TickReport:
     published: Publish = field(default_factory=list)
 
 
-def run_tick(settings: Settings | None = None) -> TickReport:
+def run_tick(settings: Settings | None = None, *, holder: str = HOLDER) -> TickReport:
+    """One tick; ``holder`` names this beat in the lease (one per process; tests run several)."""
     settings = settings or get_settings()
     report = TickReport()
     with new_session() as session, session.begin():
         now = read_db_now(session)
         report.leader = sweeps.take_lease(
-            session, name="tick", holder=HOLDER, now=now, ttl_s=max(3 * settings.tick_interval_s, 3.0)
+            session, name="tick", holder=holder, now=now, ttl_s=max(3 * settings.tick_interval_s, 3.0)
         )
     if not report.leader:
         return report

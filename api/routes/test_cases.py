@@ -40,6 +40,7 @@ def create_test_case(
         timeout_s=_timeout(settings, body.timeout_s),
         description=body.description,
         created_by=user.id,
+        retry_policy=body.retry_policy.layer() if body.retry_policy else None,
     )
     session.commit()
     return case
@@ -84,6 +85,8 @@ def update_test_case(
         changes["spec"] = validate_spec(case.kind, changes["spec"])
     if "timeout_s" in changes:
         changes["timeout_s"] = _timeout(settings, changes["timeout_s"])
+    if "retry_policy" in changes:  # null clears it: server defaults (under any suite's policy)
+        changes["retry_policy"] = body.retry_policy.layer() if body.retry_policy else None
     cases.update_case(session, case, changes)
     session.commit()
     return case

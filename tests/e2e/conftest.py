@@ -278,13 +278,18 @@ StackFactory = Callable[..., Stack]
 def make_stack(
     fresh_database: str, e2e_redis: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> Iterator[StackFactory]:
-    """Factory: ``make_stack(workers=1, concurrency=2, queues=None, beat=True)`` starts one stack."""
+    """Factory: ``make_stack(workers=1, concurrency=2, queues=None, beat=True, env=None)``: one stack."""
     from db.session import make_engine
 
     stacks: list[Stack] = []
 
     def factory(
-        *, workers: int = 1, concurrency: int = 2, queues: str | None = None, beat: bool = True
+        *,
+        workers: int = 1,
+        concurrency: int = 2,
+        queues: str | None = None,
+        beat: bool = True,
+        env: dict[str, str] | None = None,
     ) -> Stack:
         assert not stacks, "one stack per test: they share the database and the broker"
         (tmp_path / "workspaces" / "demo").mkdir(parents=True)
@@ -300,6 +305,7 @@ def make_stack(
             "ANVIL_LEASE_TTL_S": "6",
             "ANVIL_HEARTBEAT_S": "1",
             "ANVIL_LOG_LEVEL": "INFO",
+            **(env or {}),  # a test's own settings, e.g. shorter timings
         }
         token = _create_admin(fresh_database)
         api_url = f"http://127.0.0.1:{port}"
