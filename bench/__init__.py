@@ -1,0 +1,1 @@
+"""Benchmark of Anvil against raw Celery (run bench/bench.py)."""

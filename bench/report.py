@@ -1,0 +1,126 @@
+"""What the benchmark prints (and writes with --json): rates, ratio, latency, CPU per task, machine."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import platform
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def report(
+    args: argparse.Namespace,
+    *,
+    machine: dict[str, Any],
+    concurrency: int,
+    raw: dict[str, Any],
+    anvil: dict[str, Any],
+    latency: dict[str, Any],
+) -> dict[str, Any]:
+    raw_s, anvil_s = raw["elapsed_s"], anvil["elapsed_s"]
+    raw_rate, anvil_rate = args.n / raw_s, args.n / anvil_s
+    ratio = anvil_rate / raw_rate
+    lat = latency["submit_to_running_ms"]
+    rtt = latency["post_round_trip_ms"]
+    p50, p99 = percentile(lat, 50), percentile(lat, 99)
+    rtt50, rtt99 = percentile(rtt, 50), percentile(rtt, 99)
+    # CPU milliseconds per task by process group, and the rate they would allow on every CPU.
+    raw_cpu = {k: v * 1000 / args.n for k, v in raw["cpu_s"].items()}
+    anvil_cpu = {k: v * 1000 / args.n for k, v in anvil["cpu_s"].items()}
+    raw_cap = machine["nproc"] * 1000 / sum(raw_cpu.values())
+    anvil_cap = machine["nproc"] * 1000 / sum(anvil_cpu.values())
+
+    def verdict(ok: bool) -> str:
+        return "ok" if ok else "MISSED"
+
+    print(f"Anvil benchmark  {time.strftime('%Y-%m-%d %H:%M:%S')}  commit {machine['commit']}")
+    print(
+        f"machine: {machine['nproc']} CPUs ({machine['cpu']}), {machine['memory_gib']} GiB RAM, "
+        f"load average at start {machine['loadavg']}, Python {machine['python']}"
+    )
+    print(f"one worker, concurrency {concurrency} (prefork, prefetch 1, acks_late), broker {args.redis_url}")
+    print()
+    print(f"(a) raw Celery no-op task       {args.n} tasks in {raw_s:.2f} s = {raw_rate:8.1f} /s")
+    print(
+        f"(b) Anvil end-to-end, `true`    {args.n} executions in {anvil_s:.2f} s = {anvil_rate:8.1f} /s"
+        f"  (API submit from {args.threads} threads -> PASSED in PostgreSQL)"
+    )
+    print(
+        f"    all submitted after {anvil['submit_s']:.2f} s; worker time per execution (claim -> final"
+        f" status) {anvil['worker_ms_mean']:.1f} ms on average"
+    )
+    print(f"    (b)/(a) = {ratio:.3f}   target >= 0.25: {verdict(ratio >= 0.25)}")
+    print(f"(c) submit -> RUNNING, idle worker, {len(lat)} sequential submissions:")
+    print(f"    p50 {p50:6.1f} ms   target <= 25 ms: {verdict(p50 <= 25)}")
+    print(f"    p99 {p99:6.1f} ms   target <= 100 ms: {verdict(p99 <= 100)}")
+    print(f"    (POST /api/v1/executions/case round trip: p50 {rtt50:.1f} ms, p99 {rtt99:.1f} ms)")
+    print(
+        "    latency = started_at - created_at: created_at is the API host's clock at the insert,\n"
+        "    started_at is PostgreSQL's now() at the claim; both are this host's clock here."
+    )
+    print()
+    groups = list(dict.fromkeys([*anvil_cpu, *raw_cpu]))
+    print("CPU ms per task  " + "".join(f"{g:>10}" for g in groups) + "     total   rate if alone")
+    for label, cpu, cap in (("(a) no-op", raw_cpu, raw_cap), ("(b) Anvil", anvil_cpu, anvil_cap)):
+        cells = "".join(f"{cpu[g]:10.2f}" if g in cpu else f"{'-':>10}" for g in groups)
+        print(f"{label:17}{cells}{sum(cpu.values()):10.2f}   {cap:8.1f} /s")
+    print(
+        f"    (b)/(a) by CPU cost = {anvil_cap / raw_cap:.3f}  (less sensitive to other load; redis is the"
+        " whole server)"
+    )
+    return {
+        "machine": machine,
+        "n": args.n,
+        "threads": args.threads,
+        "raw_celery_per_s": round(raw_rate, 1),
+        "anvil_per_s": round(anvil_rate, 1),
+        "anvil_submit_s": round(anvil["submit_s"], 3),
+        "anvil_worker_ms_mean": round(anvil["worker_ms_mean"], 2),
+        "ratio": round(ratio, 3),
+        "latency_samples": len(lat),
+        "submit_to_running_p50_ms": round(p50, 2),
+        "submit_to_running_p99_ms": round(p99, 2),
+        "post_round_trip_p50_ms": round(rtt50, 2),
+        "post_round_trip_p99_ms": round(rtt99, 2),
+        "cpu_ms_per_task": {"raw": _rounded(raw_cpu), "anvil": _rounded(anvil_cpu)},
+        "ratio_by_cpu": round(anvil_cap / raw_cap, 3),
+    }
+
+
+def _rounded(values: dict[str, float]) -> dict[str, float]:
+    return {k: round(v, 3) for k, v in values.items()}
+
+
+def percentile(values: list[float], pct: float) -> float:
+    """Nearest-rank percentile."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(pct / 100 * len(ordered)) - 1)]
+
+
+def machine_info() -> dict[str, Any]:
+    cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    model = next(
+        (line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")), "?"
+    )
+    meminfo = Path("/proc/meminfo").read_text() if Path("/proc/meminfo").exists() else ""
+    kib = next((int(line.split()[1]) for line in meminfo.splitlines() if line.startswith("MemTotal:")), 0)
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        commit = "?"
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": model,
+        "memory_gib": round(kib / 1024 / 1024, 1),
+        "loadavg": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+        "python": platform.python_version(),
+        "commit": commit,
+    }
