@@ -66,6 +66,12 @@ def execute(execution_id: uuid.UUID, *, worker: str) -> str:
         outcome = Outcome(Status.ERROR, summarize([]), f"runner crashed: {type(exc).__name__}: {exc}")
     finally:
         heartbeat.halt()
+    if heartbeat.fenced:
+        # This attempt gave up its lease (self-fencing), so it is lost whatever the runner made of being
+        # stopped: recording that (CANCELLED, which nobody asked for) would be wrong. The lease sweep
+        # re-queues it as the next attempt, or aborts it at the attempt cap.
+        log.warning("attempt %s of %s was fenced; lease expiry will recover it", attempt, execution_id)
+        return "fenced"
     if heartbeat.cancelled and outcome.status is not Status.PAUSED:
         # Whatever the runner made of being stopped, a cancel request ends as CANCELLED.
         outcome = Outcome(Status.CANCELLED, outcome.summary, "cancelled")
@@ -134,6 +140,7 @@ class _Heartbeat(threading.Thread):
         self.execution_id, self.attempt, self.settings = execution_id, attempt, settings
         self.stop_run, self.reasons = stop, reasons
         self.cancelled = False
+        self.fenced = False  # stopped because the lease could not be held (not a cancel request)
         self._halt = threading.Event()
 
     def halt(self) -> None:
@@ -172,4 +179,5 @@ class _Heartbeat(threading.Thread):
             log.warning("self-fencing %s attempt %s: %s", self.execution_id, self.attempt, reason)
         self.reasons.append(reason)
         self.cancelled = cancelled
+        self.fenced = not cancelled
         self.stop_run.set()
