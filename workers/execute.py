@@ -12,7 +12,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -35,14 +35,24 @@ def execute(execution_id: uuid.UUID, *, worker: str) -> str:
     settings = get_settings()
     worker = f"{worker}/{os.getpid()}"
     sweep_orphans()  # tests left running by a sibling process that died (cheap: one small directory)
-    with new_session() as session, session.begin():
-        attempt = claim(session, execution_id, worker=worker, lease_s=settings.lease_ttl_s)
-        if attempt is None:
-            return "not claimed"
-        # Two columns, not the whole ORM row: this is on every execution's path.
-        snapshot, params = session.execute(
-            select(Execution.case_snapshot, Execution.params).where(Execution.id == execution_id)
-        ).one()
+
+    def _claim() -> tuple[int, dict[str, Any], dict[str, Any]] | None:
+        with new_session() as session, session.begin():
+            attempt = claim(session, execution_id, worker=worker, lease_s=settings.lease_ttl_s)
+            if attempt is None:
+                return None
+            # Two columns, not the whole ORM row: this is on every execution's path.
+            snapshot, params = session.execute(
+                select(Execution.case_snapshot, Execution.params).where(Execution.id == execution_id)
+            ).one()
+            return attempt, snapshot, params
+
+    # Ride out a short database outage here rather than dropping the message: otherwise the
+    # execution would wait for the reconciler's next re-publish once the database is back.
+    claimed = _retrying(_claim, settings.lease_ttl_s)
+    if claimed is None:
+        return "not claimed"
+    attempt, snapshot, params = claimed
 
     stop = threading.Event()
     reasons: list[str] = []
