@@ -5,6 +5,7 @@ Commands come from test-case definitions made by privileged users; submissions o
 
 from __future__ import annotations
 
+import ctypes
 import io
 import os
 import re
@@ -105,6 +106,58 @@ def _missing(command: str, cwd: Path, env: Mapping[str, str]) -> str | None:
         return None if os.access(path, os.X_OK) and path.is_file() else f"{command} is not an executable file"
     found = shutil.which(command, path=env.get("PATH", os.defpath))
     return None if found else f"{command!r} is not on the test's PATH"
+
+
+PR_SET_CHILD_SUBREAPER = 36
+_subreaper = False
+
+
+def become_subreaper() -> bool:
+    """Adopt every orphan among this process's descendants (Linux), so a test process that detached
+    with ``setsid`` is re-parented here, not to init, and is killed when its test ends.
+
+    Called once in each worker pool process; elsewhere (tests, the API) nothing is adopted.
+    """
+    global _subreaper
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        _subreaper = libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        _subreaper = False
+    return _subreaper
+
+
+def _own_children() -> list[int]:
+    children: list[int] = []
+    try:
+        for task in os.listdir("/proc/self/task"):
+            with open(f"/proc/self/task/{task}/children") as handle:
+                children += [int(pid) for pid in handle.read().split()]
+    except OSError:
+        pass
+    return children
+
+
+def kill_adopted() -> int:
+    """Kill and reap what this subreaper adopted: processes a finished test left behind in other
+    sessions. Only test processes are ever children of a pool process, and it runs one at a time."""
+    if not _subreaper:
+        return 0
+    killed = 0
+    for _ in range(3):  # a dying intermediate may hand over its children a moment later
+        adopted = _own_children()
+        if not adopted:
+            break
+        for pid in adopted:
+            kill_tree(pid, thorough=True)
+            try:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+            except (ProcessLookupError, ChildProcessError):
+                pass
+            killed += 1
+        time.sleep(0.02)
+    return killed
 
 
 def _register(pgid: int) -> Path | None:
@@ -259,6 +312,7 @@ def run_process(
         exit_code = proc.wait()
         if registered is not None:
             registered.unlink(missing_ok=True)
+        kill_adopted()
     # Background children may still hold the pipe; they are dead now, so the pipe closes.
     reader.join(timeout=5)
     if on_tick is not None:

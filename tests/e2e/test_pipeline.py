@@ -6,6 +6,8 @@ import time
 import uuid
 from pathlib import Path
 
+import pytest
+
 from tests.e2e.conftest import Stack
 
 
@@ -124,6 +126,30 @@ def test_step_timeout_kills_the_whole_process_group(stack: Stack) -> None:
     assert [s["status"] for s in execution["steps"]] == ["timeout", "skipped"]
     assert execution["steps"][0]["duration_s"] < 30
     # ... and none of them, not even the backgrounded one, outlives the step.
+    assert marked_processes(marker) == []
+
+
+@pytest.mark.parametrize("ending", ["timeout", "clean exit"])
+def test_a_detached_process_dies_with_its_test(stack: Stack, ending: str) -> None:
+    """`setsid` leaves the test's process group and session; the worker adopts it and kills it."""
+    marker = f"E2E_MARKER_{uuid.uuid4().hex}"
+    tail = "sleep 300" if ending == "timeout" else "sleep 0.5"
+    case = stack.create_case(
+        [{"name": "detaches", "run": ["sh", "-c", f"setsid sleep 301 & {tail}"], "timeout_s": 2,
+          "env": {"E2E_MARKER": marker}}]
+    )  # fmt: skip
+    execution_id = stack.submit(case["id"])["id"]
+    seen: list[int] = []
+    deadline = time.monotonic() + 60
+    while not seen and time.monotonic() < deadline:
+        seen = marked_processes(marker)
+        if stack.get(execution_id)["status"] not in ("QUEUED", "RUNNING"):
+            break
+        time.sleep(0.02)
+    assert seen, "the detached process was never seen running"
+
+    execution = stack.wait_final(execution_id)
+    assert execution["status"] == ("TIMEOUT" if ending == "timeout" else "PASSED"), execution
     assert marked_processes(marker) == []
 
 
