@@ -21,19 +21,18 @@ from __future__ import annotations
 import logging
 import re
 import sys
-import tempfile
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-import workers
 from db.enums import StepStatus
 from db.executions import StepRecord
 from db.states import Status
 from workers.runners.base import Outcome, RunContext, summarize
 from workers.runners.jsonl import JsonLinesTail
-from workers.sandbox import ProcessResult, WorkspaceError, resolve_workspace, run_process, scrubbed_env
+from workers.runners.tooling import private_dir, tool_env
+from workers.sandbox import ProcessResult, WorkspaceError, resolve_workspace, run_process
 
 log = logging.getLogger("anvil.worker")
 
@@ -113,10 +112,7 @@ def run(ctx: RunContext) -> Outcome:
     except WorkspaceError as exc:
         return Outcome(Status.ERROR, summarize([]), str(exc))
 
-    with tempfile.TemporaryDirectory(prefix="anvil-bdd-") as tmp:
-        private = Path(tmp)
-        (private / "path").mkdir()
-        (private / "path" / "workers").symlink_to(Path(workers.__file__).resolve().parent)
+    with private_dir("anvil-bdd-") as private:
         if feature is None:
             try:
                 feature = _stage_feature_text(cwd, private, spec["feature_text"])
@@ -125,10 +121,7 @@ def run(ctx: RunContext) -> Outcome:
         report = private / "steps.jsonl"
         report.touch()
         recorder = StepRecorder(ctx, report, feature_text=feature if "feature_text" in spec else None)
-        env = scrubbed_env(
-            {**ctx.base_env(), "PYTHONPATH": str(private / "path"), "PYTHONDONTWRITEBYTECODE": "1"},
-            ctx.passthrough_env,
-        )
+        env = tool_env(ctx, private)
         result = run_process(
             behave_argv(feature=feature, report=report, spec=spec),
             cwd=cwd,

@@ -20,23 +20,21 @@ keeps a workspace shared by several workers or runs untouched.
 from __future__ import annotations
 
 import logging
-import os
 import re
 import signal
 import sys
-import tempfile
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import workers
 from db.enums import StepStatus
 from db.executions import StepRecord
 from db.states import Status
 from workers.runners.base import Outcome, RunContext, summarize
 from workers.runners.jsonl import JsonLinesTail
-from workers.sandbox import ProcessResult, WorkspaceError, resolve_workspace, run_process, scrubbed_env
+from workers.runners.tooling import private_dir, tool_env
+from workers.sandbox import ProcessResult, WorkspaceError, resolve_workspace, run_process
 
 log = logging.getLogger("anvil.worker")
 
@@ -71,21 +69,11 @@ def run(ctx: RunContext) -> Outcome:
     except WorkspaceError as exc:
         return Outcome(Status.ERROR, summarize([]), str(exc))
 
-    with tempfile.TemporaryDirectory(prefix="anvil-pytest-") as tmp:
-        private = Path(tmp)
-        (private / "path").mkdir()
-        (private / "path" / "workers").symlink_to(Path(workers.__file__).resolve().parent)
+    with private_dir("anvil-pytest-") as private:
         report = private / "report.jsonl"
         report.touch()
         recorder = StepRecorder(ctx, report)
-        # A PYTHONPATH the operator lets through stays, after the plugin's directory.
-        path = [str(private / "path")]
-        if "PYTHONPATH" in ctx.passthrough_env and os.environ.get("PYTHONPATH"):
-            path.append(os.environ["PYTHONPATH"])
-        env = scrubbed_env(
-            {**ctx.base_env(), "PYTHONPATH": os.pathsep.join(path), "PYTHONDONTWRITEBYTECODE": "1"},
-            ctx.passthrough_env,
-        )
+        env = tool_env(ctx, private)
         result = run_process(
             pytest_argv(report=report, text_cap=ctx.output_cap, args=list(spec["pytest"]["args"])),
             cwd=cwd,

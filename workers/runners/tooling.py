@@ -1,0 +1,37 @@
+"""What the pytest and behave runners share: a private directory (outside the workspace) holding
+the report file and an import path for Anvil's plugin, and the environment that points there."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import workers
+from workers.runners.base import RunContext
+from workers.sandbox import scrubbed_env
+
+
+@contextmanager
+def private_dir(prefix: str) -> Iterator[Path]:
+    """A temporary directory with ``path/workers`` linking to this package: on PYTHONPATH it makes
+    our plugin importable without putting the rest of Anvil (or its tests) on the test's path."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        private = Path(tmp)
+        (private / "path").mkdir()
+        (private / "path" / "workers").symlink_to(Path(workers.__file__).resolve().parent)
+        yield private
+
+
+def tool_env(ctx: RunContext, private: Path) -> dict[str, str]:
+    """The scrubbed test environment, plus the plugin's import path (before a PYTHONPATH the
+    operator lets through) and no bytecode written into the workspace."""
+    path = [str(private / "path")]
+    if "PYTHONPATH" in ctx.passthrough_env and os.environ.get("PYTHONPATH"):
+        path.append(os.environ["PYTHONPATH"])
+    return scrubbed_env(
+        {**ctx.base_env(), "PYTHONPATH": os.pathsep.join(path), "PYTHONDONTWRITEBYTECODE": "1"},
+        ctx.passthrough_env,
+    )
