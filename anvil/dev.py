@@ -384,7 +384,7 @@ def _banner(
 def _demo_thread(
     sup: Supervisor, api_url: str, token: str, case_id: str, then_exit: bool, outcome: list[bool]
 ) -> None:
-    from anvil.client import ApiError
+    from anvil.http_client import ApiError
 
     out = Console(file=cast(IO[str], _Prefixed("demo")), width=160, highlight=False)
     try:

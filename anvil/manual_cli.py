@@ -10,7 +10,7 @@ from rich.panel import Panel
 from rich.table import Table
 
 from anvil.cli import app
-from anvil.client import Api, ApiError, ApiUrl, Token, console, exit_on_api_error, make_api
+from anvil.http_client import Api, ApiError, ApiUrl, Token, console, exit_on_api_error, make_api
 
 manual_app = typer.Typer(
     help="Manual tests: the queue, and performing one step by step.", no_args_is_help=True

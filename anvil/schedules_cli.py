@@ -15,18 +15,17 @@ from rich.markup import escape
 from rich.table import Table
 
 from anvil.cli import app
-from anvil.client import (
+from anvil.client import _pages, resolve_case
+from anvil.http_client import (
     DEFAULT_API_URL,
     Api,
     ApiError,
     ApiUrl,
     AsJson,
     Token,
-    _pages,
     console,
     exit_on_api_error,
     make_api,
-    resolve_case,
 )
 from db.enums import Priority
 

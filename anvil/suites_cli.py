@@ -21,28 +21,30 @@ from rich.table import Table
 
 from anvil.cli import app
 from anvil.client import (
+    IdempotencyKey,
+    Junit,
+    RunId,
+    Trigger,
+    Wait,
+    _pages,
+    check_junit_target,
+    finish,
+    idempotency,
+    resolve,
+    submit_app,
+)
+from anvil.follow import follow_suite
+from anvil.http_client import (
     DEFAULT_API_URL,
     Api,
     ApiError,
     ApiUrl,
     AsJson,
-    IdempotencyKey,
-    Junit,
-    RunId,
     Token,
-    Trigger,
-    Wait,
-    _pages,
-    check_junit_target,
     console,
     exit_on_api_error,
-    finish,
-    idempotency,
     make_api,
-    resolve,
-    submit_app,
 )
-from anvil.follow import follow_suite
 from db.enums import Priority
 
 suites_app = typer.Typer(help="Test suites (over the API).", no_args_is_help=True)
