@@ -7,7 +7,6 @@ ANVIL_API_URL / ANVIL_TOKEN options and exit codes (0 done, 2 usage or API error
 from __future__ import annotations
 
 import json
-import uuid
 from typing import Annotated, Any
 
 import typer
@@ -15,11 +14,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from anvil.cli import app
-from anvil.client import _pages, resolve_case
+from anvil.client import _pages, resolve, resolve_case
 from anvil.http_client import (
     DEFAULT_API_URL,
-    Api,
-    ApiError,
     ApiUrl,
     AsJson,
     Token,
@@ -34,18 +31,6 @@ app.add_typer(schedules_app, name="schedules")
 
 ScheduleRef = Annotated[str, typer.Argument(help="schedule id (or exact name)")]
 OVERLAPS = ("skip", "allow", "cancel_previous")
-
-
-def _resolve(api: Api, path: str, what: str, ident: str) -> str:
-    """An id given as a UUID, or looked up by exact name in the collection at ``path``."""
-    try:
-        return str(uuid.UUID(ident))
-    except ValueError:
-        pass
-    for item in _pages(api, path, {}, 10_000):
-        if item["name"] == ident:
-            return str(item["id"])
-    raise ApiError(f"no {what} with id or name {ident!r}")
 
 
 def _schedule_line(schedule: dict[str, Any]) -> str:
@@ -110,7 +95,7 @@ def schedules_create(
         if case is not None:
             body["test_case_id"] = resolve_case(api, case)
         else:
-            body["test_suite_id"] = _resolve(api, "/api/v1/test-suites", "test suite", suite or "")
+            body["test_suite_id"] = resolve(api, "/api/v1/test-suites", "test suite", suite or "")
         schedule = api.call("POST", "/api/v1/schedules", body=body)
     typer.echo(_schedule_line(schedule))
 
@@ -118,7 +103,7 @@ def schedules_create(
 def _set_enabled(ident: str, enabled: bool, api_url: str, token: str | None) -> None:
     api = make_api(api_url, token)
     with exit_on_api_error():
-        schedule_id = _resolve(api, "/api/v1/schedules", "schedule", ident)
+        schedule_id = resolve(api, "/api/v1/schedules", "schedule", ident)
         schedule = api.call("PATCH", f"/api/v1/schedules/{schedule_id}", body={"enabled": enabled})
     typer.echo(_schedule_line(schedule))
 
@@ -140,7 +125,7 @@ def schedules_trigger(schedule: ScheduleRef, api_url: ApiUrl = DEFAULT_API_URL, 
     """Run a schedule's target now. Prints the new execution id."""
     api = make_api(api_url, token)
     with exit_on_api_error():
-        schedule_id = _resolve(api, "/api/v1/schedules", "schedule", schedule)
+        schedule_id = resolve(api, "/api/v1/schedules", "schedule", schedule)
         execution = api.call("POST", f"/api/v1/schedules/{schedule_id}/trigger")
     typer.echo(execution["id"])
 

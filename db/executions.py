@@ -373,11 +373,21 @@ def list_executions(
     )
 
 
-def queued_candidates(session: Session, *, limit: int = 500) -> list[Execution]:
-    """QUEUED executions, oldest first: the reconciler decides which were silent too long."""
+def queued_candidates(session: Session, *, limit: int = 500) -> list[Any]:
+    """QUEUED executions, oldest first: the reconciler decides which were silent too long.
+
+    Only the columns that decision reads: this runs every second, and snapshots can be large.
+    """
     return list(
-        session.scalars(
-            select(Execution)
+        session.execute(
+            select(
+                Execution.id,
+                Execution.priority,
+                Execution.published_at,
+                Execution.queued_at,
+                Execution.created_at,
+                Execution.publish_count,
+            )
             # Suite executions are never published: only their members run on workers.
             .where(Execution.status == Status.QUEUED.value, Execution.test_case_id.is_not(None))
             .order_by(Execution.queued_at)
