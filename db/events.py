@@ -15,25 +15,31 @@ from sqlalchemy import case, event, insert, select, update
 from sqlalchemy.orm import Session
 
 from db.models import Execution, ExecutionEvent
+from db.types import utcnow
 
 log = logging.getLogger("anvil.events")
 _PENDING = "anvil_event_roots"
+# Core tables: these statements run for every transition and step, so they skip the ORM's work.
+EXECUTIONS = Execution.__table__
+EVENTS = ExecutionEvent.__table__
 
 
-def bump_self_expr() -> Any:
-    """SET clause for a status/lease UPDATE: bump the counter when the row is its own root."""
-    return case(
-        (Execution.root_execution_id == Execution.id, Execution.event_seq + 1), else_=Execution.event_seq
-    )
+# SET clause for a status UPDATE: bump the counter when the row is its own root.
+BUMP_SELF = case(
+    (EXECUTIONS.c.root_execution_id == EXECUTIONS.c.id, EXECUTIONS.c.event_seq + 1),
+    else_=EXECUTIONS.c.event_seq,
+)
+INSERT_EVENT = insert(EVENTS)
 
 
-def next_seq(session: Session, root_id: uuid.UUID) -> int:
-    """Take the next event number of ``root_id``'s stream (locks the root row until commit)."""
+def next_seq(session: Session, root_id: uuid.UUID, count: int = 1) -> int:
+    """Take the next ``count`` event numbers of ``root_id``'s stream; returns the last of them.
+
+    Locks the root row until commit, so the numbers appear in commit order.
+    """
+    c = EXECUTIONS.c
     return session.execute(
-        update(Execution)
-        .where(Execution.id == root_id)
-        .values(event_seq=Execution.event_seq + 1)
-        .returning(Execution.event_seq)
+        update(EXECUTIONS).where(c.id == root_id).values(event_seq=c.event_seq + count).returning(c.event_seq)
     ).scalar_one()
 
 
@@ -50,12 +56,49 @@ def append(
     if seq is None:
         seq = next_seq(session, root_id)
     session.execute(
-        insert(ExecutionEvent).values(
-            root_execution_id=root_id, seq=seq, execution_id=execution_id, type=type_, data=data
-        )
+        INSERT_EVENT,
+        {
+            "root_execution_id": root_id,
+            "seq": seq,
+            "execution_id": execution_id,
+            "type": type_,
+            "data": data,
+            "at": utcnow(),
+        },
     )
     session.info.setdefault(_PENDING, set()).add(root_id)
     return seq
+
+
+def append_many(
+    session: Session,
+    *,
+    execution_id: uuid.UUID,
+    root_id: uuid.UUID,
+    last_seq: int | None,
+    type_: str,
+    datas: list[dict[str, Any]],
+) -> None:
+    """Insert several events of one execution in one statement, numbered up to ``last_seq`` (given
+    when the caller's UPDATE already bumped its own root by ``len(datas)``)."""
+    if not datas:
+        return
+    if last_seq is None:
+        last_seq = next_seq(session, root_id, len(datas))
+    first, now = last_seq - len(datas) + 1, utcnow()
+    rows = [
+        {
+            "root_execution_id": root_id,
+            "seq": first + i,
+            "execution_id": execution_id,
+            "type": type_,
+            "data": data,
+            "at": now,
+        }
+        for i, data in enumerate(datas)
+    ]
+    session.execute(INSERT_EVENT, rows)
+    session.info.setdefault(_PENDING, set()).add(root_id)
 
 
 def list_events(

@@ -12,15 +12,19 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from anvil.errors import InvalidTransition, NotFound
 from db import events, reactions
-from db.events import bump_self_expr
+from db.events import BUMP_SELF, EXECUTIONS
 from db.models import Execution, ExecutionTransition
-from db.session import db_now
+from db.session import built_once, clock, clock_params
 from db.states import ALLOWED, FINISHED, Status, sources_of
+from db.types import utcnow
+
+TRANSITIONS = ExecutionTransition.__table__
+INSERT_TRANSITION = insert(TRANSITIONS).returning(TRANSITIONS.c.id)
 
 
 @dataclass(frozen=True)
@@ -29,6 +33,7 @@ class Transitioned:
     from_status: Status
     to_status: Status
     attempt: int
+    returned: tuple[Any, ...] = ()  # the extra ``returning`` columns
 
 
 def transition(
@@ -42,6 +47,9 @@ def transition(
     attempt: int | None = None,
     values: dict[str, Any] | None = None,
     where: list[Any] | None = None,
+    returning: tuple[Any, ...] = (),
+    params: dict[str, Any] | None = None,
+    reuse: str | None = None,
 ) -> Transitioned:
     """Move one execution to ``to``; raise InvalidTransition when it is not allowed right now.
 
@@ -49,7 +57,13 @@ def transition(
     cost a locking read first (so the transition row can name where it came from).
     ``attempt`` is the fencing token: the change only applies while the row is at that attempt.
     ``values`` are other columns set in the same UPDATE (they may be SQL expressions);
-    ``where`` adds conditions the row must also meet.
+    ``where`` adds conditions the row must also meet; ``returning`` adds columns to read back.
+    Columns in ``values``, ``where`` and ``returning`` are table columns (``EXECUTIONS.c``): the
+    statements here are Core, not ORM, because they run several times for every execution.
+
+    On the hot path (claim, finish) the UPDATE is built once per process: ``reuse`` names the
+    call site, whose ``values`` and ``where`` then hold only bind parameters (given in ``params``)
+    and expressions that never change (``db.session.clock``).
     """
     allowed = sources_of(to)
     if from_ is not None:
@@ -67,19 +81,18 @@ def transition(
         if src not in allowed:
             raise _refused(execution_id, src, to, attempt, current.attempt)
 
-    stmt = (
-        update(Execution)
-        .where(Execution.id == execution_id, Execution.status == src.value)
-        .values(status=to.value, event_seq=bump_self_expr(), **(values or {}))
-        .returning(Execution.attempt, Execution.root_execution_id, Execution.event_seq)
-    )
-    if attempt is not None:
-        stmt = stmt.where(Execution.attempt == attempt)
-    if where:
-        stmt = stmt.where(*where)
-    if to is Status.QUEUED:
-        stmt = stmt.values(queued_at=db_now(session))
-    row = session.execute(stmt).one_or_none()
+    dialect = session.get_bind().dialect.name
+    fenced = attempt is not None
+
+    def build() -> Any:
+        return _update(dialect, src, to, fenced=fenced, values=values, where=where, returning=returning)
+
+    stmt = built_once((reuse, dialect, src, to, fenced), build) if reuse else build()
+    bound = {"p_id": execution_id, "p_attempt": attempt, **clock_params(dialect), **(params or {})}
+    # The Core UPDATE bypasses the unit of work: write pending changes first, and make a loaded
+    # copy of the row (if any) reload on its next use.
+    session.flush()
+    row = session.execute(stmt, bound).one_or_none()
     if row is None:
         current = session.execute(
             select(Execution.status, Execution.attempt).where(Execution.id == execution_id)
@@ -87,7 +100,10 @@ def transition(
         if current is None:
             raise NotFound(f"execution {execution_id} does not exist")
         raise _refused(execution_id, Status(current.status), to, attempt, current.attempt)
-    new_attempt, root_id, seq = row
+    new_attempt, root_id, seq = row[:3]
+    loaded = session.identity_map.get(session.identity_key(Execution, execution_id))
+    if loaded is not None:
+        session.expire(loaded)
     reactions.note_change(session, execution_id, root_id, to, finished=to in FINISHED)
     _log(
         session,
@@ -100,7 +116,33 @@ def transition(
         actor=actor,
         reason=reason,
     )
-    return Transitioned(execution_id, src, to, new_attempt)
+    return Transitioned(execution_id, src, to, new_attempt, tuple(row[3:]))
+
+
+def _update(
+    dialect: str,
+    src: Status,
+    to: Status,
+    *,
+    fenced: bool,
+    values: dict[str, Any] | None,
+    where: list[Any] | None,
+    returning: tuple[Any, ...],
+) -> Any:
+    c = EXECUTIONS.c
+    stmt = (
+        update(EXECUTIONS)
+        .where(c.id == bindparam("p_id"), c.status == src.value)
+        .values(status=to.value, event_seq=BUMP_SELF, **(values or {}))
+        .returning(c.attempt, c.root_execution_id, c.event_seq, *returning)
+    )
+    if fenced:
+        stmt = stmt.where(c.attempt == bindparam("p_attempt"))
+    if where:
+        stmt = stmt.where(*where)
+    if to is Status.QUEUED:
+        stmt = stmt.values(queued_at=clock(dialect))
+    return stmt
 
 
 def record_initial(
@@ -133,18 +175,19 @@ def _log(
     reason: str | None,
 ) -> None:
     """The append-only transition row and its live event, in the caller's transaction."""
+    at = utcnow()
     transition_id = session.execute(
-        insert(ExecutionTransition)
-        .values(
-            execution_id=execution_id,
-            attempt=attempt,
-            from_status=src.value if src else None,
-            to_status=to.value,
-            actor=actor,
-            reason=reason,
-        )
-        .returning(ExecutionTransition.id, ExecutionTransition.at)
-    ).one()
+        INSERT_TRANSITION,
+        {
+            "execution_id": execution_id,
+            "attempt": attempt,
+            "from_status": src.value if src else None,
+            "to_status": to.value,
+            "at": at,
+            "actor": actor,
+            "reason": reason,
+        },
+    ).scalar_one()
     events.append(
         session,
         execution_id=execution_id,
@@ -153,13 +196,13 @@ def _log(
         type_="transition",
         data={
             "execution_id": str(execution_id),
-            "transition_id": transition_id.id,
+            "transition_id": transition_id,
             "attempt": attempt,
             "from": src.value if src else None,
             "to": to.value,
             "actor": actor,
             "reason": reason,
-            "at": transition_id.at.isoformat(),
+            "at": at.isoformat(),
         },
     )
 

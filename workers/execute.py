@@ -2,6 +2,11 @@
 
 The claim is the first thing done: a duplicate or stale delivery loses it and returns, which is
 what makes late acknowledgement safe. Every later write carries the attempt (fencing token).
+
+Finished steps are written by the heartbeat thread at its next poll (every ``cancel_poll_s``), a
+batch per transaction together with the lease renewal, and whatever is left with the final
+status: a short test costs two transactions (claim, finish), a pytest run of a thousand tests a
+few per second instead of one per test.
 """
 
 from __future__ import annotations
@@ -12,15 +17,13 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
-from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from anvil.settings import Settings, get_settings
 from db.cancel import cancel_requested
-from db.executions import StepRecord, claim, finish, renew_lease, write_step
-from db.models import Execution
+from db.executions import Claimed, Lease, StepRecord, claim_run, finish, hold
 from db.session import new_session
 from db.states import Status
 from workers.runners import runner_for
@@ -36,16 +39,9 @@ def execute(execution_id: uuid.UUID, *, worker: str) -> str:
     worker = f"{worker}/{os.getpid()}"
     sweep_orphans()  # tests left running by a sibling process that died (cheap: one small directory)
 
-    def _claim() -> tuple[int, dict[str, Any], dict[str, Any]] | None:
+    def _claim() -> Claimed | None:
         with new_session() as session, session.begin():
-            attempt = claim(session, execution_id, worker=worker, lease_s=settings.lease_ttl_s)
-            if attempt is None:
-                return None
-            # Two columns, not the whole ORM row: this is on every execution's path.
-            snapshot, params = session.execute(
-                select(Execution.case_snapshot, Execution.params).where(Execution.id == execution_id)
-            ).one()
-            return attempt, snapshot, params
+            return claim_run(session, execution_id, worker=worker, lease_s=settings.lease_ttl_s)
 
     # Ride out a short database outage here rather than dropping the message: otherwise the
     # execution would wait for the reconciler's next re-publish once the database is back.
@@ -56,7 +52,8 @@ def execute(execution_id: uuid.UUID, *, worker: str) -> str:
 
     stop = threading.Event()
     reasons: list[str] = []
-    heartbeat = _Heartbeat(execution_id, attempt, settings, stop, reasons)
+    pending = PendingSteps()
+    heartbeat = _Heartbeat(execution_id, attempt, settings, stop, reasons, pending)
     heartbeat.start()
     ctx = RunContext(
         execution_id=execution_id,
@@ -66,7 +63,7 @@ def execute(execution_id: uuid.UUID, *, worker: str) -> str:
         workspace_root=settings.workspace_root,
         output_cap=settings.step_output_cap,
         stop=stop,
-        emit=lambda step: _emit(execution_id, attempt, step, settings),
+        emit=lambda step: pending.add(step) and not heartbeat.fenced,
         stop_reason=reasons,
     )
     try:
@@ -86,6 +83,8 @@ def execute(execution_id: uuid.UUID, *, worker: str) -> str:
         # Whatever the runner made of being stopped, a cancel request ends as CANCELLED.
         outcome = Outcome(Status.CANCELLED, outcome.summary, "cancelled")
 
+    last_steps = pending.take()  # the heartbeat has stopped: what it did not write goes with the result
+
     def _finish() -> bool:
         with new_session() as session, session.begin():
             return finish(
@@ -96,6 +95,7 @@ def execute(execution_id: uuid.UUID, *, worker: str) -> str:
                 actor=f"worker:{worker}",
                 summary=outcome.summary,
                 error=outcome.error,
+                steps=last_steps,
             )
 
     try:
@@ -110,15 +110,27 @@ def execute(execution_id: uuid.UUID, *, worker: str) -> str:
     return outcome.status.value if done else "lost"
 
 
-def _emit(execution_id: uuid.UUID, attempt: int, step: StepRecord, settings: Settings) -> bool:
-    def write() -> bool:
-        with new_session() as session, session.begin():
-            return write_step(session, execution_id, attempt=attempt, step=step, lease_s=settings.lease_ttl_s)
+class PendingSteps:
+    """Steps the runner finished that are not in the database yet (shared with the heartbeat)."""
 
-    try:
-        return _retrying(write, settings.lease_ttl_s)
-    except OperationalError:
-        return False  # the database stayed unreachable for a whole lease: stop, another attempt follows
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._steps: list[StepRecord] = []
+
+    def add(self, step: StepRecord) -> bool:
+        with self._lock:
+            self._steps.append(step)
+        return True
+
+    def take(self) -> list[StepRecord]:
+        with self._lock:
+            steps, self._steps = self._steps, []
+        return steps
+
+    def put_back(self, steps: list[StepRecord]) -> None:
+        """Steps whose write failed go back in front, to be written in order next time."""
+        with self._lock:
+            self._steps[:0] = steps
 
 
 def _retrying(fn: Callable[[], T], budget_s: float) -> T:
@@ -136,7 +148,8 @@ def _retrying(fn: Callable[[], T], budget_s: float) -> T:
 
 
 class _Heartbeat(threading.Thread):
-    """Renews the lease; when it cannot, sets ``stop`` so the runner kills the test (self-fencing)."""
+    """Writes finished steps, polls for a cancel request and renews the lease; when the lease
+    cannot be held, sets ``stop`` so the runner kills the test (self-fencing)."""
 
     def __init__(
         self,
@@ -145,10 +158,11 @@ class _Heartbeat(threading.Thread):
         settings: Settings,
         stop: threading.Event,
         reasons: list[str],
+        pending: PendingSteps,
     ) -> None:
         super().__init__(name=f"heartbeat-{execution_id}", daemon=True)
         self.execution_id, self.attempt, self.settings = execution_id, attempt, settings
-        self.stop_run, self.reasons = stop, reasons
+        self.stop_run, self.reasons, self.pending = stop, reasons, pending
         self.cancelled = False
         self.fenced = False  # stopped because the lease could not be held (not a cancel request)
         self._halt = threading.Event()
@@ -158,31 +172,46 @@ class _Heartbeat(threading.Thread):
         self.join(timeout=self.settings.heartbeat_s + 5)
 
     def run(self) -> None:
-        """Poll for a cancel request often; renew the lease every heartbeat."""
-        last_ok = next_renewal = time.monotonic()
+        """Every poll: write finished steps (renewing the lease) or just look for a cancel
+        request; renew the lease at least every heartbeat."""
+        last_ok = time.monotonic()
         poll = min(self.settings.cancel_poll_s, self.settings.heartbeat_s)
         while not self._halt.wait(poll):
+            steps = self.pending.take()
+            renew = bool(steps) or time.monotonic() >= last_ok + self.settings.heartbeat_s
             try:
-                with new_session() as session, session.begin():
-                    if cancel_requested(session, self.execution_id, attempt=self.attempt):
-                        self._fence("cancelled", cancelled=True)
-                        return
-                    if time.monotonic() < next_renewal + self.settings.heartbeat_s:
-                        continue
-                    owned = renew_lease(
-                        session, self.execution_id, attempt=self.attempt, lease_s=self.settings.lease_ttl_s
-                    )
+                lease = self._poll(steps, renew=renew)
             except (OperationalError, DBAPIError) as exc:
+                self.pending.put_back(steps)
                 log.warning("lease renewal of %s failed: %s", self.execution_id, exc)
                 # Past our own lease another worker may take over: stop before that can overlap.
                 if time.monotonic() - last_ok > self.settings.lease_ttl_s - self.settings.heartbeat_s:
                     self._fence("lease could not be renewed (database unreachable)")
                     return
                 continue
-            if not owned:
+            if lease is Lease.LOST:
                 self._fence("the attempt no longer owns the execution")
                 return
-            last_ok = next_renewal = time.monotonic()
+            if lease is Lease.CANCEL_REQUESTED:
+                self._fence("cancelled", cancelled=True)
+                return
+            if lease is not None:
+                last_ok = time.monotonic()
+
+    def _poll(self, steps: list[StepRecord], *, renew: bool) -> Lease | None:
+        """Renew (writing ``steps``) when asked to, else only read the cancel flag (None: no renewal)."""
+        with new_session() as session, session.begin():
+            if renew:
+                return hold(
+                    session,
+                    self.execution_id,
+                    attempt=self.attempt,
+                    lease_s=self.settings.lease_ttl_s,
+                    steps=steps,
+                )
+            if cancel_requested(session, self.execution_id, attempt=self.attempt):
+                return Lease.CANCEL_REQUESTED
+            return None
 
     def _fence(self, reason: str, *, cancelled: bool = False) -> None:
         if not cancelled:
