@@ -10,6 +10,7 @@ from anvil import __version__
 from api import problems
 from api.routes import (
     auth,
+    batch_executions,
     control,
     events,
     executions,
@@ -86,6 +87,7 @@ def create_app() -> FastAPI:
         test_suites,
         lineage,
         suite_executions,
+        batch_executions,
         executions,
         control,
         events,

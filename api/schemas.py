@@ -132,6 +132,16 @@ class CaseExecutionCreate(Strict):
     expires_in_s: float | None = Field(default=None, gt=0, le=MAX_EXPIRES_S, description=EXPIRES_HELP)
 
 
+# Items per batch submission: one transaction and a publish per item.
+MAX_BATCH = 500
+
+
+class BatchExecutionCreate(Strict):
+    items: list[CaseExecutionCreate] = Field(
+        min_length=1, max_length=MAX_BATCH, description="each as POST /api/v1/executions/case takes it"
+    )
+
+
 class SuiteExecutionCreate(Strict):
     test_suite_id: uuid.UUID
     priority: Priority | None = Field(default=None, description="default: the suite's default_priority")
@@ -269,6 +279,10 @@ class ExecutionPublic(BaseModel):
     slot_at: datetime | None = Field(default=None, description="the schedule slot that fired it")
     steps: list[StepPublic] | None = None
     transitions: list[TransitionPublic] | None = None
+
+
+class BatchPublic(BaseModel):
+    items: list[ExecutionPublic]
 
 
 class DescendantPublic(ExecutionPublic):

@@ -11,6 +11,7 @@ import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from fastapi import Response
 from pydantic import BaseModel
@@ -31,6 +32,7 @@ NEEDS_PARENT = frozenset({TriggerKind.REPAIR, TriggerKind.AGENT})
 
 # What to publish after the commit: (execution id, priority).
 ToPublish = list[tuple[uuid.UUID, str]]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -75,18 +77,23 @@ def submit_once(
     idempotency_key: str | None,
     body: BaseModel,
     response: Response,
-    create: Callable[[str], tuple[Execution, ToPublish]],
-) -> Execution:
+    create: Callable[[str], tuple[T, ToPublish]],
+    find: Callable[[str, str], T | None] | None = None,
+) -> T:
     """Run ``create(request_hash)``, commit, then publish; with a key, a repeat returns the first.
 
-    ``create`` writes in the session without committing and returns the new execution and what to
-    publish once the commit is done.
+    ``create`` writes in the session without committing and returns the new execution (or
+    executions) and what to publish once the commit is done. ``find(key, request_hash)`` looks up
+    what an earlier request with the key created (default: the one execution holding the key).
     """
     digest = request_hash(body)
+
+    def earlier_one(key: str, digest: str) -> Any:
+        return find_idempotent(session, requested_by=requested_by, key=key, request_hash=digest)
+
+    find = find or earlier_one
     if idempotency_key:
-        earlier = find_idempotent(
-            session, requested_by=requested_by, key=idempotency_key, request_hash=digest
-        )
+        earlier = find(idempotency_key, digest)
         if earlier is not None:
             response.headers["Idempotent-Replayed"] = "true"
             return earlier
@@ -98,13 +105,12 @@ def submit_once(
         session.rollback()
         if not idempotency_key:
             raise
-        earlier = find_idempotent(
-            session, requested_by=requested_by, key=idempotency_key, request_hash=digest
-        )
+        earlier = find(idempotency_key, digest)
         if earlier is None:
             raise
         response.headers["Idempotent-Replayed"] = "true"
         return earlier
     publish_many(to_publish)
-    response.headers["Location"] = f"/api/v1/executions/{execution.id}"
+    if isinstance(execution, Execution):
+        response.headers["Location"] = f"/api/v1/executions/{execution.id}"
     return execution

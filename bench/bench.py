@@ -5,7 +5,9 @@
 One run measures, on this machine, with one worker of concurrency 2 (prefork, Anvil's settings):
   (a) a no-op Celery task (bench/noop.py) on Anvil's broker and worker settings, counted in Redis;
   (b) trivial Anvil executions (a generic case with one step running `true`) submitted through the
-      API from a few threads, from the first submit until the last one is PASSED in PostgreSQL;
+      API from a few threads, from the first submit until the last one is PASSED in PostgreSQL:
+      once with one request per execution (POST /executions/case), once in batches (POST
+      /executions/batch, --batch items per request);
   (c) submit->RUNNING latency with an idle worker, one submission at a time.
 It uses a database of its own (created, migrated, dropped) and an empty Redis DB (flushed at the
 end), so it never touches other data; every process it starts is stopped, even on Ctrl-C.
@@ -123,10 +125,19 @@ def main() -> int:
         setup(bench)
         raw = measure_raw_celery(bench, n=args.n)
         api_url, token, case_id = start_anvil(bench)
-        anvil = measure_anvil(bench, api_url, token, case_id, n=args.n, threads=args.threads)
+        anvil = measure_anvil(bench, api_url, token, case_id, n=args.n, threads=args.threads, batch=1)
+        batched = measure_anvil(
+            bench, api_url, token, case_id, n=args.n, threads=args.threads, batch=args.batch
+        )
         latency = measure_latency(bench, api_url, token, case_id, samples=args.latency_samples)
         results = report(
-            args, machine=machine, concurrency=CONCURRENCY, raw=raw, anvil=anvil, latency=latency
+            args,
+            machine=machine,
+            concurrency=CONCURRENCY,
+            raw=raw,
+            anvil=anvil,
+            batched=batched,
+            latency=latency,
         )
         if args.json:
             args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -153,6 +164,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--n", type=int, default=500, help="tasks / executions for (a) and (b)")
     parser.add_argument("--latency-samples", type=int, default=200, help="sequential submissions for (c)")
     parser.add_argument("--threads", type=int, default=4, help="submitting threads for (b)")
+    parser.add_argument("--batch", type=int, default=50, help="executions per request in batched (b)")
     parser.add_argument(
         "--pg-admin",
         default=os.environ.get("ANVIL_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres"),
@@ -166,8 +178,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--json", type=Path, help="also write the results here (e.g. bench/results/x.json)")
     parser.add_argument("--keep-logs", action="store_true", help="keep the processes' logs")
     args = parser.parse_args()
-    if args.n < 1 or args.latency_samples < 1 or args.threads < 1:
-        parser.error("--n, --latency-samples and --threads must be positive")
+    if min(args.n, args.latency_samples, args.threads) < 1 or not 1 <= args.batch <= 500:
+        parser.error("--n, --latency-samples and --threads must be positive, --batch 1 to 500")
     return args
 
 
@@ -272,11 +284,12 @@ def start_anvil(bench: Bench) -> tuple[str, str, str]:
 
 
 def measure_anvil(
-    bench: Bench, api_url: str, token: str, case_id: str, *, n: int, threads: int
+    bench: Bench, api_url: str, token: str, case_id: str, *, n: int, threads: int, batch: int
 ) -> dict[str, Any]:
     """(b): seconds from the first submit until ``n`` executions are PASSED, and where they went.
 
-    The end is the last ``finished_at`` (PostgreSQL's clock; the same host's clock as the start).
+    ``batch`` 1: one POST /executions/case per execution; more: POST /executions/batch with that
+    many items. The end is the last ``finished_at`` (PostgreSQL's clock; the same host's clock).
     """
     from sqlalchemy import text
 
@@ -285,20 +298,25 @@ def measure_anvil(
     local = threading.local()
     clients: list[httpx.Client] = []
 
-    def submit(run_id: str) -> None:
+    def submit(run_id: str, size: int) -> None:
         client = getattr(local, "client", None)
         if client is None:
             client = local.client = httpx.Client(base_url=api_url, headers=auth(token), timeout=30)
             clients.append(client)
-        response = client.post("/api/v1/executions/case", json={"test_case_id": case_id, "run_id": run_id})
+        item = {"test_case_id": case_id, "run_id": run_id}
+        if batch == 1:
+            response = client.post("/api/v1/executions/case", json=item)
+        else:
+            response = client.post("/api/v1/executions/batch", json={"items": [item] * size})
         if response.status_code != 201:
             raise RuntimeError(f"submit answered {response.status_code}: {response.text[:300]}")
 
     def run(count: int, run_id: str) -> tuple[float, float]:
+        sizes = [min(batch, count - start) for start in range(0, count, batch)]
         started = time.time()
         pool = ThreadPoolExecutor(threads)
         try:
-            for future in [pool.submit(submit, run_id) for _ in range(count)]:
+            for future in [pool.submit(submit, run_id, size) for size in sizes]:
                 future.result()
         finally:
             # On Ctrl-C or a failed submit, drop the submissions not yet sent.
@@ -315,10 +333,10 @@ def measure_anvil(
 
     api, worker = (next(c for c in bench.children if c.name == name) for name in ("api", "worker"))
     try:
-        run(min(20, n), "bench-warmup")
+        run(min(20, n), f"bench-warmup-{batch}")
         meter = bench.meter(worker=worker.pid, api=api.pid)
         meter.start()
-        elapsed, submitted = run(n, "bench-throughput")
+        elapsed, submitted = run(n, f"bench-throughput-{batch}")
         cpu = meter.stop()
     finally:
         for client in clients:
@@ -328,10 +346,17 @@ def measure_anvil(
         worker_ms = session.execute(
             text(
                 "SELECT avg(EXTRACT(EPOCH FROM (finished_at - started_at))) * 1000 FROM executions"
-                " WHERE run_id = 'bench-throughput'"
-            )
+                " WHERE run_id = :run_id"
+            ),
+            {"run_id": f"bench-throughput-{batch}"},
         ).scalar_one()
-    return {"elapsed_s": elapsed, "submit_s": submitted, "worker_ms_mean": float(worker_ms), "cpu_s": cpu}
+    return {
+        "elapsed_s": elapsed,
+        "submit_s": submitted,
+        "worker_ms_mean": float(worker_ms),
+        "cpu_s": cpu,
+        "batch": batch,
+    }
 
 
 def measure_latency(bench: Bench, api_url: str, token: str, case_id: str, *, samples: int) -> dict[str, Any]:

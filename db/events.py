@@ -101,6 +101,13 @@ def append_many(
     session.info.setdefault(_PENDING, set()).add(root_id)
 
 
+def insert_numbered(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Insert events the caller already numbered (new roots: number 1 of their own streams)."""
+    if rows:
+        session.execute(INSERT_EVENT, rows)
+        session.info.setdefault(_PENDING, set()).update(row["root_execution_id"] for row in rows)
+
+
 def list_events(
     session: Session,
     *,

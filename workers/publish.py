@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Iterable
+from typing import Any
 
 from db.enums import Priority
 
@@ -17,7 +18,7 @@ log = logging.getLogger("anvil.publish")
 _RETRY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
 
 
-def publish(execution_id: uuid.UUID, priority: str) -> bool:
+def publish(execution_id: uuid.UUID, priority: str, producer: Any = None) -> bool:
     from workers.celery_app import RUN_TASK, app
 
     queue = Priority(priority).queue
@@ -29,6 +30,7 @@ def publish(execution_id: uuid.UUID, priority: str) -> bool:
             routing_key=queue,
             retry=True,
             retry_policy=_RETRY,
+            producer=producer,
         )
     except Exception as exc:  # the broker is only a signal; the reconciler covers for it
         log.warning("publish of %s failed, the reconciler will retry: %s", execution_id, exc)
@@ -37,4 +39,15 @@ def publish(execution_id: uuid.UUID, priority: str) -> bool:
 
 
 def publish_many(items: Iterable[tuple[uuid.UUID, str]]) -> int:
-    return sum(publish(execution_id, priority) for execution_id, priority in items)
+    """Publish each; several share one producer (one pool checkout for a batch or a suite)."""
+    items = list(items)
+    if len(items) < 2:
+        return sum(publish(execution_id, priority) for execution_id, priority in items)
+    from workers.celery_app import app
+
+    try:
+        with app.producer_or_acquire() as producer:
+            return sum(publish(execution_id, priority, producer) for execution_id, priority in items)
+    except Exception as exc:  # the pool could not give a connection: the reconciler covers for it
+        log.warning("publishing %d executions failed, the reconciler will retry: %s", len(items), exc)
+        return 0
