@@ -1,8 +1,8 @@
-"""Many case executions submitted at once: one transaction, three bulk statements.
+"""Case executions submitted through the API, one or many at once: three bulk statements.
 
-Each item becomes its own execution (the root of its own tree, unless it names a parent), exactly
-as if it had been submitted alone; only the writing is shared. With an Idempotency-Key, item i
-stores ``<key>#<i>``, so a repeated batch finds the executions it created the first time.
+Each item becomes its own execution (the root of its own tree, unless it names a parent); a
+single submission is a batch of one. With an Idempotency-Key, item i of a batch stores
+``<key>#<i>``, so a repeated batch finds the executions it created the first time.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ class BatchItem:
     params: dict[str, Any]
     retry_policy: dict[str, Any]
     expires_at: datetime | None = None
+    idempotency_key: str | None = None
     parent_execution_id: uuid.UUID | None = None
     correlation_id: uuid.UUID | None = None
     root_execution_id: uuid.UUID | None = None
@@ -93,7 +94,6 @@ def create_batch(
     requested_by: uuid.UUID,
     actor: str,
     max_attempts: int,
-    idempotency_key: str | None = None,
     request_hash: str | None = None,
 ) -> list[Execution]:
     """Insert one QUEUED execution per item with its transition and event rows; the caller commits,
@@ -120,7 +120,7 @@ def create_batch(
                 "parent_execution_id": item.parent_execution_id,
                 "run_id": item.run_id,
                 "requested_by": requested_by,
-                "idempotency_key": item_key(idempotency_key, index) if idempotency_key else None,
+                "idempotency_key": item.idempotency_key,
                 "request_hash": request_hash,
                 "params": item.params,
                 # Distinct and increasing: the batch lists newest-first in reverse of its order.

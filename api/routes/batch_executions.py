@@ -12,7 +12,7 @@ from api.deps import SessionDep, SettingsDep, Tester
 from api.routes.executions import to_public
 from api.schemas import BatchExecutionCreate, BatchPublic
 from api.submission import ToPublish, lineage_of, submit_once
-from db.batches import MAX_BATCH_KEY, BatchItem, create_batch, find_batch
+from db.batches import MAX_BATCH_KEY, BatchItem, create_batch, find_batch, item_key
 from db.models import Execution, TestCase
 from db.session import read_db_now
 from scheduler.policy import resolve_retry_policy
@@ -36,7 +36,7 @@ def submit_batch(
     none is created. The answer lists the executions in the items' order. With an
     Idempotency-Key, a repeated request returns the executions the first one created.
     """
-    items = _items(session, body)
+    items = _items(session, body, idempotency_key)
 
     def create(digest: str) -> tuple[list[Execution], ToPublish]:
         executions = create_batch(
@@ -45,7 +45,6 @@ def submit_batch(
             requested_by=user.id,
             actor=f"user:{user.username}",
             max_attempts=settings.max_attempts,
-            idempotency_key=idempotency_key,
             request_hash=digest,
         )
         return executions, [(execution.id, execution.priority) for execution in executions]
@@ -65,7 +64,7 @@ def submit_batch(
     return BatchPublic(items=[to_public(execution) for execution in executions])
 
 
-def _items(session: Session, body: BatchExecutionCreate) -> list[BatchItem]:
+def _items(session: Session, body: BatchExecutionCreate, key: str | None) -> list[BatchItem]:
     """Check every item (cases exist, triggers and parents allowed) before anything is written."""
     wanted = {item.test_case_id for item in body.items}
     cases = {
@@ -96,6 +95,7 @@ def _items(session: Session, body: BatchExecutionCreate) -> list[BatchItem]:
                 params=item.params,
                 retry_policy=resolve_retry_policy(case.retry_policy, submitted).as_dict(),
                 expires_at=now + timedelta(seconds=item.expires_in_s) if now and item.expires_in_s else None,
+                idempotency_key=item_key(key, index) if key else None,
                 parent_execution_id=lineage.parent_execution_id,
                 correlation_id=lineage.correlation_id,
                 root_execution_id=lineage.root_execution_id,

@@ -19,6 +19,7 @@ from api.schemas import (
 )
 from api.submission import ToPublish, lineage_of, submit_once
 from db import executions as ex
+from db.batches import BatchItem, create_batch
 from db.cases import get_case
 from db.enums import Priority, TriggerKind
 from db.models import Execution
@@ -105,23 +106,26 @@ def submit_case(
         case = get_case(session, body.test_case_id, field="body.test_case_id")
         submitted = body.retry_policy.layer() if body.retry_policy else None
         expires = read_db_now(session) + timedelta(seconds=body.expires_in_s) if body.expires_in_s else None
-        execution = ex.create_execution(
-            session,
+        item = BatchItem(
             case=case,
             priority=body.priority,
             trigger_kind=body.trigger_kind,
-            requested_by=user.id,
-            actor=f"user:{user.username}",
             run_id=body.run_id,
             params=body.params,
+            retry_policy=resolve_retry_policy(case.retry_policy, submitted).as_dict(),
+            expires_at=expires,
             idempotency_key=idempotency_key,
-            request_hash=digest,
             parent_execution_id=lineage.parent_execution_id,
             correlation_id=lineage.correlation_id,
             root_execution_id=lineage.root_execution_id,
+        )
+        (execution,) = create_batch(
+            session,
+            [item],
+            requested_by=user.id,
+            actor=f"user:{user.username}",
             max_attempts=settings.max_attempts,
-            retry_policy=resolve_retry_policy(case.retry_policy, submitted).as_dict(),
-            expires_at=expires,
+            request_hash=digest,
         )
         return execution, [(execution.id, execution.priority)]
 

@@ -12,7 +12,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from anvil.errors import InvalidTransition
-from db.executions import StepRecord, claim, finish, renew_lease, write_step
+from db.cancel import cancel
+from db.events import list_events
+from db.executions import Lease, StepRecord, claim, finish, hold, renew_lease, write_step
 from db.models import Execution, ExecutionTransition, StepTrace
 from db.session import new_session
 from db.states import Status
@@ -200,3 +202,66 @@ def test_a_disallowed_transition_raises_and_writes_no_row(
         transition(session, execution_id, to, actor="test")
     assert transition_rows(execution_id) == before
     assert state(execution_id)[0] == status_before
+
+
+def test_steps_written_in_batches_and_with_the_result_are_numbered_in_order(
+    queued: Callable[..., uuid.UUID],
+) -> None:
+    """The worker's heartbeat writes finished steps a batch at a time and the last ones go with the
+    final status: the rows and their events come out exactly as if written one by one."""
+    execution_id = queued()
+    assert claim_in_own_session(execution_id, "w1") == 1
+    with new_session() as s, s.begin():
+        assert (
+            hold(s, execution_id, attempt=1, lease_s=LEASE_S, steps=[step(1), step(2), step(3)]) is Lease.HELD
+        )
+        assert hold(s, execution_id, attempt=1, lease_s=LEASE_S) is Lease.HELD  # a renewal only
+    with new_session() as s, s.begin():
+        done = finish(
+            s, execution_id, attempt=1, status=Status.PASSED, actor="w1", summary={"total": 5},
+            steps=[step(4), step(5)],
+        )  # fmt: skip
+        assert done
+    with new_session() as s:
+        seqs = s.scalars(
+            select(StepTrace.seq).where(StepTrace.execution_id == execution_id).order_by(StepTrace.id)
+        ).all()
+        assert seqs == [1, 2, 3, 4, 5]
+        events = list_events(s, root_id=execution_id, after=0)
+        assert [e.seq for e in events] == list(range(1, len(events) + 1))  # no gap, no duplicate
+        kinds = [(e.type, e.data.get("to") or e.data.get("seq")) for e in events]
+        assert kinds == [
+            ("transition", "QUEUED"), ("transition", "RUNNING"),
+            ("step", 1), ("step", 2), ("step", 3), ("step", 4), ("step", 5),
+            ("transition", "PASSED"),
+        ]  # fmt: skip
+        assert s.scalar(select(Execution.event_seq).where(Execution.id == execution_id)) == len(events)
+
+
+def test_a_lost_attempt_writes_none_of_its_pending_steps_with_its_result(
+    queued: Callable[..., uuid.UUID],
+) -> None:
+    execution_id = queued()
+    assert claim_in_own_session(execution_id, "old") == 1
+    with new_session() as s, s.begin():
+        transition(
+            s, execution_id, Status.QUEUED, from_=Status.RUNNING, attempt=1, actor="test", reason="lost"
+        )
+    assert claim_in_own_session(execution_id, "new") == 2
+    with new_session() as s, s.begin():
+        assert not finish(
+            s, execution_id, attempt=1, status=Status.PASSED, actor="old", summary={}, steps=[step(1)]
+        )
+        assert hold(s, execution_id, attempt=1, lease_s=LEASE_S, steps=[step(1)]) is Lease.LOST
+    assert step_count(execution_id) == 0
+    assert state(execution_id)[:2] == ("RUNNING", 2)
+
+
+def test_the_lease_renewal_tells_the_worker_about_a_cancel_request(queued: Callable[..., uuid.UUID]) -> None:
+    execution_id = queued()
+    assert claim_in_own_session(execution_id, "w1") == 1
+    with new_session() as s, s.begin():
+        cancel(s, execution_id, actor="someone")
+    with new_session() as s, s.begin():
+        assert hold(s, execution_id, attempt=1, lease_s=LEASE_S, steps=[step(1)]) is Lease.CANCEL_REQUESTED
+    assert step_count(execution_id) == 1  # what finished before the request is kept
