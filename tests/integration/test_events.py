@@ -377,6 +377,11 @@ def test_a_client_that_goes_away_ends_its_stream_on_the_server(
 
     with open_stream(api_url, execution_id, viewer) as response:
         assert next(sse_messages(response)).data["to"] == "QUEUED"
+        # SUBSCRIBE is sent before the first message, but redis-py does not wait for Redis to
+        # confirm it, so this connection's NUMSUB may be served first.
+        deadline = time.monotonic() + 5
+        while listeners() != 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
         assert listeners() == 1
     # The client closed the connection mid-run: the server notices and drops its subscription.
     deadline = time.monotonic() + 10
