@@ -376,13 +376,16 @@ def test_a_client_that_goes_away_ends_its_stream_on_the_server(
         return int(dict(redis_client.pubsub_numsub(channel(execution_id)))[channel(execution_id).encode()])
 
     with open_stream(api_url, execution_id, viewer) as response:
-        assert next(sse_messages(response)).data["to"] == "QUEUED"
+        # Kept in a variable: a discarded reader generator closes the connection when collected.
+        messages = sse_messages(response)
+        assert next(messages).data["to"] == "QUEUED"
         # SUBSCRIBE is sent before the first message, but redis-py does not wait for Redis to
         # confirm it, so this connection's NUMSUB may be served first.
         deadline = time.monotonic() + 5
         while listeners() != 1 and time.monotonic() < deadline:
             time.sleep(0.02)
         assert listeners() == 1
+        del messages
     # The client closed the connection mid-run: the server notices and drops its subscription.
     deadline = time.monotonic() + 10
     while listeners() and time.monotonic() < deadline:
