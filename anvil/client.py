@@ -137,6 +137,7 @@ Junit = Annotated[
         help="when it has finished, write its JUnit XML report to this file (implies --wait)",
     ),
 ]
+MAX_BATCH = 500  # api/schemas.py: items per POST /executions/batch
 RunId = Annotated[str | None, typer.Option(help="group executions of one run (e.g. a CI build)")]
 Trigger = Annotated[str, typer.Option(help="trigger kind: api, ci or manual")]
 IdempotencyKey = Annotated[
@@ -179,6 +180,37 @@ def submit_case(
 
         final = follow_case(api, execution, out=console())
     finish(api, final, junit)
+
+
+@submit_app.command("cases")
+def submit_cases(
+    cases: Annotated[list[str], typer.Argument(help="test case ids (or exact names); one execution each")],
+    priority: Annotated[
+        Priority, typer.Option(case_sensitive=False, help="queue priority")
+    ] = Priority.NORMAL,
+    run_id: RunId = None,
+    trigger: Trigger = "api",
+    idempotency_key: IdempotencyKey = None,
+    api_url: ApiUrl = DEFAULT_API_URL,
+    token: Token = None,
+) -> None:
+    """Run several test cases in one request (all or none). Prints the execution ids in order.
+
+    Each becomes its own execution, as with `submit case`; to follow many together, make a suite.
+    """
+    if len(cases) > MAX_BATCH:
+        raise typer.BadParameter(f"at most {MAX_BATCH} cases per request", param_hint="CASES")
+    api = make_api(api_url, token)
+    with exit_on_api_error():
+        common: dict[str, Any] = {"priority": priority.value, "trigger_kind": trigger}
+        if run_id:
+            common["run_id"] = run_id
+        items = [{"test_case_id": resolve_case(api, case), **common} for case in cases]
+        batch = api.call(
+            "POST", "/api/v1/executions/batch", body={"items": items}, headers=idempotency(idempotency_key)
+        )
+    for execution in batch["items"]:
+        typer.echo(execution["id"])
 
 
 def idempotency(key: str | None) -> dict[str, str] | None:

@@ -306,3 +306,35 @@ def unboxed(text: str) -> str:
 
 def _at(stack: Stack) -> dict[str, str]:
     return {"api_url": stack.api_url, "token": token_of(stack)}
+
+
+def test_submit_cases_runs_each_in_one_request_all_or_none(stack: Stack, tmp_path: Path) -> None:
+    named = f"cli-batch-{uuid.uuid4().hex[:6]}"
+    first = anvil(
+        "cases", "create", "-q", "--file", str(case_file(tmp_path, [{"run": ["true"]}], named)), **_at(stack)
+    )
+    other = anvil(
+        "cases", "create", "-q", "--file", str(case_file(tmp_path, [{"run": ["true"]}])), **_at(stack)
+    )
+    ids = [first.stdout.strip(), other.stdout.strip()]
+
+    before = stack.client.get("/api/v1/executions", params={"run_id": "cli-batch"}).json()["items"]
+    assert before == []
+    refused = anvil("submit", "cases", named, str(uuid.uuid4()), "--run-id", "cli-batch", **_at(stack))
+    assert refused.returncode == 2 and "does not exist" in refused.stderr
+    assert stack.client.get("/api/v1/executions", params={"run_id": "cli-batch"}).json()["items"] == []
+
+    done = anvil(
+        "submit", "cases", named, ids[1], named, "--priority", "high", "--run-id", "cli-batch", **_at(stack)
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    execution_ids = done.stdout.split()
+    assert len(execution_ids) == 3 and len(set(execution_ids)) == 3
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        shown = [stack.client.get(f"/api/v1/executions/{e}").json() for e in execution_ids]
+        if all(s["status"] == "PASSED" for s in shown):
+            break
+        time.sleep(0.2)
+    assert [s["test_case_id"] for s in shown] == [ids[0], ids[1], ids[0]]
+    assert all(s["status"] == "PASSED" and s["priority"] == "HIGH" for s in shown), shown
