@@ -163,7 +163,7 @@ def create_batch(
             events.append(
                 session, execution_id=row["id"], root_id=root_id, seq=None, type_="transition", data=data
             )
-    events.insert_numbered(session, numbered)
+    events.insert_new_roots(session, numbered)
     return [Execution(**row) for row in rows]
 
 

@@ -101,11 +101,13 @@ def append_many(
     session.info.setdefault(_PENDING, set()).add(root_id)
 
 
-def insert_numbered(session: Session, rows: list[dict[str, Any]]) -> None:
-    """Insert events the caller already numbered (new roots: number 1 of their own streams)."""
+def insert_new_roots(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Insert the first event (number 1) of new executions' own streams.
+
+    No nudge: nobody can be listening yet to a stream whose id has not been handed out.
+    """
     if rows:
         session.execute(INSERT_EVENT, rows)
-        session.info.setdefault(_PENDING, set()).update(row["root_execution_id"] for row in rows)
 
 
 def list_events(
