@@ -14,8 +14,9 @@ from sqlalchemy.orm import Session
 
 from anvil.errors import Conflict, Forbidden, InvalidInput
 from db import events
+from db.attempts import step_event, summarize
 from db.enums import Priority, StepStatus
-from db.executions import get_execution, step_event, summarize
+from db.executions import get_execution
 from db.models import Execution, ManualStepResult, StepTrace, User
 from db.session import db_now
 from db.states import Status

@@ -22,8 +22,8 @@ from typing import TypeVar
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from anvil.settings import Settings, get_settings
+from db.attempts import Claimed, Lease, StepRecord, claim_run, finish, hold
 from db.cancel import cancel_requested
-from db.executions import Claimed, Lease, StepRecord, claim_run, finish, hold
 from db.session import new_session
 from db.states import Status
 from workers.runners import runner_for
@@ -55,6 +55,12 @@ def execute(execution_id: uuid.UUID, *, worker: str) -> str:
     pending = PendingSteps()
     heartbeat = _Heartbeat(execution_id, attempt, settings, stop, reasons, pending)
     heartbeat.start()
+
+    def emit(step: StepRecord) -> bool:
+        """Keep the step for the heartbeat's next write; False once the attempt was fenced."""
+        pending.add(step)
+        return not heartbeat.fenced
+
     ctx = RunContext(
         execution_id=execution_id,
         attempt=attempt,
@@ -63,7 +69,7 @@ def execute(execution_id: uuid.UUID, *, worker: str) -> str:
         workspace_root=settings.workspace_root,
         output_cap=settings.step_output_cap,
         stop=stop,
-        emit=lambda step: pending.add(step) and not heartbeat.fenced,
+        emit=emit,
         stop_reason=reasons,
     )
     try:
@@ -117,10 +123,9 @@ class PendingSteps:
         self._lock = threading.Lock()
         self._steps: list[StepRecord] = []
 
-    def add(self, step: StepRecord) -> bool:
+    def add(self, step: StepRecord) -> None:
         with self._lock:
             self._steps.append(step)
-        return True
 
     def take(self) -> list[StepRecord]:
         with self._lock:

@@ -14,7 +14,7 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from anvil.settings import Settings
-from db.executions import claim, finish
+from db.attempts import claim, finish
 from db.models import Execution, ExecutionTransition, TestCase
 from db.session import new_session
 from db.states import Status

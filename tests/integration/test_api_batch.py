@@ -12,9 +12,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from db.attempts import claim
 from db.enums import Role
 from db.events import list_events
-from db.executions import claim
 from db.models import Execution, ExecutionTransition, TestCase
 from tests.helpers import make_case
 from tests.integration.support import count_rows, problem, published_ids

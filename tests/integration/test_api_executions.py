@@ -16,8 +16,8 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from anvil.settings import get_settings
+from db.attempts import claim
 from db.enums import Priority, Role
-from db.executions import claim
 from db.models import Execution, TestCase
 from db.states import Status
 from db.transitions import transition

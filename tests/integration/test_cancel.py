@@ -10,9 +10,9 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
+from db.attempts import claim
 from db.cancel import cancel_requested
 from db.enums import Role
-from db.executions import claim
 from db.session import new_session
 from db.states import Status
 from tests.integration.scheduling import (

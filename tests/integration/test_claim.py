@@ -12,9 +12,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from anvil.errors import InvalidTransition
+from db.attempts import Lease, StepRecord, claim, finish, hold, renew_lease, write_step
 from db.cancel import cancel
 from db.events import list_events
-from db.executions import Lease, StepRecord, claim, finish, hold, renew_lease, write_step
 from db.models import Execution, ExecutionTransition, StepTrace
 from db.session import new_session
 from db.states import Status

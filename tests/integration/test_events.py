@@ -23,9 +23,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from anvil.processes import Child, spawn, wait_http
+from db.attempts import StepRecord, claim, finish, write_step
 from db.enums import Priority, StepStatus, TriggerKind
 from db.events import channel
-from db.executions import StepRecord, claim, create_execution, finish, write_step
+from db.executions import create_execution
 from db.models import ExecutionEvent, ExecutionTransition, StepTrace, TestCase
 from db.session import new_session
 from db.states import Status

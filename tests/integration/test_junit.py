@@ -21,8 +21,9 @@ from junitparser import TestSuite as JSuite
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from db.attempts import StepRecord, claim, finish, write_step
 from db.enums import Priority, Role, StepStatus, TriggerKind
-from db.executions import StepRecord, claim, create_execution, finish, write_step
+from db.executions import create_execution
 from db.models import Execution, TestCase
 from db.session import new_session
 from db.states import Status

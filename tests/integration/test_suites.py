@@ -14,8 +14,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, insert, select, text
 from sqlalchemy.orm import Session
 
+from db.attempts import claim, finish
 from db.enums import Priority, Role, TriggerKind
-from db.executions import claim, create_execution, finish
+from db.executions import create_execution
 from db.models import Execution, ExecutionTransition, TestCase, TestSuite
 from db.session import new_session
 from db.states import Status

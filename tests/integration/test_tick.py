@@ -13,8 +13,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
 from anvil.settings import Settings, get_settings
+from db.attempts import claim
 from db.enums import Role
-from db.executions import claim
 from db.session import new_session
 from db.states import Status
 from scheduler.tick import TickReport, run_tick

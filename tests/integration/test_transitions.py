@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from db.executions import claim, finish
+from db.attempts import claim, finish
 from db.models import Execution, ExecutionTransition
 from db.session import new_session
 from db.states import Status

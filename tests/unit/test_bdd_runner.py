@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from db.executions import StepRecord
+from db.attempts import StepRecord
 from db.states import Status
 from tests.behave_oracle import run_behave
 from workers.runners import bdd

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from db.executions import StepRecord
+from db.attempts import StepRecord
 from db.states import Status
 from workers.runners.base import RunContext
 from workers.runners.pytest_runner import StepRecorder, _last_lines, pytest_argv

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from db.executions import StepRecord, summarize
+from db.attempts import StepRecord, summarize
 from db.states import Status
 
 __all__ = ["Outcome", "RunContext", "StepRecord", "summarize"]

@@ -26,8 +26,8 @@ from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from db.attempts import StepRecord
 from db.enums import StepStatus
-from db.executions import StepRecord
 from db.states import Status
 from workers.runners.base import Outcome, RunContext, summarize
 from workers.runners.jsonl import JsonLinesTail

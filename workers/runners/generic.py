@@ -8,8 +8,8 @@ from __future__ import annotations
 import re
 import time
 
+from db.attempts import StepRecord
 from db.enums import StepStatus
-from db.executions import StepRecord
 from db.states import Status
 from db.types import utcnow
 from workers.runners import pytest_runner

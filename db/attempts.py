@@ -1,0 +1,270 @@
+"""What a running attempt writes: the claim, its lease, its steps and its outcome.
+
+The claim bumps ``attempt`` (the fencing token); every later write here is conditional on it, so a
+stale worker can never write over a newer attempt. The hot-path statements are built once per
+process (db.session.built_once).
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import uuid
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, NamedTuple
+
+from sqlalchemy import Integer, bindparam, case, insert, or_, update
+from sqlalchemy.orm import Session
+
+from anvil.errors import InvalidTransition, NotFound
+from anvil.settings import get_settings
+from db import events
+from db.events import EXECUTIONS
+from db.models import StepTrace
+from db.session import built_once, clock, clock_params
+from db.states import FINISHED, Status
+from db.transitions import transition
+from db.types import utcnow
+
+STEPS = StepTrace.__table__
+INSERT_STEP = insert(STEPS)
+
+
+class Claimed(NamedTuple):
+    attempt: int
+    snapshot: dict[str, Any]
+    params: dict[str, Any]
+
+
+def claim_run(session: Session, execution_id: uuid.UUID, *, worker: str, lease_s: float) -> Claimed | None:
+    """QUEUED -> RUNNING with a new attempt (the fencing token) and a lease; None if lost.
+
+    Returns what the worker needs to run it, read back by the same UPDATE.
+    """
+    dialect = session.get_bind().dialect.name
+    values, where = _claim_shape(dialect)
+    c = EXECUTIONS.c
+    try:
+        done = transition(
+            session,
+            execution_id,
+            Status.RUNNING,
+            from_=Status.QUEUED,
+            actor=f"worker:{worker}",
+            reason="claimed",
+            values=values,
+            where=where,
+            returning=(c.case_snapshot, c.params),
+            params={"p_worker": worker, **clock_params(dialect, p_lease=lease_s)},
+            reuse="claim",
+        )
+    except (InvalidTransition, NotFound):
+        return None
+    snapshot, params = done.returned
+    return Claimed(done.attempt, snapshot, params)
+
+
+@functools.cache
+def _claim_shape(dialect: str) -> tuple[dict[str, Any], list[Any]]:
+    c = EXECUTIONS.c
+    values = {
+        "attempt": c.attempt + 1,
+        "lease_expires_at": clock(dialect, "p_lease"),
+        "worker": bindparam("p_worker"),
+        "started_at": clock(dialect),
+    }
+    # An expired execution is not started; the scheduler tick marks it SKIPPED.
+    return values, [or_(c.expires_at.is_(None), c.expires_at > clock(dialect))]
+
+
+def claim(session: Session, execution_id: uuid.UUID, *, worker: str, lease_s: float) -> int | None:
+    """Like claim_run, returning only the new attempt number."""
+    claimed = claim_run(session, execution_id, worker=worker, lease_s=lease_s)
+    return claimed.attempt if claimed else None
+
+
+class Lease(enum.Enum):
+    """What a running attempt learns when it renews its lease."""
+
+    HELD = "held"
+    CANCEL_REQUESTED = "cancel requested"  # held, but someone asked it to stop
+    LOST = "lost"  # the attempt no longer owns the execution: it must stop and write nothing
+
+
+def renew_lease(session: Session, execution_id: uuid.UUID, *, attempt: int, lease_s: float) -> bool:
+    """Extend the lease of a running attempt. False means the attempt no longer owns the row."""
+    return hold(session, execution_id, attempt=attempt, lease_s=lease_s) is not Lease.LOST
+
+
+def summarize(statuses: list[str]) -> dict[str, Any]:
+    """Counts of step results by status, plus the total."""
+    counts = Counter(statuses)
+    return {"total": len(statuses), **dict(sorted(counts.items()))}
+
+
+@dataclass
+class StepRecord:
+    seq: int
+    name: str
+    status: str
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    duration_s: float | None = None
+    output: str | None = None
+    output_truncated: bool = False
+    error: str | None = None
+    keyword: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def write_step(
+    session: Session, execution_id: uuid.UUID, *, attempt: int, step: StepRecord, lease_s: float
+) -> bool:
+    """Insert one step row for this attempt, fenced. False (nothing written) when it lost the row."""
+    return hold(session, execution_id, attempt=attempt, lease_s=lease_s, steps=[step]) is not Lease.LOST
+
+
+def hold(
+    session: Session,
+    execution_id: uuid.UUID,
+    *,
+    attempt: int,
+    lease_s: float,
+    steps: Sequence[StepRecord] = (),
+) -> Lease:
+    """Renew a running attempt's lease and insert its finished ``steps``, fenced.
+
+    The lease UPDATE comes first: it locks the row (fencing against a concurrent re-queue), checks
+    the attempt, numbers the steps' events and reads whether a cancel was requested. When the
+    attempt lost the execution nothing is written.
+    """
+    dialect = session.get_bind().dialect.name
+    owned = session.execute(
+        built_once(("hold", dialect), lambda: _hold_statement(dialect)),
+        {"p_id": execution_id, "p_attempt": attempt, "p_steps": len(steps)}
+        | clock_params(dialect, p_lease=lease_s),
+    ).one_or_none()
+    if owned is None:
+        return Lease.LOST
+    root_id, last_seq, cancel_requested_at = owned
+    if steps:
+        session.execute(INSERT_STEP, [_step_row(execution_id, attempt, step) for step in steps])
+        events.append_many(
+            session,
+            execution_id=execution_id,
+            root_id=root_id,
+            last_seq=last_seq if root_id == execution_id else None,
+            type_="step",
+            datas=[step_event(execution_id, attempt, step) for step in steps],
+        )
+    return Lease.HELD if cancel_requested_at is None else Lease.CANCEL_REQUESTED
+
+
+def _hold_statement(dialect: str) -> Any:
+    c = EXECUTIONS.c
+    steps = bindparam("p_steps", type_=Integer())
+    return (
+        update(EXECUTIONS)
+        .where(
+            c.id == bindparam("p_id"), c.attempt == bindparam("p_attempt"), c.status == Status.RUNNING.value
+        )
+        .values(
+            lease_expires_at=clock(dialect, "p_lease"),
+            event_seq=case((c.root_execution_id == c.id, c.event_seq + steps), else_=c.event_seq),
+        )
+        .returning(c.root_execution_id, c.event_seq, c.cancel_requested_at)
+    )
+
+
+def _step_row(execution_id: uuid.UUID, attempt: int, step: StepRecord) -> dict[str, Any]:
+    return {
+        "execution_id": execution_id,
+        "attempt": attempt,
+        "seq": step.seq,
+        "name": _text(step.name),
+        "keyword": step.keyword,
+        "status": step.status,
+        "started_at": step.started_at,
+        "finished_at": step.finished_at,
+        "duration_s": step.duration_s,
+        "output": _text(step.output),
+        "output_truncated": step.output_truncated,
+        "error": _text(step.error),
+        "details": step.details,
+        "recorded_at": utcnow(),
+    }
+
+
+def _text(value: str | None) -> str | None:
+    """PostgreSQL text cannot hold NUL; a test's output can."""
+    return value.replace("\x00", "") if value else value
+
+
+def step_event(execution_id: uuid.UUID, attempt: int, step: StepRecord | Any) -> dict[str, Any]:
+    """The live event for a step result (output left out: fetch it from the steps endpoint)."""
+    return {
+        "execution_id": str(execution_id),
+        "attempt": attempt,
+        "seq": step.seq,
+        "name": step.name,
+        "keyword": step.keyword,
+        "status": str(step.status),
+        "duration_s": step.duration_s,
+        "error": step.error,
+    }
+
+
+def finish(
+    session: Session,
+    execution_id: uuid.UUID,
+    *,
+    attempt: int,
+    status: Status,
+    actor: str,
+    summary: dict[str, Any],
+    error: str | None = None,
+    steps: Sequence[StepRecord] = (),
+) -> bool:
+    """RUNNING -> this attempt's outcome (a final status, or PAUSED for manual tests), with the
+    attempt's last ``steps`` not written yet, in the caller's transaction.
+
+    False (nothing written) when the attempt no longer owns the execution.
+    """
+    if steps and hold(session, execution_id, attempt=attempt, lease_s=0, steps=steps) is Lease.LOST:
+        return False
+    dialect = session.get_bind().dialect.name
+    offsets = {"p_manual": get_settings().manual_timeout_s} if status is Status.PAUSED else {}
+    try:
+        transition(
+            session,
+            execution_id,
+            status,
+            from_=Status.RUNNING,
+            attempt=attempt,
+            actor=actor,
+            reason=error,
+            values=_finish_values(dialect, status),
+            params={"p_summary": summary, "p_error": error, **clock_params(dialect, **offsets)},
+            reuse="finish",
+        )
+    except (InvalidTransition, NotFound):
+        return False
+    return True
+
+
+@functools.cache
+def _finish_values(dialect: str, status: Status) -> dict[str, Any]:
+    c = EXECUTIONS.c
+    return {
+        # PAUSED (waiting for a person) has not finished yet.
+        "finished_at": clock(dialect) if status in FINISHED else None,
+        # PAUSED waits for a person; the lease becomes their deadline (then TIMEOUT).
+        "lease_expires_at": clock(dialect, "p_manual") if status is Status.PAUSED else None,
+        "summary": bindparam("p_summary", type_=c.summary.type),
+        "error": bindparam("p_error", type_=c.error.type),
+        # Passing on a retry after a failed attempt of the same test: flaky.
+        **({"flaky": c.retry_index > 0} if status is Status.PASSED else {}),
+    }
