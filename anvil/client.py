@@ -163,13 +163,7 @@ def submit_case(
     check_junit_target(junit)
     api = make_api(api_url, token)
     with exit_on_api_error():
-        body: dict[str, Any] = {
-            "test_case_id": resolve_case(api, case),
-            "priority": priority.value,
-            "trigger_kind": trigger,
-        }
-        if run_id:
-            body["run_id"] = run_id
+        body = {"test_case_id": resolve_case(api, case), **case_options(priority, trigger, run_id)}
         execution = api.call(
             "POST", "/api/v1/executions/case", body=body, headers=idempotency(idempotency_key)
         )
@@ -202,15 +196,21 @@ def submit_cases(
         raise typer.BadParameter(f"at most {MAX_BATCH} cases per request", param_hint="CASES")
     api = make_api(api_url, token)
     with exit_on_api_error():
-        common: dict[str, Any] = {"priority": priority.value, "trigger_kind": trigger}
-        if run_id:
-            common["run_id"] = run_id
+        common = case_options(priority, trigger, run_id)
         items = [{"test_case_id": resolve_case(api, case), **common} for case in cases]
         batch = api.call(
             "POST", "/api/v1/executions/batch", body={"items": items}, headers=idempotency(idempotency_key)
         )
     for execution in batch["items"]:
         typer.echo(execution["id"])
+
+
+def case_options(priority: Priority, trigger: str, run_id: str | None) -> dict[str, Any]:
+    """What a case submission says besides the case (the same for one case or a batch)."""
+    options: dict[str, Any] = {"priority": priority.value, "trigger_kind": trigger}
+    if run_id:
+        options["run_id"] = run_id
+    return options
 
 
 def idempotency(key: str | None) -> dict[str, str] | None:
