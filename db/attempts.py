@@ -150,17 +150,32 @@ def hold(
     if owned is None:
         return Lease.LOST
     root_id, last_seq, cancel_requested_at = owned
-    if steps:
-        session.execute(INSERT_STEP, [_step_row(execution_id, attempt, step) for step in steps])
-        events.append_many(
-            session,
-            execution_id=execution_id,
-            root_id=root_id,
-            last_seq=last_seq if root_id == execution_id else None,
-            type_="step",
-            datas=[step_event(execution_id, attempt, step) for step in steps],
-        )
+    own_numbers = last_seq if root_id == execution_id else None  # a member's come from its root
+    _insert_steps(session, execution_id, attempt, root_id, own_numbers, steps)
     return Lease.HELD if cancel_requested_at is None else Lease.CANCEL_REQUESTED
+
+
+def _insert_steps(
+    session: Session,
+    execution_id: uuid.UUID,
+    attempt: int,
+    root_id: uuid.UUID,
+    last_seq: int | None,
+    steps: Sequence[StepRecord],
+) -> None:
+    """The step rows and their events, numbered up to ``last_seq`` when the caller took the
+    numbers already, else taken from the root's counter here."""
+    if not steps:
+        return
+    session.execute(INSERT_STEP, [_step_row(execution_id, attempt, step) for step in steps])
+    events.append_many(
+        session,
+        execution_id=execution_id,
+        root_id=root_id,
+        last_seq=last_seq,
+        type_="step",
+        datas=[step_event(execution_id, attempt, step) for step in steps],
+    )
 
 
 def _hold_statement(dialect: str) -> Any:
@@ -231,14 +246,13 @@ def finish(
     """RUNNING -> this attempt's outcome (a final status, or PAUSED for manual tests), with the
     attempt's last ``steps`` not written yet, in the caller's transaction.
 
-    False (nothing written) when the attempt no longer owns the execution.
+    False (nothing written) when the attempt no longer owns the execution. The transition comes
+    first (it is the fence) and takes the steps' event numbers, just before its own.
     """
-    if steps and hold(session, execution_id, attempt=attempt, lease_s=0, steps=steps) is Lease.LOST:
-        return False
     dialect = session.get_bind().dialect.name
     offsets = {"p_manual": get_settings().manual_timeout_s} if status is Status.PAUSED else {}
     try:
-        transition(
+        done = transition(
             session,
             execution_id,
             status,
@@ -249,9 +263,11 @@ def finish(
             values=_finish_values(dialect, status),
             params={"p_summary": summary, "p_error": error, **clock_params(dialect, **offsets)},
             reuse="finish",
+            reserve_events=len(steps),
         )
     except (InvalidTransition, NotFound):
         return False
+    _insert_steps(session, execution_id, attempt, done.root_id, done.event_seq - 1, steps)
     return True
 
 

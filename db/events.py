@@ -11,7 +11,7 @@ import logging
 import uuid
 from typing import Any
 
-from sqlalchemy import case, event, insert, select, update
+from sqlalchemy import event, insert, select, update
 from sqlalchemy.orm import Session
 
 from db.models import Execution, ExecutionEvent
@@ -23,12 +23,6 @@ _PENDING = "anvil_event_roots"
 EXECUTIONS = Execution.__table__
 EVENTS = ExecutionEvent.__table__
 
-
-# SET clause for a status UPDATE: bump the counter when the row is its own root.
-BUMP_SELF = case(
-    (EXECUTIONS.c.root_execution_id == EXECUTIONS.c.id, EXECUTIONS.c.event_seq + 1),
-    else_=EXECUTIONS.c.event_seq,
-)
 INSERT_EVENT = insert(EVENTS)
 
 
@@ -66,8 +60,13 @@ def append(
             "at": utcnow(),
         },
     )
-    session.info.setdefault(_PENDING, set()).add(root_id)
+    note_written(session, root_id)
     return seq
+
+
+def note_written(session: Session, root_id: uuid.UUID) -> None:
+    """Nudge ``root_id``'s listeners once this transaction commits."""
+    session.info.setdefault(_PENDING, set()).add(root_id)
 
 
 def append_many(
@@ -98,7 +97,7 @@ def append_many(
         for i, data in enumerate(datas)
     ]
     session.execute(INSERT_EVENT, rows)
-    session.info.setdefault(_PENDING, set()).add(root_id)
+    note_written(session, root_id)
 
 
 def insert_new_roots(session: Session, rows: list[dict[str, Any]]) -> None:

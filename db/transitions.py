@@ -1,8 +1,12 @@
 """The only writer of ``executions.status``.
 
 Each change is a conditional UPDATE (the row must be in an allowed source status, and when an
-attempt is given, still at that attempt) plus an append-only transition row, in the caller's
-transaction. A refused change raises InvalidTransition (HTTP 409).
+attempt is given, still at that attempt) plus an append-only transition row and its live event,
+in the caller's transaction. A refused change raises InvalidTransition (HTTP 409).
+
+On PostgreSQL the three are one statement (data-modifying CTEs): every test's claim and result
+go through here, and each round trip costs both processes CPU on a busy host. SQLite, which has
+no writable CTEs, runs them one after another.
 """
 
 from __future__ import annotations
@@ -12,12 +16,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import Integer, bindparam, case, func, insert, literal, select, true, update
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
 from anvil.errors import InvalidTransition, NotFound
 from db import events, reactions
-from db.events import BUMP_SELF, EXECUTIONS
+from db.events import EVENTS, EXECUTIONS
 from db.models import Execution, ExecutionTransition
 from db.session import built_once, clock, clock_params
 from db.states import ALLOWED, FINISHED, Status, sources_of
@@ -33,6 +38,8 @@ class Transitioned:
     from_status: Status
     to_status: Status
     attempt: int
+    root_id: uuid.UUID
+    event_seq: int  # the number of this transition's event in its root's stream
     returned: tuple[Any, ...] = ()  # the extra ``returning`` columns
 
 
@@ -50,6 +57,7 @@ def transition(
     returning: tuple[Any, ...] = (),
     params: dict[str, Any] | None = None,
     reuse: str | None = None,
+    reserve_events: int = 0,
 ) -> Transitioned:
     """Move one execution to ``to``; raise InvalidTransition when it is not allowed right now.
 
@@ -64,6 +72,9 @@ def transition(
     On the hot path (claim, finish) the UPDATE is built once per process: ``reuse`` names the
     call site, whose ``values`` and ``where`` then hold only bind parameters (given in ``params``)
     and expressions that never change (``db.session.clock``).
+
+    ``reserve_events`` takes that many event numbers just before the transition's own, for events
+    the caller inserts in the same transaction (a test's last steps, listed before its result).
     """
     allowed = sources_of(to)
     if from_ is not None:
@@ -83,12 +94,28 @@ def transition(
 
     dialect = session.get_bind().dialect.name
     fenced = attempt is not None
+    one_statement = dialect == "postgresql"
 
     def build() -> Any:
-        return _update(dialect, src, to, fenced=fenced, values=values, where=where, returning=returning)
+        stmt = _update(dialect, src, to, fenced=fenced, values=values, where=where, returning=returning)
+        return _with_log(stmt, src, to, returning) if one_statement else stmt
 
     stmt = built_once((reuse, dialect, src, to, fenced), build) if reuse else build()
-    bound = {"p_id": execution_id, "p_attempt": attempt, **clock_params(dialect), **(params or {})}
+    at = utcnow()
+    bound = {
+        "p_id": execution_id,
+        "p_attempt": attempt,
+        "p_reserve": reserve_events,
+        **clock_params(dialect),
+        **(params or {}),
+    }
+    if one_statement:
+        bound |= {
+            "p_at": at,
+            "p_actor": actor,
+            "p_reason": reason,
+            "p_data": _event_data(execution_id, src, to, actor, reason, at),
+        }
     # The Core UPDATE bypasses the unit of work: write pending changes first, and make a loaded
     # copy of the row (if any) reload on its next use.
     session.flush()
@@ -105,18 +132,24 @@ def transition(
     if loaded is not None:
         session.expire(loaded)
     reactions.note_change(session, execution_id, root_id, to, finished=to in FINISHED)
-    _log(
-        session,
-        execution_id,
-        root_id,
-        seq if root_id == execution_id else None,
-        attempt=new_attempt,
-        src=src,
-        to=to,
-        actor=actor,
-        reason=reason,
-    )
-    return Transitioned(execution_id, src, to, new_attempt, tuple(row[3:]))
+    if one_statement:
+        events.note_written(session, root_id)
+    else:
+        if root_id != execution_id:
+            seq = events.next_seq(session, root_id, 1 + reserve_events)
+        _log(
+            session,
+            execution_id,
+            root_id,
+            seq,
+            attempt=new_attempt,
+            src=src,
+            to=to,
+            actor=actor,
+            reason=reason,
+            at=at,
+        )
+    return Transitioned(execution_id, src, to, new_attempt, root_id, seq, tuple(row[3:]))
 
 
 def _update(
@@ -133,7 +166,7 @@ def _update(
     stmt = (
         update(EXECUTIONS)
         .where(c.id == bindparam("p_id"), c.status == src.value)
-        .values(status=to.value, event_seq=BUMP_SELF, **(values or {}))
+        .values(status=to.value, event_seq=_bump(c), **(values or {}))
         .returning(c.attempt, c.root_execution_id, c.event_seq, *returning)
     )
     if fenced:
@@ -143,6 +176,79 @@ def _update(
     if to is Status.QUEUED:
         stmt = stmt.values(queued_at=clock(dialect))
     return stmt
+
+
+def _bump(c: Any) -> Any:
+    """SET clause for ``event_seq``: a root numbers its own stream's events (this transition's
+    and the ``p_reserve`` ones before it); a member's events are numbered by its root."""
+    taken = c.event_seq + 1 + bindparam("p_reserve", type_=Integer())
+    return case((c.root_execution_id == c.id, taken), else_=c.event_seq)
+
+
+def _with_log(moved_stmt: Any, src: Status, to: Status, returning: tuple[Any, ...]) -> Any:
+    """PostgreSQL: the status UPDATE, the transition row and its event as one statement.
+
+    A member's event is numbered by bumping its root's counter in the same statement (another
+    row, locked after the member's, the order the two-step path uses too). When the UPDATE
+    matches nothing, nothing is inserted and no row comes back.
+    """
+    moved = moved_stmt.returning(EXECUTIONS.c.id).cte("moved")
+    root = EXECUTIONS.alias("root")
+    bumped = (
+        update(root)
+        .where(root.c.id == moved.c.root_execution_id, moved.c.root_execution_id != moved.c.id)
+        .values(event_seq=root.c.event_seq + 1 + bindparam("p_reserve", type_=Integer()))
+        .returning(root.c.event_seq)
+        .cte("bumped")
+    )
+    seq = func.coalesce(select(bumped.c.event_seq).scalar_subquery(), moved.c.event_seq)
+    at = bindparam("p_at", type_=TRANSITIONS.c.at.type)
+    logged = (
+        insert(TRANSITIONS)
+        .from_select(
+            ["execution_id", "attempt", "from_status", "to_status", "at", "actor", "reason"],
+            select(
+                moved.c.id,
+                moved.c.attempt,
+                literal(src.value),
+                literal(to.value),
+                at,
+                bindparam("p_actor", type_=TRANSITIONS.c.actor.type),
+                bindparam("p_reason", type_=TRANSITIONS.c.reason.type),
+            ),
+        )
+        .returning(TRANSITIONS.c.id)
+        .cte("logged")
+    )
+    data = bindparam("p_data", type_=JSONB()).op("||")(
+        func.jsonb_build_object("transition_id", logged.c.id, "attempt", moved.c.attempt)
+    )
+    evented = (
+        insert(EVENTS)
+        .from_select(
+            ["root_execution_id", "seq", "execution_id", "type", "data", "at"],
+            select(moved.c.root_execution_id, seq, moved.c.id, literal("transition"), data, at).select_from(
+                moved.join(logged, true())  # one row each
+            ),
+        )
+        .cte("evented")
+    )
+    kept = [moved.c[column.name] for column in returning]
+    return select(moved.c.attempt, moved.c.root_execution_id, seq, *kept).add_cte(evented)
+
+
+def _event_data(
+    execution_id: uuid.UUID, src: Status | None, to: Status, actor: str, reason: str | None, at: Any
+) -> dict[str, Any]:
+    """The transition event's data, less ``transition_id`` and ``attempt`` (known once written)."""
+    return {
+        "execution_id": str(execution_id),
+        "from": src.value if src else None,
+        "to": to.value,
+        "actor": actor,
+        "reason": reason,
+        "at": at.isoformat(),
+    }
 
 
 def record_initial(
@@ -173,9 +279,10 @@ def _log(
     to: Status,
     actor: str,
     reason: str | None,
+    at: Any = None,
 ) -> None:
     """The append-only transition row and its live event, in the caller's transaction."""
-    at = utcnow()
+    at = at or utcnow()
     transition_id = session.execute(
         INSERT_TRANSITION,
         {
@@ -188,22 +295,14 @@ def _log(
             "reason": reason,
         },
     ).scalar_one()
+    data = _event_data(execution_id, src, to, actor, reason, at)
     events.append(
         session,
         execution_id=execution_id,
         root_id=root_id,
         seq=seq,
         type_="transition",
-        data={
-            "execution_id": str(execution_id),
-            "transition_id": transition_id,
-            "attempt": attempt,
-            "from": src.value if src else None,
-            "to": to.value,
-            "actor": actor,
-            "reason": reason,
-            "at": at.isoformat(),
-        },
+        data={**data, "transition_id": transition_id, "attempt": attempt},
     )
 
 

@@ -143,3 +143,28 @@ def fresh_redis() -> Iterator[str]:
     yield url
     client.flushdb()
     client.close()
+
+
+@pytest.fixture
+def sqlite_session(tmp_path: object) -> Iterator[object]:
+    """A session on a freshly migrated SQLite database (standalone mode's), which the settings
+    point at for the duration of the test (PostgreSQL-only code paths have SQLite twins)."""
+    from pathlib import Path
+
+    from anvil.migrate import upgrade
+    from anvil.settings import get_settings
+    from db.session import new_session
+
+    assert isinstance(tmp_path, Path)
+    url = f"sqlite:///{tmp_path / 'anvil.db'}"
+    upgrade(url)
+    before = os.environ["ANVIL_DATABASE_URL"]
+    os.environ["ANVIL_DATABASE_URL"] = url
+    get_settings.cache_clear()
+    s = new_session()
+    try:
+        yield s
+    finally:
+        s.close()
+        os.environ["ANVIL_DATABASE_URL"] = before
+        get_settings.cache_clear()

@@ -14,11 +14,15 @@ from sqlalchemy.orm import Session
 from anvil.errors import InvalidTransition
 from db.attempts import Lease, StepRecord, claim, finish, hold, renew_lease, write_step
 from db.cancel import cancel
+from db.enums import Priority, TriggerKind
 from db.events import list_events
 from db.models import Execution, ExecutionTransition, StepTrace
 from db.session import new_session
 from db.states import Status
+from db.suite_runs import create_suite_execution
+from db.suites import create_suite
 from db.transitions import transition
+from tests.helpers import make_case
 
 LEASE_S = 30.0
 
@@ -236,6 +240,51 @@ def test_steps_written_in_batches_and_with_the_result_are_numbered_in_order(
             ("transition", "PASSED"),
         ]  # fmt: skip
         assert s.scalar(select(Execution.event_seq).where(Execution.id == execution_id)) == len(events)
+
+
+@pytest.mark.parametrize("database", ["postgresql", "sqlite"])
+def test_a_suite_members_transitions_and_steps_are_numbered_in_the_suites_stream(
+    database: str, request: pytest.FixtureRequest
+) -> None:
+    """A member's events take their numbers from its root (the suite): its claim, its last steps
+    written with its result and the result itself come out in order, without gaps, each
+    transition event naming its transition row. PostgreSQL writes a transition in one statement,
+    SQLite in three: both number the same way."""
+    session = request.getfixturevalue("session" if database == "postgresql" else "sqlite_session")
+    cases = [make_case(session, name=f"m{i}-{uuid.uuid4().hex[:6]}") for i in range(2)]
+    with session.begin():
+        suite = create_suite(
+            session, created_by=None, name=f"s-{uuid.uuid4().hex[:6]}", case_ids=[str(c.id) for c in cases]
+        )
+    with session.begin():
+        suite_run, members = create_suite_execution(
+            session, suite=suite, priority=Priority.NORMAL, trigger_kind=TriggerKind.API, requested_by=None,
+            actor="t",
+        )  # fmt: skip
+    suite_id, member = suite_run.id, members[0][0]
+    assert claim_in_own_session(member, "w1") == 1
+    with new_session() as s, s.begin():
+        assert finish(
+            s, member, attempt=1, status=Status.FAILED, actor="w1", summary={"total": 2},
+            steps=[step(1), StepRecord(seq=2, name="step 2", status="failed")],
+        )  # fmt: skip
+    with new_session() as s:
+        events = list_events(s, root_id=suite_id, after=0)
+        assert [e.seq for e in events] == list(range(1, len(events) + 1))
+        mine = [(e.type, e.data.get("to") or e.data.get("seq")) for e in events if e.execution_id == member]
+        assert mine == [
+            ("transition", "QUEUED"), ("transition", "RUNNING"),
+            ("step", 1), ("step", 2), ("transition", "FAILED"),
+        ]  # fmt: skip
+        rows = s.scalars(select(ExecutionTransition).where(ExecutionTransition.execution_id == member)).all()
+        by_id = {row.id: row for row in rows}
+        for event in events:
+            if event.type == "transition" and event.execution_id == member:
+                row = by_id[event.data["transition_id"]]
+                assert (row.to_status, row.attempt) == (event.data["to"], event.data["attempt"])
+                assert event.data["at"] == row.at.isoformat()
+        assert s.scalar(select(Execution.event_seq).where(Execution.id == suite_id)) == len(events)
+        assert s.scalar(select(Execution.status).where(Execution.id == suite_id)) == "RUNNING"
 
 
 def test_a_lost_attempt_writes_none_of_its_pending_steps_with_its_result(
