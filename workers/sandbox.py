@@ -6,7 +6,6 @@ Commands come from test-case definitions made by privileged users; submissions o
 from __future__ import annotations
 
 import ctypes
-import io
 import os
 import re
 import resource
@@ -251,18 +250,17 @@ def _exit_watch(pid: int) -> int | None:
         return None
 
 
-def _exited(proc: subprocess.Popen[bytes], exit_watch: int | None, wait_s: float) -> bool:
-    """Wait up to ``wait_s`` for the process to exit.
-
-    A pidfd wakes us the moment it does; Popen.wait(timeout) polls with growing sleeps, which added
-    2-3 ms to every short step.
-    """
-    if exit_watch is not None:
-        return bool(select.select([exit_watch], [], [], wait_s)[0])
-    try:
-        proc.wait(timeout=wait_s)
-    except subprocess.TimeoutExpired:
-        return False
+def _read_available(fd: int, buf: _CappedBuffer) -> bool:
+    """Read what the pipe holds now (at most 1 MiB, so a flood of output cannot keep the caller
+    from its timeouts); False at end of file (every writer gone)."""
+    for _ in range(16):
+        try:
+            chunk = os.read(fd, 65536)
+        except BlockingIOError:
+            return True
+        if not chunk:
+            return False
+        buf.feed(chunk)
     return True
 
 
@@ -303,30 +301,36 @@ def run_process(
             None, f"cannot start {argv[0]!r}: {exc.strerror or exc}", False, False, False, 0.0
         )
 
-    def pump() -> None:
-        stdout = proc.stdout
-        assert isinstance(stdout, io.BufferedReader)
-        for chunk in iter(lambda: stdout.read1(65536), b""):
-            buf.feed(chunk)
-
+    # One loop waits for the exit (a pidfd wakes it the moment the test ends), reads the output
+    # as it comes and calls on_tick: no reader thread to start per step, no polling sleeps.
     registered = _register(proc.pid)
-    reader = threading.Thread(target=pump, daemon=True)
-    reader.start()
-    deadline = started + timeout_s
-    timed_out = stopped = False
-    exited = False
+    assert proc.stdout is not None
+    out = proc.stdout.fileno()
+    os.set_blocking(out, False)
     exit_watch = _exit_watch(proc.pid)
+    # Without a pidfd (old kernels) the exit is polled at short intervals instead.
+    wait_s = tick_s if exit_watch is not None else min(tick_s, 0.01)
+    deadline = started + timeout_s
+    next_tick = started + tick_s
+    timed_out = stopped = exited = False
+    open_pipe = True
     try:
         while True:
-            if _exited(proc, exit_watch, tick_s):
+            watched = [fd for fd in (exit_watch, out if open_pipe else None) if fd is not None]
+            ready = select.select(watched, [], [], wait_s)[0]
+            if out in ready:
+                open_pipe = _read_available(out, buf)
+            if exit_watch in ready or (exit_watch is None and proc.poll() is not None):
                 exited = True
                 break
-            if on_tick is not None:
+            now = time.monotonic()
+            if on_tick is not None and now >= next_tick:
                 on_tick()
+                next_tick = now + tick_s
             if stop is not None and stop.is_set():
                 stopped = True
                 break
-            if time.monotonic() >= deadline:
+            if now >= deadline:
                 timed_out = True
                 break
     finally:  # even when on_tick raises, nothing of the test outlives this call
@@ -339,8 +343,11 @@ def run_process(
         if registered is not None:
             registered.unlink(missing_ok=True)
         kill_adopted()
-    # Background children may still hold the pipe; they are dead now, so the pipe closes.
-    reader.join(timeout=5)
+    # Whatever held the pipe is dead now, so it reaches end of file: keep what is left in it.
+    drain_until = time.monotonic() + 5
+    while open_pipe and select.select([out], [], [], max(0.0, drain_until - time.monotonic()))[0]:
+        open_pipe = _read_available(out, buf)
+    proc.stdout.close()
     if on_tick is not None:
         on_tick()
     output, truncated = buf.text()

@@ -127,6 +127,24 @@ def test_output_cap_keeps_head_and_tail_and_marks_truncation(tmp_path: Path) -> 
     assert len(result.output) < cap + 100
 
 
+def test_an_endless_flood_of_output_still_times_out_with_its_output_capped(tmp_path: Path) -> None:
+    result = run(["yes", "flood"], tmp_path, timeout_s=1, output_cap=4096)
+    assert result.timed_out and result.exit_code is None
+    assert result.truncated and len(result.output) < 4096 + 100
+    assert result.output.startswith("flood\nflood\n")
+    assert result.duration_s < 5
+
+
+def test_progress_ticks_keep_coming_while_the_test_writes_output(tmp_path: Path) -> None:
+    """on_tick (live progress) runs on time whether the test is quiet or busy writing."""
+    ticks: list[float] = []
+    script = "import time\nfor i in range(60):\n    print(i, flush=True)\n    time.sleep(0.01)"
+    result = run([PY, "-c", script], tmp_path, on_tick=lambda: ticks.append(time.monotonic()), tick_s=0.1)
+    assert result.exit_code == 0
+    assert result.output.split() == [str(i) for i in range(60)]
+    assert len(ticks) >= 4  # about 0.6 s of running at one tick per 0.1 s, plus the final one
+
+
 def test_output_under_the_cap_is_kept_whole(tmp_path: Path) -> None:
     script = "import sys; sys.stdout.write('y' * 2000)"
     result = run([PY, "-c", script], tmp_path, output_cap=2048)
