@@ -14,9 +14,9 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
-from sqlalchemy import Integer, bindparam, case, insert, or_, update
+from sqlalchemy import Integer, Table, bindparam, case, insert, or_, update
 from sqlalchemy.orm import Session
 
 from anvil.errors import InvalidTransition, NotFound
@@ -29,7 +29,7 @@ from db.states import FINISHED, Status
 from db.transitions import transition
 from db.types import utcnow
 
-STEPS = StepTrace.__table__
+STEPS = cast(Table, StepTrace.__table__)
 INSERT_STEP = insert(STEPS)
 
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import insert, select
+from sqlalchemy import Table, insert, select
 from sqlalchemy.orm import Session
 
 from anvil.errors import InvalidInput
@@ -23,8 +23,8 @@ from db.models import Execution, ExecutionTransition, TestCase
 from db.states import Status
 from db.types import utcnow
 
-EXECUTIONS = Execution.__table__
-TRANSITIONS = ExecutionTransition.__table__
+EXECUTIONS = cast(Table, Execution.__table__)
+TRANSITIONS = cast(Table, ExecutionTransition.__table__)
 INSERT_EXECUTIONS = insert(EXECUTIONS)
 INSERT_TRANSITIONS = insert(TRANSITIONS).returning(TRANSITIONS.c.id, sort_by_parameter_order=True)
 # "#<index>" is appended to a batch's key per item; the column holds 200 characters.

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import logging
 import uuid
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import event, insert, select, update
+from sqlalchemy import Table, event, insert, select, update
 from sqlalchemy.orm import Session
 
 from db.models import Execution, ExecutionEvent
@@ -20,8 +20,8 @@ from db.types import utcnow
 log = logging.getLogger("anvil.events")
 _PENDING = "anvil_event_roots"
 # Core tables: these statements run for every transition and step, so they skip the ORM's work.
-EXECUTIONS = Execution.__table__
-EVENTS = ExecutionEvent.__table__
+EXECUTIONS = cast(Table, Execution.__table__)
+EVENTS = cast(Table, ExecutionEvent.__table__)
 
 INSERT_EVENT = insert(EVENTS)
 

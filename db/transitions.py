@@ -14,9 +14,9 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Integer, bindparam, case, func, insert, literal, select, true, update
+from sqlalchemy import Alias, Integer, Table, bindparam, case, func, insert, literal, select, true, update
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
@@ -28,7 +28,7 @@ from db.session import built_once, clock, clock_params
 from db.states import ALLOWED, FINISHED, Status, sources_of
 from db.types import utcnow
 
-TRANSITIONS = ExecutionTransition.__table__
+TRANSITIONS = cast(Table, ExecutionTransition.__table__)
 INSERT_TRANSITION = insert(TRANSITIONS).returning(TRANSITIONS.c.id)
 
 
@@ -193,7 +193,7 @@ def _with_log(moved_stmt: Any, src: Status, to: Status, returning: tuple[Any, ..
     matches nothing, nothing is inserted and no row comes back.
     """
     moved = moved_stmt.returning(EXECUTIONS.c.id).cte("moved")
-    root = EXECUTIONS.alias("root")
+    root = cast(Alias, EXECUTIONS.alias("root"))
     bumped = (
         update(root)
         .where(root.c.id == moved.c.root_execution_id, moved.c.root_execution_id != moved.c.id)

@@ -17,6 +17,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import TypeVar
 
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -152,7 +153,21 @@ def _retrying(fn: Callable[[], T], budget_s: float) -> T:
             delay = min(delay * 2, 2.0)
 
 
-class _Heartbeat(threading.Thread):
+_keepers: dict[int, ThreadPoolExecutor] = {}
+
+
+def _keeper() -> ThreadPoolExecutor:
+    """This process's heartbeat threads, kept between executions: starting a thread per test
+    made every test wait for the scheduler to run it, which on a busy host took milliseconds.
+    One per process id, as a forked pool process must not use its parent's threads."""
+    pid = os.getpid()
+    keeper = _keepers.get(pid)
+    if keeper is None:
+        keeper = _keepers[pid] = ThreadPoolExecutor(max_workers=64, thread_name_prefix="heartbeat")
+    return keeper
+
+
+class _Heartbeat:
     """Writes finished steps, polls for a cancel request and renews the lease; when the lease
     cannot be held, sets ``stop`` so the runner kills the test (self-fencing)."""
 
@@ -165,16 +180,26 @@ class _Heartbeat(threading.Thread):
         reasons: list[str],
         pending: PendingSteps,
     ) -> None:
-        super().__init__(name=f"heartbeat-{execution_id}", daemon=True)
         self.execution_id, self.attempt, self.settings = execution_id, attempt, settings
         self.stop_run, self.reasons, self.pending = stop, reasons, pending
         self.cancelled = False
         self.fenced = False  # stopped because the lease could not be held (not a cancel request)
         self._halt = threading.Event()
+        self._running: Future[None] | None = None
+
+    def start(self) -> None:
+        self._running = _keeper().submit(self.run)
+        self._running.add_done_callback(self._report_crash)
+
+    def _report_crash(self, done: Future[None]) -> None:
+        error = done.exception()
+        if error is not None:  # the lease then expires and the sweep recovers the execution
+            log.error("heartbeat of %s crashed", self.execution_id, exc_info=error)
 
     def halt(self) -> None:
         self._halt.set()
-        self.join(timeout=self.settings.heartbeat_s + 5)
+        if self._running is not None:
+            wait([self._running], timeout=self.settings.heartbeat_s + 5)
 
     def run(self) -> None:
         """Every poll: write finished steps (renewing the lease) or just look for a cancel
