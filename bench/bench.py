@@ -123,12 +123,11 @@ def main() -> int:
     status = 1
     try:
         setup(bench)
-        raw = measure_raw_celery(bench, n=args.n)
+        raw = measure_raw_celery(bench, n=args.n, warmup=args.warmup)
         api_url, token, case_id = start_anvil(bench)
-        anvil = measure_anvil(bench, api_url, token, case_id, n=args.n, threads=args.threads, batch=1)
-        batched = measure_anvil(
-            bench, api_url, token, case_id, n=args.n, threads=args.threads, batch=args.batch
-        )
+        load = {"n": args.n, "threads": args.threads, "warmup": args.warmup}
+        anvil = measure_anvil(bench, api_url, token, case_id, batch=1, **load)
+        batched = measure_anvil(bench, api_url, token, case_id, batch=args.batch, **load)
         latency = measure_latency(bench, api_url, token, case_id, samples=args.latency_samples)
         results = report(
             args,
@@ -164,6 +163,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--n", type=int, default=500, help="tasks / executions for (a) and (b)")
     parser.add_argument("--latency-samples", type=int, default=200, help="sequential submissions for (c)")
     parser.add_argument("--threads", type=int, default=4, help="submitting threads for (b)")
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=500,
+        help="tasks / executions run, unmeasured, before each of (a) and (b)",
+    )
     parser.add_argument("--batch", type=int, default=50, help="executions per request in batched (b)")
     parser.add_argument(
         "--pg-admin",
@@ -208,7 +213,7 @@ def setup(bench: Bench) -> None:
     upgrade(bench.database_url)
 
 
-def measure_raw_celery(bench: Bench, *, n: int) -> dict[str, Any]:
+def measure_raw_celery(bench: Bench, *, n: int, warmup: int) -> dict[str, Any]:
     """(a): seconds from the first publish until the no-op task has run ``n`` times, and CPU."""
     from anvil.processes import Child, wait_log
     from bench.noop import NOOP_TASK, app
@@ -236,7 +241,7 @@ def measure_raw_celery(bench: Bench, *, n: int) -> dict[str, Any]:
         wait_until(lambda: int(client.get(key) or 0) >= count, timeout=60 + count, interval=0.005)
         return time.perf_counter() - started
 
-    run(min(50, n), "bench:warmup")  # connections, pool processes, imports
+    run(warmup, "bench:warmup")  # connections, pool processes, imports, the processes' heaps
     meter = bench.meter(worker=worker.pid)
     meter.start()
     elapsed = run(n, "bench:done")
@@ -284,7 +289,7 @@ def start_anvil(bench: Bench) -> tuple[str, str, str]:
 
 
 def measure_anvil(
-    bench: Bench, api_url: str, token: str, case_id: str, *, n: int, threads: int, batch: int
+    bench: Bench, api_url: str, token: str, case_id: str, *, n: int, threads: int, batch: int, warmup: int
 ) -> dict[str, Any]:
     """(b): seconds from the first submit until ``n`` executions are PASSED, and where they went.
 
@@ -333,7 +338,9 @@ def measure_anvil(
 
     api, worker = (next(c for c in bench.children if c.name == name) for name in ("api", "worker"))
     try:
-        run(min(20, n), f"bench-warmup-{batch}")
+        # Unmeasured, the same way: a freshly started worker and its database backends cost up to
+        # half as much again per execution over their first several hundred.
+        run(warmup, f"bench-warmup-{batch}")
         meter = bench.meter(worker=worker.pid, api=api.pid)
         meter.start()
         elapsed, submitted = run(n, f"bench-throughput-{batch}")
