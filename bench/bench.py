@@ -249,7 +249,7 @@ def measure_raw_celery(bench: Bench, *, n: int, warmup: int) -> dict[str, Any]:
     worker.stop()
     bench.children.remove(worker)
     client.flushdb()
-    return {"elapsed_s": elapsed, "cpu_s": cpu}
+    return {"elapsed_s": elapsed, "cpu_s": cpu, "steal": meter.stolen}
 
 
 def start_anvil(bench: Bench) -> tuple[str, str, str]:
@@ -362,6 +362,7 @@ def measure_anvil(
         "submit_s": submitted,
         "worker_ms_mean": float(worker_ms),
         "cpu_s": cpu,
+        "steal": meter.stolen,
         "batch": batch,
     }
 

@@ -43,17 +43,41 @@ def with_descendants(root: int) -> list[int]:
     return found
 
 
+def machine_ticks() -> list[int]:
+    """The machine's CPU time by kind since boot (/proc/stat: user, nice, system, idle, iowait,
+    irq, softirq, steal, ...)."""
+    try:
+        return [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    except (OSError, ValueError, IndexError):
+        return []
+
+
+def steal_share(before: list[int], after: list[int]) -> float | None:
+    """Share of the machine's CPU time the hypervisor gave to other guests in between (steal):
+    on a shared virtual machine, the reason one run's wall-clock rates differ from another's."""
+    if len(before) < 8 or len(after) < 8:
+        return None
+    spent = [b - a for a, b in zip(before, after, strict=False)]
+    total = sum(spent[:8])
+    return spent[7] / total if total else None
+
+
 @dataclass
 class CpuMeter:
-    """CPU seconds per named group of processes between start() and stop()."""
+    """CPU seconds per named group of processes between start() and stop(), and the share of
+    the machine's CPU time stolen meanwhile (``stolen``)."""
 
     groups: dict[str, Callable[[], list[int]]]
     _before: dict[str, dict[int, float]] = field(default_factory=dict)
+    _machine: list[int] = field(default_factory=list)
+    stolen: float | None = None
 
     def start(self) -> None:
         self._before = {name: {pid: cpu_seconds(pid) for pid in pids()} for name, pids in self.groups.items()}
+        self._machine = machine_ticks()
 
     def stop(self) -> dict[str, float]:
+        self.stolen = steal_share(self._machine, machine_ticks())
         spent = {}
         for name, pids in self.groups.items():
             before = self._before.get(name, {})

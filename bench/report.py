@@ -67,15 +67,22 @@ def report(
     )
     print()
     groups = list(dict.fromkeys([*cpu["single"], *cpu["raw"]]))
-    print("CPU ms per task      " + "".join(f"{g:>10}" for g in groups) + "     total   rate if alone")
+    print(
+        "CPU ms per task      " + "".join(f"{g:>10}" for g in groups) + "     total   rate if alone   steal"
+    )
     labels = {"raw": "(a) no-op", "single": "(b) one each", "batched": f"(b) batch {args.batch}"}
+    runs = {"raw": raw, "single": anvil, "batched": batched}
     for name, label in labels.items():
         cells = "".join(f"{cpu[name][g]:10.2f}" if g in cpu[name] else f"{'-':>10}" for g in groups)
-        print(f"{label:21}{cells}{sum(cpu[name].values()):10.2f}   {cap[name]:8.1f} /s")
+        print(
+            f"{label:21}{cells}{sum(cpu[name].values()):10.2f}   {cap[name]:8.1f} /s"
+            f"   {_percent(runs[name].get('steal'))}"
+        )
     print(
         f"    (b)/(a) by CPU cost: {cap['single'] / cap['raw']:.3f} one request each,"
         f" {cap['batched'] / cap['raw']:.3f} batched\n"
-        "    (less sensitive to other load; redis is the whole server)"
+        "    (less sensitive to other load; redis is the whole server)\n"
+        "    steal: share of the machine's CPU time the hypervisor gave to other guests meanwhile"
     )
     return {
         "machine": machine,
@@ -97,7 +104,12 @@ def report(
         "cpu_ms_per_task": {name: _rounded(per) for name, per in cpu.items()},
         "ratio_by_cpu": round(cap["single"] / cap["raw"], 3),
         "ratio_by_cpu_batched": round(cap["batched"] / cap["raw"], 3),
+        "steal": {name: runs[name].get("steal") for name in labels},
     }
+
+
+def _percent(share: float | None) -> str:
+    return "?" if share is None else f"{share * 100:4.1f}%"
 
 
 def _rounded(values: dict[str, float]) -> dict[str, float]:
