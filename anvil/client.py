@@ -138,6 +138,7 @@ Junit = Annotated[
     ),
 ]
 MAX_BATCH = 500  # api/schemas.py: items per POST /executions/batch
+PriorityOption = Annotated[Priority, typer.Option(case_sensitive=False, help="queue priority")]
 RunId = Annotated[str | None, typer.Option(help="group executions of one run (e.g. a CI build)")]
 Trigger = Annotated[str, typer.Option(help="trigger kind: api, ci or manual")]
 IdempotencyKey = Annotated[
@@ -148,9 +149,7 @@ IdempotencyKey = Annotated[
 @submit_app.command("case")
 def submit_case(
     case: Annotated[str, typer.Argument(help="test case id (or exact name)")],
-    priority: Annotated[
-        Priority, typer.Option(case_sensitive=False, help="queue priority")
-    ] = Priority.NORMAL,
+    priority: PriorityOption = Priority.NORMAL,
     run_id: RunId = None,
     trigger: Trigger = "api",
     idempotency_key: IdempotencyKey = None,
@@ -179,9 +178,7 @@ def submit_case(
 @submit_app.command("cases")
 def submit_cases(
     cases: Annotated[list[str], typer.Argument(help="test case ids (or exact names); one execution each")],
-    priority: Annotated[
-        Priority, typer.Option(case_sensitive=False, help="queue priority")
-    ] = Priority.NORMAL,
+    priority: PriorityOption = Priority.NORMAL,
     run_id: RunId = None,
     trigger: Trigger = "api",
     idempotency_key: IdempotencyKey = None,

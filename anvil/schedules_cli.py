@@ -14,7 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from anvil.cli import app
-from anvil.client import _pages, resolve, resolve_case
+from anvil.client import PriorityOption, _pages, resolve, resolve_case
 from anvil.http_client import (
     DEFAULT_API_URL,
     ApiUrl,
@@ -67,9 +67,7 @@ def schedules_create(
     tz: Annotated[str, typer.Option("--tz", help="IANA time zone the cron is read in")] = "UTC",
     case: Annotated[str | None, typer.Option("--case", help="run this test case (id or name)")] = None,
     suite: Annotated[str | None, typer.Option("--suite", help="run this test suite (id or name)")] = None,
-    priority: Annotated[
-        Priority, typer.Option(case_sensitive=False, help="queue priority")
-    ] = Priority.NORMAL,
+    priority: PriorityOption = Priority.NORMAL,
     overlap: Annotated[
         str, typer.Option(help="while the previous run is going: skip, allow or cancel_previous")
     ] = "skip",

@@ -14,6 +14,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import Alias, Integer, Table, bindparam, case, func, insert, literal, select, true, update
@@ -178,11 +179,16 @@ def _update(
     return stmt
 
 
+def _taken(counter: Any) -> Any:
+    """A root's ``event_seq`` after taking this transition's number and the ``p_reserve`` ones
+    before it."""
+    return counter + 1 + bindparam("p_reserve", type_=Integer())
+
+
 def _bump(c: Any) -> Any:
-    """SET clause for ``event_seq``: a root numbers its own stream's events (this transition's
-    and the ``p_reserve`` ones before it); a member's events are numbered by its root."""
-    taken = c.event_seq + 1 + bindparam("p_reserve", type_=Integer())
-    return case((c.root_execution_id == c.id, taken), else_=c.event_seq)
+    """SET clause for ``event_seq``: a root numbers its own stream's events; a member's events
+    are numbered by its root."""
+    return case((c.root_execution_id == c.id, _taken(c.event_seq)), else_=c.event_seq)
 
 
 def _with_log(moved_stmt: Any, src: Status, to: Status, returning: tuple[Any, ...]) -> Any:
@@ -197,7 +203,7 @@ def _with_log(moved_stmt: Any, src: Status, to: Status, returning: tuple[Any, ..
     bumped = (
         update(root)
         .where(root.c.id == moved.c.root_execution_id, moved.c.root_execution_id != moved.c.id)
-        .values(event_seq=root.c.event_seq + 1 + bindparam("p_reserve", type_=Integer()))
+        .values(event_seq=_taken(root.c.event_seq))
         .returning(root.c.event_seq)
         .cte("bumped")
     )
@@ -238,7 +244,7 @@ def _with_log(moved_stmt: Any, src: Status, to: Status, returning: tuple[Any, ..
 
 
 def _event_data(
-    execution_id: uuid.UUID, src: Status | None, to: Status, actor: str, reason: str | None, at: Any
+    execution_id: uuid.UUID, src: Status | None, to: Status, actor: str, reason: str | None, at: datetime
 ) -> dict[str, Any]:
     """The transition event's data, less ``transition_id`` and ``attempt`` (known once written)."""
     return {
@@ -279,7 +285,7 @@ def _log(
     to: Status,
     actor: str,
     reason: str | None,
-    at: Any = None,
+    at: datetime | None = None,
 ) -> None:
     """The append-only transition row and its live event, in the caller's transaction."""
     at = at or utcnow()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -146,16 +147,13 @@ def fresh_redis() -> Iterator[str]:
 
 
 @pytest.fixture
-def sqlite_session(tmp_path: object) -> Iterator[object]:
+def sqlite_session(tmp_path: Path) -> Iterator[object]:
     """A session on a freshly migrated SQLite database (standalone mode's), which the settings
     point at for the duration of the test (PostgreSQL-only code paths have SQLite twins)."""
-    from pathlib import Path
-
     from anvil.migrate import upgrade
     from anvil.settings import get_settings
     from db.session import new_session
 
-    assert isinstance(tmp_path, Path)
     url = f"sqlite:///{tmp_path / 'anvil.db'}"
     upgrade(url)
     before = os.environ["ANVIL_DATABASE_URL"]
