@@ -40,3 +40,27 @@ def make_case(session: Session, *, name: str | None = None, spec: dict[str, Any]
         )
         session.add(case)
     return case
+
+
+def make_suite_run(session: Session, size: int) -> tuple[uuid.UUID, list[uuid.UUID]]:
+    """A QUEUED run of a fresh suite of ``size`` fresh cases, straight in the database: the suite
+    execution's id and its members' ids, in order."""
+    from db.enums import Priority, TriggerKind
+    from db.suite_runs import create_suite_execution
+    from db.suites import create_suite
+
+    cases = [make_case(session, name=f"m{i}-{uuid.uuid4().hex[:6]}") for i in range(size)]
+    with session.begin():
+        suite = create_suite(
+            session, created_by=None, name=f"s-{uuid.uuid4().hex[:6]}", case_ids=[str(c.id) for c in cases]
+        )
+    with session.begin():
+        run, members = create_suite_execution(
+            session,
+            suite=suite,
+            priority=Priority.NORMAL,
+            trigger_kind=TriggerKind.API,
+            requested_by=None,
+            actor="t",
+        )
+    return run.id, [member_id for member_id, _ in members]

@@ -14,15 +14,12 @@ from sqlalchemy.orm import Session
 from anvil.errors import InvalidTransition
 from db.attempts import Lease, StepRecord, claim, finish, hold, renew_lease, write_step
 from db.cancel import cancel
-from db.enums import Priority, TriggerKind
 from db.events import list_events
 from db.models import Execution, ExecutionTransition, StepTrace
 from db.session import new_session
 from db.states import Status
-from db.suite_runs import create_suite_execution
-from db.suites import create_suite
 from db.transitions import transition
-from tests.helpers import make_case
+from tests.helpers import make_suite_run
 
 LEASE_S = 30.0
 
@@ -251,17 +248,7 @@ def test_a_suite_members_transitions_and_steps_are_numbered_in_the_suites_stream
     transition event naming its transition row. PostgreSQL writes a transition in one statement,
     SQLite in three: both number the same way."""
     session = request.getfixturevalue("session" if database == "postgresql" else "sqlite_session")
-    cases = [make_case(session, name=f"m{i}-{uuid.uuid4().hex[:6]}") for i in range(2)]
-    with session.begin():
-        suite = create_suite(
-            session, created_by=None, name=f"s-{uuid.uuid4().hex[:6]}", case_ids=[str(c.id) for c in cases]
-        )
-    with session.begin():
-        suite_run, members = create_suite_execution(
-            session, suite=suite, priority=Priority.NORMAL, trigger_kind=TriggerKind.API, requested_by=None,
-            actor="t",
-        )  # fmt: skip
-    suite_id, member = suite_run.id, members[0][0]
+    suite_id, (member, _) = make_suite_run(session, 2)
     assert claim_in_own_session(member, "w1") == 1
     with new_session() as s, s.begin():
         assert finish(

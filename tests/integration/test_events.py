@@ -30,9 +30,7 @@ from db.executions import create_execution
 from db.models import ExecutionEvent, ExecutionTransition, StepTrace, TestCase
 from db.session import new_session
 from db.states import Status
-from db.suite_runs import create_suite_execution
-from db.suites import create_suite
-from tests.helpers import make_case
+from tests.helpers import make_case, make_suite_run
 
 Headers = dict[str, str]
 
@@ -302,21 +300,7 @@ def test_a_live_stream_delivers_each_event_as_it_commits_and_ends_after_the_term
 def test_a_suite_stream_carries_every_member_and_a_member_stream_only_its_own(
     session: Session, api_url: str, viewer: Headers
 ) -> None:
-    members = [make_case(session, name=f"m{i}-{uuid.uuid4().hex[:6]}") for i in range(3)]
-    with session.begin():
-        suite = create_suite(
-            session, created_by=None, name=f"s-{uuid.uuid4().hex[:6]}", case_ids=[str(c.id) for c in members]
-        )
-    with session.begin():
-        suite_execution, children = create_suite_execution(
-            session,
-            suite=suite,
-            priority=Priority.NORMAL,
-            trigger_kind=TriggerKind.API,
-            requested_by=None,
-            actor="t",
-        )
-    suite_id, child_ids = suite_execution.id, [child_id for child_id, _ in children]
+    suite_id, child_ids = make_suite_run(session, 3)
     first = child_ids[0]
 
     with (
