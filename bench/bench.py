@@ -21,7 +21,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -42,11 +41,12 @@ ROOT = Path(__file__).resolve().parent.parent
 # The raw worker imports bench.noop from the repository root; so does this process.
 sys.path.insert(0, str(ROOT))
 
+from anvil.dev import free_port  # noqa: E402
 from bench.cpu import CpuMeter, with_descendants  # noqa: E402
 from bench.report import machine_info, report  # noqa: E402
+from bench.waits import passed, status_of, wait_until  # noqa: E402
 
 CONCURRENCY = 2
-TERMINAL_NOT_PASSED = ("FAILED", "ERROR", "TIMEOUT", "CANCELLED", "SKIPPED", "ABORTED")
 
 
 @dataclass
@@ -396,54 +396,8 @@ def measure_latency(bench: Bench, api_url: str, token: str, case_id: str, *, sam
     return {"submit_to_running_ms": latencies, "post_round_trip_ms": round_trips}
 
 
-def passed(run_id: str, count: int) -> bool:
-    from sqlalchemy import text
-
-    from db.session import new_session
-
-    with new_session() as session:
-        counts = dict(
-            session.execute(
-                text("SELECT status, count(*) FROM executions WHERE run_id = :r GROUP BY status"),
-                {"r": run_id},
-            ).all()
-        )
-    bad = {s: c for s, c in counts.items() if s in TERMINAL_NOT_PASSED}
-    if bad:
-        raise RuntimeError(f"executions of {run_id} ended {bad}; see the worker log")
-    return counts.get("PASSED", 0) >= count
-
-
-def status_of(execution_id: str) -> str:
-    from sqlalchemy import text
-
-    from db.session import new_session
-
-    with new_session() as session:
-        status = session.execute(
-            text("SELECT status FROM executions WHERE id = :i"), {"i": execution_id}
-        ).scalar()
-    if status in TERMINAL_NOT_PASSED:
-        raise RuntimeError(f"execution {execution_id} ended {status}; see the worker log")
-    return str(status)
-
-
-def wait_until(predicate: Callable[[], bool], *, timeout: float, interval: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"not done within {timeout:.0f}s")
-        time.sleep(interval)
-
-
 def auth(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 if __name__ == "__main__":
