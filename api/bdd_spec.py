@@ -18,6 +18,7 @@ from gherkin.parser import Parser
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Field,
     StringConstraints,
     ValidationError,
     field_validator,
@@ -26,6 +27,8 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from anvil.settings import get_settings
+from api.env_spec import ENV_DESCRIPTION, Env, no_anvil_variables
+from api.sandbox_spec import SandboxOptions
 from workers.runners.bdd import resolve_feature
 from workers.sandbox import WORKSPACE_NAME, WorkspaceError, resolve_workspace
 
@@ -34,7 +37,7 @@ GHERKIN_ERRORS_SHOWN = 3
 LOCATION_PREFIX = re.compile(r"^\(\d+:\d+\): ")
 
 
-class BddSpec(BaseModel):
+class BddSpec(SandboxOptions, BaseModel):
     """``feature`` (a .feature file of the workspace) or ``feature_text`` (Gherkin), not both."""
 
     model_config = ConfigDict(extra="forbid")
@@ -44,6 +47,9 @@ class BddSpec(BaseModel):
     feature_text: Annotated[str, StringConstraints(min_length=1, max_length=MAX_FEATURE_CHARS)] | None = None
     scenario: Annotated[str, StringConstraints(min_length=1, max_length=500)] | None = None
     tags: Annotated[str, StringConstraints(min_length=1, max_length=2000)] | None = None
+    env: Env | None = Field(default=None, description=ENV_DESCRIPTION)
+
+    _no_anvil = field_validator("env")(no_anvil_variables)
 
     @field_validator("tags")
     @classmethod

@@ -27,6 +27,13 @@ from db.attempts import Claimed, Lease, StepRecord, claim_run, finish, hold
 from db.cancel import cancel_requested
 from db.session import new_session
 from db.states import Status
+from workers.confinement import (
+    SandboxUnavailable,
+    case_limits,
+    default_limits,
+    max_limits,
+    worker_sandbox,
+)
 from workers.runners import runner_for
 from workers.runners.base import Outcome, RunContext, summarize
 from workers.sandbox import sweep_orphans
@@ -62,19 +69,27 @@ def execute(execution_id: uuid.UUID, *, worker: str) -> str:
         pending.add(step)
         return not heartbeat.fenced
 
-    ctx = RunContext(
-        execution_id=execution_id,
-        attempt=attempt,
-        snapshot=snapshot,
-        params=params,
-        workspace_root=settings.workspace_root,
-        output_cap=settings.step_output_cap,
-        stop=stop,
-        emit=emit,
-        stop_reason=reasons,
-    )
     try:
+        ctx = RunContext(
+            execution_id=execution_id,
+            attempt=attempt,
+            snapshot=snapshot,
+            params=params,
+            workspace_root=settings.workspace_root,
+            output_cap=settings.step_output_cap,
+            stop=stop,
+            emit=emit,
+            stop_reason=reasons,
+            sandbox=worker_sandbox(settings),
+            limits=case_limits(
+                snapshot["spec"].get("limits"),
+                defaults=default_limits(settings),
+                ceiling=max_limits(settings),
+            ),
+        )
         outcome = runner_for(snapshot["kind"])(ctx)
+    except SandboxUnavailable as exc:
+        outcome = Outcome(Status.ERROR, summarize([]), f"this worker cannot sandbox tests: {exc}")
     except Exception as exc:  # a runner bug must end as ERROR with the reason, never vanish
         log.exception("runner crashed on %s", execution_id)
         outcome = Outcome(Status.ERROR, summarize([]), f"runner crashed: {type(exc).__name__}: {exc}")

@@ -1,4 +1,5 @@
-"""Run one test process: own process group, timeouts that kill the group, capped output, scrubbed env.
+"""Run one test process: confined (workers/confinement.py), own process group, timeouts that kill
+the group, capped output, scrubbed env.
 
 Commands come from test-case definitions made by privileged users; submissions only name cases.
 """
@@ -19,6 +20,8 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+from workers.confinement import Confinement, limit_reached, wrap
 
 # Variables a test may see from the worker's environment; everything else (ANVIL_*, broker and
 # database URLs, secrets) stays out.
@@ -58,6 +61,7 @@ class ProcessResult:
     timed_out: bool
     stopped: bool  # stopped from outside (cancelled, or the attempt lost its lease)
     duration_s: float
+    limit: str | None = None  # the resource limit that ended it, named for people
 
 
 class _CappedBuffer:
@@ -274,11 +278,14 @@ def run_process(
     stop: threading.Event | None = None,
     on_tick: Callable[[], None] | None = None,
     tick_s: float = 0.1,
+    confinement: Confinement | None = None,
 ) -> ProcessResult:
     """Run ``argv`` (never through a shell) until it exits, times out, or ``stop`` is set.
 
-    ``on_tick`` is called about every ``tick_s`` while the process runs (to read live progress).
-    Whatever way it ends, the whole process group is killed before returning.
+    With ``confinement`` it runs in the sandbox, as the sandbox user, within its limits, with
+    ``HOME`` and ``TMPDIR`` in its scratch directory. ``on_tick`` is called about every ``tick_s``
+    while the process runs (to read live progress). Whatever way it ends, the whole process group
+    (with a sandbox: its PID namespace) is killed before returning.
     """
     _limit_this_process()
     started = time.monotonic()
@@ -286,9 +293,15 @@ def run_process(
     missing = _missing(argv[0], cwd, env)
     if missing:
         return ProcessResult(None, f"cannot start {argv[0]!r}: {missing}", False, False, False, 0.0)
+    command = argv
+    if confinement is not None:
+        command = wrap(argv, confinement=confinement, cwd=cwd)
+        scratch = str(confinement.scratch)
+        env = {k: v for k, v in env.items() if k not in ("USER", "LOGNAME")}
+        env.update(HOME=scratch, TMPDIR=scratch)
     try:
         proc = subprocess.Popen(
-            _with_pdeathsig(argv),
+            _with_pdeathsig(command),
             cwd=cwd,
             env=dict(env),
             stdin=subprocess.DEVNULL,
@@ -351,11 +364,12 @@ def run_process(
     if on_tick is not None:
         on_tick()
     output, truncated = buf.text()
-    return ProcessResult(
-        None if (timed_out or stopped) else exit_code,
-        output,
-        truncated,
-        timed_out,
-        stopped,
-        time.monotonic() - started,
-    )
+    code = None if (timed_out or stopped) else exit_code
+    limit = None
+    if confinement is not None and code:
+        if confinement.sandbox is not None and code == 1 and output.startswith("bwrap: "):
+            # bubblewrap itself failed (a mount, a namespace): the test never started.
+            output, code = "the sandbox could not start the test: " + output.strip(), None
+        else:
+            limit = limit_reached(code, output, confinement.limits)
+    return ProcessResult(code, output, truncated, timed_out, stopped, time.monotonic() - started, limit)

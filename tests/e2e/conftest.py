@@ -150,11 +150,12 @@ class Stack:
         workspace: str = "demo",
         timeout_s: int = 60,
         name: str | None = None,
+        spec_options: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         body = {
             "name": name or f"e2e-{uuid.uuid4().hex[:8]}",
             "kind": "generic",
-            "spec": {"workspace": workspace, "steps": steps},
+            "spec": {"workspace": workspace, "steps": steps, **(spec_options or {})},
             "timeout_s": timeout_s,
         }
         response = self.client.post("/api/v1/test-cases", json=body)

@@ -22,7 +22,7 @@ from behave import given
 @given('the file "{name}" appears')
 def file_appears(context, name):
     deadline = time.monotonic() + 60
-    while not Path(name).exists():
+    while not (Path("signals") / name).exists():
         assert time.monotonic() < deadline, f"{name} did not appear"
         time.sleep(0.02)
 """
@@ -46,6 +46,9 @@ def add_workspace(stack: Stack) -> Path:
     workspace = stack.root / "workspaces" / "bdd-demo"
     shutil.copytree(EXAMPLE, workspace)
     (workspace / "features" / "steps" / "wait_steps.py").write_text(WAIT_STEPS)
+    # The host signals a waiting step here: inside the sandbox the workspace's top level is a
+    # private layer taken when the test starts, its subdirectories the live (read-only) originals.
+    (workspace / "signals").mkdir()
     return workspace
 
 
@@ -172,7 +175,7 @@ def test_feature_text_steps_are_visible_while_behave_runs_and_timeouts_stop_it(s
         ("Then", "the cart total is 0.00", "passed"),
     ]
     assert steps[0]["details"]["location"] == "feature_text:3"
-    (workspace / "release").touch()
+    (workspace / "signals" / "release").touch()
 
     execution = stack.wait_final(execution_id)
     assert execution["status"] == "PASSED", execution

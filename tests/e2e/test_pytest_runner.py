@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import textwrap
@@ -284,29 +285,50 @@ def test_selection_empty_runs_and_collection_errors(make_stack: StackFactory) ->
     assert "file or directory not found: tests/test_nothing_here.py" in not_found["error"]
 
 
-SLEEPER = {
-    "tests/test_sleep.py": """
-        import os
-        import pathlib
-        import time
+# The test tells the host it started over loopback (the sandbox lets nothing it writes reach the
+# host), then outlives any reasonable wait. PORT is filled in per test.
+SLEEPER = """
+import os
+import socket
+import time
 
-        def test_sleeps():
-            # Tells the test which process to watch, then outlives any reasonable wait.
-            pids = pathlib.Path("pids")
-            pids.mkdir(exist_ok=True)
-            (pids / os.environ["ANVIL_EXECUTION_ID"]).write_text(str(os.getpid()))
-            time.sleep(120)
-    """,
-}
+def test_sleeps():
+    with socket.create_connection(("127.0.0.1", PORT)) as conn:
+        conn.sendall(os.environ["ANVIL_EXECUTION_ID"].encode())
+    time.sleep(120)
+"""
 
 
-def wait_pid(folder: Path, execution_id: str) -> int:
-    deadline = time.monotonic() + 60
-    path = folder / "pids" / execution_id
-    while not path.exists() or not path.read_text():
-        assert time.monotonic() < deadline, f"the test of {execution_id} never started"
-        time.sleep(0.05)
-    return int(path.read_text())
+class StartSignals:
+    """A loopback listener the sleeping tests report to; the host then finds their processes by the
+    execution id in their environment (inside its sandbox a test has other pids)."""
+
+    def __init__(self) -> None:
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.server.settimeout(1)
+        self.port = self.server.getsockname()[1]
+        self.seen: set[str] = set()
+
+    def wait_pids(self, execution_id: str) -> list[int]:
+        deadline = time.monotonic() + 60
+        while execution_id not in self.seen:
+            assert time.monotonic() < deadline, f"the test of {execution_id} never started"
+            try:
+                conn, _ = self.server.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                self.seen.add(conn.recv(100).decode())
+        marker = f"ANVIL_EXECUTION_ID={execution_id}".encode()
+        pids = []
+        for entry in Path("/proc").iterdir():
+            try:
+                if entry.name.isdigit() and marker in (entry / "environ").read_bytes():
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+        assert pids, f"no process of {execution_id} found"
+        return pids
 
 
 def wait_gone(pid: int, *, timeout: float = 20) -> None:
@@ -323,11 +345,12 @@ def wait_gone(pid: int, *, timeout: float = 20) -> None:
 def test_timeout_and_cancel_kill_the_test_process(stack: Stack) -> None:
     from db.cancel import cancel
 
-    folder = add_workspace(stack, "sleepy", SLEEPER)
+    signals = StartSignals()
+    add_workspace(stack, "sleepy", {"tests/test_sleep.py": SLEEPER.replace("PORT", str(signals.port))})
     timed = submit(stack, "sleepy", [], timeout_s=5)
     cancelled = submit(stack, "sleepy", [], timeout_s=120)
 
-    timed_pid = wait_pid(folder, timed)
+    timed_pids = signals.wait_pids(timed)
     execution = stack.wait_final(timed, timeout=60)
     assert execution["status"] == "TIMEOUT"
     assert execution["error"] == (
@@ -336,14 +359,16 @@ def test_timeout_and_cancel_kill_the_test_process(stack: Stack) -> None:
     assert [(s["name"], s["status"]) for s in execution["steps"]] == [
         ("tests/test_sleep.py::test_sleeps", "timeout")
     ]
-    wait_gone(timed_pid)
+    for pid in timed_pids:
+        wait_gone(pid)
 
     # Cancelled while its test runs (what the API's cancel does): the worker kills pytest at once and
     # records the test that was running as cancelled.
-    cancelled_pid = wait_pid(folder, cancelled)
+    cancelled_pids = signals.wait_pids(cancelled)
     with Session(stack.engine) as session, session.begin():
         cancel(session, uuid.UUID(cancelled), actor="user:e2e-admin")
-    wait_gone(cancelled_pid)
+    for pid in cancelled_pids:
+        wait_gone(pid)
     final = stack.wait_final(cancelled, timeout=30)
     assert final["status"] == "CANCELLED"
     assert [(s["name"], s["status"]) for s in final["steps"]] == [

@@ -11,6 +11,7 @@ from typing import Any
 
 from db.attempts import StepRecord, summarize
 from db.states import Status
+from workers.confinement import Confinement, Limits, Sandbox
 
 __all__ = ["Outcome", "RunContext", "StepRecord", "summarize"]
 
@@ -29,6 +30,10 @@ class RunContext:
     emit: Callable[[StepRecord], bool]
     passthrough_env: tuple[str, ...] = ()
     stop_reason: list[str] = field(default_factory=list)
+    # The worker's sandbox (None: ANVIL_SANDBOX=off) and this test's limits; without limits (a
+    # runner called directly, as unit tests do) the test runs unconfined.
+    sandbox: Sandbox | None = None
+    limits: Limits | None = None
 
     @property
     def spec(self) -> dict[str, Any]:
@@ -37,6 +42,12 @@ class RunContext:
     @property
     def timeout_s(self) -> float:
         return float(self.snapshot["timeout_s"])
+
+    def confinement(self, scratch: Path) -> Confinement | None:
+        """How this test's processes are confined, with ``scratch`` as their writable directory."""
+        if self.limits is None:
+            return None
+        return Confinement(self.sandbox, self.limits, bool(self.spec.get("network", True)), scratch)
 
     def base_env(self) -> dict[str, str]:
         return {

@@ -29,6 +29,7 @@ from typing import Any
 from db.attempts import StepRecord
 from db.enums import StepStatus
 from db.states import Status
+from workers.confinement import prepare_scratch
 from workers.runners.base import Outcome, RunContext, summarize
 from workers.runners.jsonl import JsonLinesTail
 from workers.runners.tooling import private_dir, tool_env
@@ -120,6 +121,7 @@ def run(ctx: RunContext) -> Outcome:
                 return Outcome(Status.ERROR, summarize([]), str(exc))
         report = private / "steps.jsonl"
         report.touch()
+        prepare_scratch(private, ctx.sandbox)
         recorder = StepRecorder(ctx, report, feature_text=feature if "feature_text" in spec else None)
         env = tool_env(ctx, private)
         result = run_process(
@@ -130,6 +132,7 @@ def run(ctx: RunContext) -> Outcome:
             output_cap=ctx.output_cap,
             stop=ctx.stop,
             on_tick=recorder.read,
+            confinement=ctx.confinement(private),
         )
     return recorder.outcome(result)
 
@@ -264,6 +267,8 @@ class StepRecorder:
         code = result.exit_code
         if code is None:
             return Outcome(Status.ERROR, self.summary(), result.output.strip() or "behave did not start")
+        if result.limit:
+            return Outcome(Status.ERROR, self.summary(), f"{result.limit}: {_last_lines(result.output)}")
         if not self.completed:
             return Outcome(
                 Status.ERROR,

@@ -5,16 +5,24 @@ A generic spec with ``pytest`` instead of ``steps`` runs a pytest suite (workers
 
 from __future__ import annotations
 
-import re
+import tempfile
 import time
+from pathlib import Path
+
+import regex
 
 from db.attempts import StepRecord
 from db.enums import StepStatus
 from db.states import Status
 from db.types import utcnow
+from workers.confinement import prepare_scratch
 from workers.runners import pytest_runner
 from workers.runners.base import Outcome, RunContext, summarize
-from workers.sandbox import WorkspaceError, resolve_workspace, run_process, scrubbed_env
+from workers.sandbox import ProcessResult, WorkspaceError, resolve_workspace, run_process, scrubbed_env
+
+# The longest an expect_output pattern may search a step's output (catastrophic backtracking:
+# "(a+)+$" against "aaaa…!" would otherwise hold the worker slot past every timeout).
+EXPECT_BUDGET_S = 5.0
 
 
 def run(ctx: RunContext) -> Outcome:
@@ -25,7 +33,15 @@ def run(ctx: RunContext) -> Outcome:
         cwd = resolve_workspace(ctx.workspace_root, spec["workspace"])
     except WorkspaceError as exc:
         return Outcome(Status.ERROR, summarize([]), str(exc))
+    # One scratch directory (HOME, TMPDIR) for all the steps of the test: a build step can leave
+    # files there for the next one.
+    with tempfile.TemporaryDirectory(prefix="anvil-test-") as scratch:
+        prepare_scratch(Path(scratch), ctx.sandbox)
+        return _run_steps(ctx, cwd, Path(scratch))
 
+
+def _run_steps(ctx: RunContext, cwd: Path, scratch: Path) -> Outcome:
+    spec = ctx.spec
     steps = spec["steps"]
     test_deadline = time.monotonic() + ctx.timeout_s
     statuses: list[str] = []
@@ -52,10 +68,10 @@ def run(ctx: RunContext) -> Outcome:
             timeout_s=max(step_timeout, 0.0),
             output_cap=ctx.output_cap,
             stop=ctx.stop,
+            confinement=ctx.confinement(scratch),
         )
-        status, error = _judge(
-            step, result.exit_code, result.output, result.timed_out, step_timeout, remaining
-        )
+        budget = min(EXPECT_BUDGET_S, max(test_deadline - time.monotonic(), 0.05))
+        status, error = _judge(step, result, step_timeout, remaining, budget)
         if result.stopped:
             status, error = (
                 StepStatus.CANCELLED,
@@ -88,19 +104,26 @@ def run(ctx: RunContext) -> Outcome:
 
 
 def _judge(
-    step: dict, exit_code: int | None, output: str, timed_out: bool, step_timeout: float, remaining: float
+    step: dict, result: ProcessResult, step_timeout: float, remaining: float, budget_s: float
 ) -> tuple[str, str | None]:
-    if timed_out:
+    if result.timed_out:
         which = "test" if remaining <= step_timeout else "step"
         return StepStatus.TIMEOUT, f"{which} timeout after {step_timeout:g}s: process group killed"
-    if exit_code is None:
-        return StepStatus.ERROR, output.strip() or "process could not be started"
+    if result.exit_code is None:
+        return StepStatus.ERROR, result.output.strip() or "process could not be started"
+    if result.limit:
+        return StepStatus.ERROR, f"{result.limit} (exit code {result.exit_code})"
     expected = step.get("expect_exit", 0)
-    if exit_code != expected:
-        return StepStatus.FAILED, f"exit code {exit_code}, expected {expected}"
+    if result.exit_code != expected:
+        return StepStatus.FAILED, f"exit code {result.exit_code}, expected {expected}"
     pattern = step.get("expect_output")
-    if pattern and not re.search(pattern, output, re.MULTILINE):
-        return StepStatus.FAILED, f"output does not match /{pattern}/"
+    if pattern:
+        try:
+            found = regex.search(pattern, result.output, regex.MULTILINE, timeout=budget_s)
+        except TimeoutError:
+            return StepStatus.FAILED, f"expect_output took too long (over {budget_s:g}s) on the output"
+        if not found:
+            return StepStatus.FAILED, f"output does not match /{pattern}/"
     return StepStatus.PASSED, None
 
 

@@ -31,6 +31,7 @@ from typing import Any
 from db.attempts import StepRecord
 from db.enums import StepStatus
 from db.states import Status
+from workers.confinement import prepare_scratch
 from workers.runners.base import Outcome, RunContext, summarize
 from workers.runners.jsonl import JsonLinesTail
 from workers.runners.tooling import private_dir, tool_env
@@ -72,6 +73,7 @@ def run(ctx: RunContext) -> Outcome:
     with private_dir("anvil-pytest-") as private:
         report = private / "report.jsonl"
         report.touch()
+        prepare_scratch(private, ctx.sandbox)
         recorder = StepRecorder(ctx, report)
         env = tool_env(ctx, private)
         result = run_process(
@@ -82,6 +84,7 @@ def run(ctx: RunContext) -> Outcome:
             output_cap=ctx.output_cap,
             stop=ctx.stop,
             on_tick=recorder.read,
+            confinement=ctx.confinement(private),
         )
     return recorder.outcome(result)
 
@@ -184,6 +187,8 @@ class StepRecorder:
         if self.running:
             self._interrupted(StepStatus.ERROR, f"the pytest process ended ({_exit(code)}) during this test")
         summary = self.summary(code)
+        if result.limit:
+            return Outcome(Status.ERROR, summary, f"{result.limit}: {_last_lines(result.output)}")
         if code in (0, 1) and not self.session_started:
             return Outcome(
                 Status.ERROR,

@@ -4,6 +4,7 @@ the report file and an import path for Anvil's plugin, and the environment that 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,15 +14,22 @@ import workers
 from workers.runners.base import RunContext
 from workers.sandbox import scrubbed_env
 
+# What the test process imports of Anvil: the plugin and the formatter (standard library, pytest
+# and behave only), copied so that nothing else of the installation is on its path or in its view.
+PLUGIN_FILES = ("__init__.py", "pytest_plugin.py", "behave_formatter.py")
+
 
 @contextmanager
 def private_dir(prefix: str) -> Iterator[Path]:
-    """A temporary directory with ``path/workers`` linking to this package: on PYTHONPATH it makes
-    our plugin importable without putting the rest of Anvil (or its tests) on the test's path."""
+    """A temporary directory with ``path/workers`` holding copies of our plugin modules: on
+    PYTHONPATH it makes them importable without putting the rest of Anvil on the test's path."""
     with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
         private = Path(tmp)
-        (private / "path").mkdir()
-        (private / "path" / "workers").symlink_to(Path(workers.__file__).resolve().parent)
+        package = private / "path" / "workers"
+        package.mkdir(parents=True)
+        source = Path(workers.__file__).resolve().parent
+        for name in PLUGIN_FILES:
+            shutil.copyfile(source / name, package / name)
         yield private
 
 

@@ -1,0 +1,316 @@
+"""Where a test process runs: a bubblewrap sandbox, as another uid, with resource limits.
+
+A test is untrusted code from the tested repository; the worker holds the platform's secrets. So
+every test process runs under bubblewrap (``bwrap``) in its own PID, IPC and UTS namespaces and its
+own mount view:
+
+- the system (``/usr``, ``/etc``, ...) and the worker's Python read-only, Anvil's own packages,
+  data directory and secret files hidden under empty mounts;
+- the workspace read-only at its own path, under a writable top level (new files such as
+  ``--junitxml=report.xml`` can be written next to its entries, which stay read-only);
+- a private writable scratch directory (``HOME`` and ``TMPDIR``) and a private ``/tmp``;
+- a fresh ``/proc`` that shows only the test's own processes, a minimal ``/dev``.
+
+As another uid: a worker running as root (Docker, CI) switches the test to the sandbox user
+(``ANVIL_SANDBOX_USER``) with ``setpriv``; an ordinary user's worker maps the test to another uid in
+a user namespace. Either way ``no_new_privs`` is set, capabilities are dropped, and ``prlimit``
+sets the limits (address space, processes, CPU time, file size, no core dumps) just before the
+test's command starts. The command line is built here, as plain data; workers/sandbox.py runs it.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import re
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from anvil.settings import Settings
+
+# What a test needs of the host to run programs; bound read-only where present. /etc holds no
+# secret of Anvil's (its settings come from the environment or from *_FILE paths, hidden below).
+SYSTEM_PATHS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/opt")
+ANVIL_PACKAGES = ("anvil", "api", "db", "scheduler", "workers")
+# A workspace with more top-level entries than this is bound read-only as a whole (one mount an
+# entry would make the command line huge); outputs then go to $TMPDIR only.
+MAX_OVERLAY_ENTRIES = 512
+
+
+class SandboxUnavailable(Exception):
+    """This worker cannot confine tests as configured (no bwrap, no sandbox user, no namespaces)."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    memory_mb: int
+    processes: int
+    cpu_s: int
+    file_size_mb: int
+
+
+@dataclass(frozen=True)
+class Sandbox:
+    """How this worker confines its tests, worked out once per process from the settings."""
+
+    bwrap: str
+    # (uid, gid) of the sandbox user when the worker is root; None: a user namespace maps the test.
+    switch_to: tuple[int, int] | None
+    userns_id: int
+    read_only: tuple[str, ...]  # host paths bound read-only at the same place
+    hidden: tuple[str, ...]  # paths inside those that the test must not see
+
+
+@dataclass(frozen=True)
+class Confinement:
+    """One test's confinement: the worker's sandbox (None when ANVIL_SANDBOX=off), its limits,
+    whether it may use the network, and its private writable directory."""
+
+    sandbox: Sandbox | None
+    limits: Limits
+    network: bool
+    scratch: Path
+
+
+LIMIT_KEYS = ("memory_mb", "processes", "cpu_s", "file_size_mb")
+
+
+def default_limits(settings: Settings) -> Limits:
+    return Limits(
+        memory_mb=settings.sandbox_memory_mb,
+        processes=settings.sandbox_processes,
+        cpu_s=settings.sandbox_cpu_s,
+        file_size_mb=settings.sandbox_file_size_mb,
+    )
+
+
+def max_limits(settings: Settings) -> Limits:
+    return Limits(
+        memory_mb=settings.sandbox_memory_mb_max,
+        processes=settings.sandbox_processes_max,
+        cpu_s=settings.sandbox_cpu_s_max,
+        file_size_mb=settings.sandbox_file_size_mb_max,
+    )
+
+
+def case_limits(requested: dict[str, Any] | None, *, defaults: Limits, ceiling: Limits) -> Limits:
+    """A case's ``limits`` over the worker's defaults, never above the worker's maxima (the API
+    refuses larger values when a case is saved; a worker with lower maxima caps them)."""
+    requested = requested or {}
+    values = {
+        key: min(int(requested.get(key, getattr(defaults, key))), getattr(ceiling, key)) for key in LIMIT_KEYS
+    }
+    return Limits(**values)
+
+
+def _existing(paths: Iterable[str | Path]) -> list[str]:
+    seen: list[str] = []
+    for raw in paths:
+        path = os.path.abspath(raw)
+        if os.path.exists(path) and path not in seen:
+            seen.append(path)
+    return seen
+
+
+def _python_paths() -> list[str]:
+    """The worker's interpreter and its packages: tests run with the worker's Python (pytest, behave)."""
+    exe = Path(sys.executable)
+    return _existing([sys.prefix, sys.base_prefix, sys.exec_prefix, exe.parent, exe.resolve().parent.parent])
+
+
+def _under(path: str, roots: Iterable[str]) -> bool:
+    return any(path == root or path.startswith(root.rstrip("/") + "/") for root in roots)
+
+
+def _hidden_paths(settings: Settings, read_only: list[str]) -> list[str]:
+    """Anvil's own code, data and secret files, where they lie inside a path the test can read."""
+    candidates: list[str] = []
+    for name in ANVIL_PACKAGES:
+        module = sys.modules.get(name)
+        if module is not None and getattr(module, "__file__", None):
+            candidates.append(str(Path(module.__file__).resolve().parent))  # type: ignore[arg-type]
+    candidates.append(str(settings.data_dir.resolve()))
+    for variable in ("SECRET_KEY", "DATABASE_URL", "REDIS_URL", "SECRETS_KEY"):
+        file = os.environ.get(f"ANVIL_{variable}_FILE")
+        if file:
+            candidates.append(os.path.abspath(file))
+    return [path for path in _existing(candidates) if _under(path, read_only)]
+
+
+def sandbox_from_settings(settings: Settings) -> Sandbox | None:
+    """The worker's sandbox, or None when ANVIL_SANDBOX=off. Raises SandboxUnavailable, saying what
+    to install or set, when bubblewrap or the sandbox user is missing."""
+    if settings.sandbox == "off":
+        return None
+    bwrap = shutil.which("bwrap")
+    if bwrap is None:
+        raise SandboxUnavailable(
+            "bubblewrap (bwrap) is not installed: install it (Debian/Ubuntu: apt-get install bubblewrap) "
+            "or, only where tests are trusted, set ANVIL_SANDBOX=off"
+        )
+    switch_to = None
+    if os.geteuid() == 0:
+        try:
+            user = pwd.getpwnam(settings.sandbox_user)
+        except KeyError:
+            raise SandboxUnavailable(
+                f"the worker runs as root but the sandbox user {settings.sandbox_user!r} does not exist: "
+                f"create it (useradd --system --no-create-home --shell /usr/sbin/nologin "
+                f"{settings.sandbox_user}) or name another one with ANVIL_SANDBOX_USER"
+            ) from None
+        if user.pw_uid == 0:
+            raise SandboxUnavailable(f"the sandbox user {settings.sandbox_user!r} must not be root")
+        switch_to = (user.pw_uid, user.pw_gid)
+    read_only = _existing(SYSTEM_PATHS) + [p for p in _python_paths() if not _under(p, SYSTEM_PATHS)]
+    return Sandbox(
+        bwrap=bwrap,
+        switch_to=switch_to,
+        userns_id=settings.sandbox_userns_id,
+        read_only=tuple(read_only),
+        hidden=tuple(_hidden_paths(settings, read_only)),
+    )
+
+
+_sandboxes: dict[int, Sandbox | None] = {}
+
+
+def worker_sandbox(settings: Settings) -> Sandbox | None:
+    """This process's sandbox, worked out on first use (``anvil worker`` checked it at start-up)."""
+    if os.getpid() not in _sandboxes:
+        _sandboxes[os.getpid()] = sandbox_from_settings(settings)
+    return _sandboxes[os.getpid()]
+
+
+def _parents(paths: Iterable[str]) -> list[str]:
+    """Create the parents of the mount points as traversable directories (bwrap makes the ones it
+    needs mode 0700, which the sandbox user could not pass through)."""
+    made: list[str] = []
+    args: list[str] = []
+    for path in paths:
+        for parent in reversed(Path(path).parents[:-1] if len(Path(path).parents) > 1 else []):
+            name = str(parent)
+            if name not in made:
+                made.append(name)
+                args += ["--perms", "0755", "--dir", name]
+    return args
+
+
+def _mount(flag: str, path: str) -> list[str]:
+    """Bind ``path`` at the same place; a symlink (merged /usr: /bin -> usr/bin) stays a symlink."""
+    if os.path.islink(path):
+        return ["--symlink", os.readlink(path), path]
+    return [flag, path, path]
+
+
+def _workspace_mounts(cwd: Path) -> list[str]:
+    """The workspace read-only under a writable top level: a tmpfs at its path holding a read-only
+    bind of each of its entries (bwrap resolves sources on the host, so they are not shadowed)."""
+    try:
+        entries = sorted(os.listdir(cwd))
+    except OSError:
+        entries = []
+    if len(entries) > MAX_OVERLAY_ENTRIES:
+        return ["--ro-bind", str(cwd), str(cwd)]
+    args = ["--perms", "0777", "--tmpfs", str(cwd)]
+    for entry in entries:
+        path = str(cwd / entry)
+        args += ["--symlink", os.readlink(path), path] if os.path.islink(path) else ["--ro-bind", path, path]
+    return args
+
+
+def prlimit_argv(limits: Limits) -> list[str]:
+    mib = 1024 * 1024
+    return [
+        "prlimit",
+        f"--as={limits.memory_mb * mib}",
+        f"--nproc={limits.processes}",
+        # SIGXCPU at the soft limit (the test may report it), SIGKILL a second later.
+        f"--cpu={limits.cpu_s}:{limits.cpu_s + 1}",
+        f"--fsize={limits.file_size_mb * mib}",
+        "--core=0",
+        "--",
+    ]
+
+
+def wrap(argv: list[str], *, confinement: Confinement, cwd: Path) -> list[str]:
+    """The full command line that runs ``argv`` in ``cwd`` under ``confinement``."""
+    limited = prlimit_argv(confinement.limits) + argv
+    sandbox = confinement.sandbox
+    if sandbox is None:
+        return limited
+    args = [sandbox.bwrap, "--die-with-parent", "--new-session"]
+    args += ["--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
+    if not confinement.network:
+        args.append("--unshare-net")
+    if sandbox.switch_to is None:
+        args += ["--unshare-user", "--uid", str(sandbox.userns_id), "--gid", str(sandbox.userns_id)]
+    args += ["--hostname", "anvil-test"]
+    args += _parents(sandbox.read_only)
+    for path in sandbox.read_only:
+        args += _mount("--ro-bind", path)
+    for path in sandbox.hidden:
+        args += ["--tmpfs", path] if os.path.isdir(path) else ["--ro-bind", "/dev/null", path]
+    args += ["--proc", "/proc", "--dev", "/dev"]
+    args += ["--perms", "1777", "--tmpfs", "/tmp", "--perms", "1777", "--tmpfs", "/var/tmp"]
+    # After the /tmp mounts, which would hide what was made under /tmp before them.
+    args += _parents([str(cwd), str(confinement.scratch)])
+    args += _workspace_mounts(cwd)
+    scratch = str(confinement.scratch)
+    args += ["--bind", scratch, scratch, "--chdir", str(cwd), "--"]
+    inside = ["setpriv", "--no-new-privs", "--inh-caps=-all", "--bounding-set=-all"]
+    if sandbox.switch_to is not None:
+        uid, gid = sandbox.switch_to
+        inside += [f"--reuid={uid}", f"--regid={gid}", "--clear-groups"]
+    return args + inside + ["--"] + limited
+
+
+def prepare_scratch(scratch: Path, sandbox: Sandbox | None) -> None:
+    """Make ``scratch`` (and what is in it) the test's own: owned by the sandbox user when the
+    worker is root (in a user namespace the worker's uid is the test's)."""
+    if sandbox is None or sandbox.switch_to is None:
+        return
+    uid, gid = sandbox.switch_to
+    for path in [scratch, *scratch.rglob("*")]:
+        os.chown(path, uid, gid, follow_symlinks=False)
+
+
+def probe(sandbox: Sandbox) -> str | None:
+    """Start ``true`` in the sandbox once: None when it works, else what bwrap said."""
+    scratch = Path(os.environ.get("TMPDIR", "/tmp"))
+    argv = wrap(
+        ["true"],
+        confinement=Confinement(sandbox, Limits(256, 64, 10, 16), True, scratch),
+        cwd=scratch,
+    )
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=20, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return str(exc)
+    return None if done.returncode == 0 else (done.stderr.strip() or f"exit code {done.returncode}")
+
+
+# What a program prints when an allocation, a fork or a write hit its limit.
+_MEMORY = re.compile(r"MemoryError|Cannot allocate memory|std::bad_alloc|[Oo]ut of memory")
+_PROCESSES = re.compile(r"Cannot fork|fork: (?:retry: )?Resource temporarily unavailable|BlockingIOError")
+_FILE_SIZE = re.compile(r"File size limit exceeded")
+
+
+def limit_reached(exit_code: int | None, output: str, limits: Limits) -> str | None:
+    """Which limit ended a failed test process, named for people, or None."""
+    if exit_code in (None, 0):
+        return None
+    if exit_code in (-signal.SIGXCPU, 128 + signal.SIGXCPU):
+        return f"CPU time limit reached ({limits.cpu_s} s)"
+    if exit_code in (-signal.SIGXFSZ, 128 + signal.SIGXFSZ) or _FILE_SIZE.search(output):
+        return f"file size limit reached ({limits.file_size_mb} MiB)"
+    if _MEMORY.search(output):
+        return f"memory limit reached ({limits.memory_mb} MiB)"
+    if _PROCESSES.search(output):
+        return f"process limit reached ({limits.processes} processes)"
+    return None
