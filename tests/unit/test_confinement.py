@@ -121,3 +121,15 @@ def test_the_workspace_is_read_only_under_a_writable_top_level(tmp_path: Path) -
     assert after(args, "--ro-bind")[-2:] == [str(tmp_path / "setup.cfg"), str(tmp_path / "tests")]
     link = args.index(str(tmp_path / "link"))
     assert args[link - 2 : link + 1] == ["--symlink", "tests", str(tmp_path / "link")]
+
+
+def test_anvil_dev_runs_unsandboxed_with_a_warning_where_bubblewrap_is_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from anvil.dev import sandbox_env
+    from anvil.settings import Settings
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # no bwrap on it
+    assert sandbox_env(Settings(sandbox="bwrap")) == {"ANVIL_SANDBOX": "off"}
+    assert "WARNING: tests run UNSANDBOXED" in capsys.readouterr().out
+    assert sandbox_env(Settings(sandbox="off")) == {}  # already off: nothing to add
