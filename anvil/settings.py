@@ -46,6 +46,18 @@ class Settings(BaseSettings):
 
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+    # Threads of one API process for blocking work (sync endpoints and dependencies, the database
+    # reads of event streams). `anvil api --workers N` has N times this.
+    api_threads: int = Field(default=40, ge=1, le=1024)
+    # Database connections kept per process (each API worker process, each Celery pool process).
+    # Default: ANVIL_API_THREADS, one per thread. The API lets this many requests use the database
+    # at once; the others wait for their turn on the event loop, holding neither a thread nor a
+    # connection, and get a 503 problem after db_pool_timeout_s: only under true overload.
+    db_pool_size: int | None = Field(default=None, ge=1)
+    # Connections opened above the pool for work outside those turns (health checks), closed on return.
+    db_max_overflow: int = Field(default=5, ge=0)
+    # Longest wait for a connection (in the API: for a turn at the database) before giving up.
+    db_pool_timeout_s: float = Field(default=10.0, gt=0)
     max_body_bytes: int = Field(default=1024 * 1024, gt=0)
     page_limit_max: int = 200
 
@@ -66,6 +78,10 @@ class Settings(BaseSettings):
         if self.heartbeat_s * 2 > self.lease_ttl_s:
             raise ValueError("ANVIL_HEARTBEAT_S must be at most half of ANVIL_LEASE_TTL_S")
         return self
+
+    @property
+    def pool_size(self) -> int:
+        return self.db_pool_size or self.api_threads
 
     @property
     def is_sqlite(self) -> bool:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio.to_thread
 from fastapi import FastAPI
 
 from anvil import __version__
@@ -70,10 +73,21 @@ class BodyLimit:
         await response(scope, receive, send)
 
 
+@asynccontextmanager
+async def _lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    from anvil.settings import get_settings
+
+    # Threads for blocking work (sync endpoints and dependencies, event streams' reads); the
+    # database pool is sized from the same setting (db/session.py, api/deps.py).
+    anyio.to_thread.current_default_thread_limiter().total_tokens = get_settings().api_threads
+    yield
+
+
 def create_app() -> FastAPI:
     from anvil.settings import get_settings
 
     app = FastAPI(
+        lifespan=_lifespan,
         title="Anvil",
         version=__version__,
         description="Distributed test execution: submit test cases, follow their runs and step traces.",

@@ -9,11 +9,11 @@ from datetime import timedelta
 from typing import Any, TypeVar
 
 from sqlalchemy import Interval, bindparam, create_engine, event, exc, func
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.elements import ColumnElement
 
-from anvil.settings import get_settings
+from anvil.settings import Settings, get_settings
 from db.types import UTCDateTime, utcnow
 
 T = TypeVar("T")
@@ -22,8 +22,13 @@ _engines: dict[tuple[int, str], Engine] = {}
 
 
 def make_engine(url: str) -> Engine:
+    """The process's engine for ``url``, its pool sized by the settings (``pool_options``)."""
+    pool = pool_options(get_settings())
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        in_memory = make_url(url).database in (None, "", ":memory:")
+        engine = create_engine(
+            url, connect_args={"check_same_thread": False, "timeout": 30}, **({} if in_memory else pool)
+        )
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -36,14 +41,26 @@ def make_engine(url: str) -> Engine:
         return engine
     # Short connect timeout: while PostgreSQL is down the API answers 503 quickly instead of hanging.
     engine = create_engine(
-        url,
-        pool_size=5,
-        max_overflow=10,
-        pool_timeout=5,
-        connect_args={"connect_timeout": 3, "options": "-c statement_timeout=30000"},
+        url, connect_args={"connect_timeout": 3, "options": "-c statement_timeout=30000"}, **pool
     )
     _ping_after_idle(engine)
     return engine
+
+
+def pool_options(settings: Settings) -> dict[str, Any]:
+    """Connections per process: ``pool_size`` (ANVIL_DB_POOL_SIZE, default one per API thread) kept,
+    ``db_max_overflow`` more opened when needed, and ``db_pool_timeout_s`` the longest wait for one.
+
+    The pool is per process: every uvicorn worker of `anvil api --workers N` and every Celery pool
+    process builds its own engine (``get_engine`` is keyed by pid), so PostgreSQL may see up to
+    N x (pool_size + db_max_overflow) connections from the API. Connections are opened on demand:
+    a worker process that uses two never opens more.
+    """
+    return {
+        "pool_size": settings.pool_size,
+        "max_overflow": settings.db_max_overflow,
+        "pool_timeout": settings.db_pool_timeout_s,
+    }
 
 
 # A connection that sat in the pool this long is tested before use (a database restart leaves

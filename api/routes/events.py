@@ -8,6 +8,11 @@ gets every event after that number, with no gap and no duplicate: the rows are a
 database, where a root's numbers appear in commit order (db/events.py). Redis pub/sub only says
 "look again now"; without it (standalone mode, or Redis down) the database is polled.
 
+An idle stream holds no database connection, no thread and no turn at the database
+(api/deps.py): it waits for a nudge on the event loop, then takes a turn, reads the new events in a
+short session on a thread, and gives all three back before it sends them. Hundreds of open streams
+cost the database nothing while nothing happens.
+
 The stream ends once nothing it covers is still active and every event has been sent, with a last
 ``event: end`` message (no id, so it never moves Last-Event-ID) carrying the final status: an
 EventSource client should close on it, or it would reconnect to a stream that has ended.
@@ -37,7 +42,7 @@ from sqlalchemy import exists, select
 
 from anvil.errors import InvalidInput
 from anvil.settings import get_settings
-from api.deps import SessionDep, Viewer
+from api.deps import Busy, SessionDep, Viewer, database_turn
 from db import notify
 from db.events import channel, list_events
 from db.executions import get_execution
@@ -49,8 +54,9 @@ log = logging.getLogger("anvil.api")
 router = APIRouter(prefix="/api/v1/executions", tags=["events"])
 
 HEARTBEAT_S = 15.0
-# Longest wait for a Redis nudge before the database is read anyway (a nudge may be lost).
-NUDGE_WAIT_S = 1.0
+# Longest wait for a Redis nudge before the database is read anyway: a nudge lost to a Redis
+# hiccup delays the events by at most this. A lost subscription is noticed at once (then: POLL_S).
+NUDGE_WAIT_S = 10.0
 # Standalone mode: no pub/sub, so the database is polled.
 POLL_S = 0.5
 BATCH = 500
@@ -123,8 +129,15 @@ async def _stream(request: Request, scope: Scope, after: int) -> AsyncIterator[b
         yield f"retry: {RETRY_MS}\n\n".encode()
         last_sent, last_write = after, time.monotonic()
         while True:
-            # A short session per read, in a thread: the event loop never waits on the database.
-            poll = await anyio.to_thread.run_sync(partial(_read, scope, last_sent))
+            # A short session per read, in a thread (the event loop never waits on the database),
+            # in a turn at the database: a thread never waits for a connection.
+            try:
+                async with database_turn():
+                    poll = await anyio.to_thread.run_sync(partial(_read, scope, last_sent))
+            except Busy:  # overloaded: the stream stays open and tries again
+                yield b": keep-alive\n\n"
+                last_write = time.monotonic()
+                continue
             for seq, kind, data in poll.events:
                 yield _message(seq, kind, data)
                 last_sent = seq
