@@ -11,6 +11,7 @@ from fastapi import FastAPI
 
 from anvil import __version__
 from api import problems
+from api.input_guard import InputGuard
 from api.routes import (
     auth,
     batch_executions,
@@ -112,6 +113,8 @@ def create_app() -> FastAPI:
     )
     for module in routers:
         app.include_router(module.router)
+    # Outermost first on the way in: the size cap, then the hostile-input checks on what it let through.
+    app.add_middleware(InputGuard)
     app.add_middleware(BodyLimit, limit=get_settings().max_body_bytes)
     return app
 

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import functools
+import json
 import uuid
 from datetime import datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import available_timezones
 
 from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
     StringConstraints,
     ValidationInfo,
     field_validator,
@@ -29,6 +34,38 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+# Numbers and flags in request bodies are taken as JSON types only: true is not 1, "5" is not 5.
+# Integers are bounded by what their columns hold (PostgreSQL integer).
+INT4_MAX = 2**31 - 1
+MAX_PARAMS_DEPTH = 32
+MAX_PARAMS_BYTES = 64 * 1024
+
+
+def _params(value: dict[str, Any]) -> dict[str, Any]:
+    depth, level = 0, [value]
+    while level:
+        depth += 1
+        if depth > MAX_PARAMS_DEPTH:
+            raise ValueError(f"params may be nested at most {MAX_PARAMS_DEPTH} levels deep")
+        level = [
+            child
+            for item in level
+            for child in (item.values() if isinstance(item, dict) else item)
+            if isinstance(child, dict | list)
+        ]
+    size = len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode())
+    if size > MAX_PARAMS_BYTES:
+        raise ValueError(f"params take {size} bytes as JSON; at most {MAX_PARAMS_BYTES} (64 KiB) are allowed")
+    return value
+
+
+Params = Annotated[
+    dict[str, Any],
+    AfterValidator(_params),
+    Field(description=f"free-form JSON object, at most {MAX_PARAMS_DEPTH} levels deep and 64 KiB"),
+]
+
+
 RetryOn = Literal["FAILED", "ERROR", "TIMEOUT"]
 MAX_BACKOFF_S = 24 * 3600
 
@@ -39,20 +76,24 @@ class RetryPolicyIn(Strict):
     Layers, lowest first: server defaults, the test case, the suite, the submission.
     """
 
-    max_retries: int | None = Field(default=None, ge=0, le=20, description="retries after the first try")
+    max_retries: StrictInt | None = Field(
+        default=None, ge=0, le=20, description="retries after the first try"
+    )
     retry_on: list[RetryOn] | None = Field(
         default=None, max_length=3, description="which results are retried (default ERROR and TIMEOUT)"
     )
-    backoff_base_s: float | None = Field(
+    backoff_base_s: StrictFloat | None = Field(
         default=None, gt=0, le=MAX_BACKOFF_S, description="delay before the first retry; doubles each time"
     )
-    backoff_cap_s: float | None = Field(
+    backoff_cap_s: StrictFloat | None = Field(
         default=None,
         gt=0,
         le=MAX_BACKOFF_S,
         description="the delay stops doubling here (jitter still applies)",
     )
-    jitter: float | None = Field(default=None, ge=0, le=1, description="+/- this fraction of each delay")
+    jitter: StrictFloat | None = Field(
+        default=None, ge=0, le=1, description="+/- this fraction of each delay"
+    )
 
     @field_validator("retry_on")
     @classmethod
@@ -81,8 +122,8 @@ class TestCaseCreate(Strict):
     kind: CaseKind = CaseKind.GENERIC
     spec: dict[str, Any]
     tags: list[Tag] = Field(default_factory=list, max_length=50)
-    timeout_s: int | None = Field(
-        default=None, gt=0, description="whole-test timeout; server default if omitted"
+    timeout_s: StrictInt | None = Field(
+        default=None, gt=0, le=INT4_MAX, description="whole-test timeout; server default if omitted"
     )
     description: Annotated[str, StringConstraints(max_length=10_000)] | None = None
     retry_policy: RetryPolicyIn | None = Field(default=None, description=RETRY_POLICY_HELP)
@@ -93,7 +134,7 @@ class TestCaseUpdate(Strict):
     name: Name | None = None
     spec: dict[str, Any] | None = None
     tags: list[Tag] | None = Field(default=None, max_length=50)
-    timeout_s: int | None = Field(default=None, gt=0)
+    timeout_s: StrictInt | None = Field(default=None, gt=0, le=INT4_MAX)
     description: Annotated[str, StringConstraints(max_length=10_000)] | None = None
     retry_policy: RetryPolicyIn | None = Field(default=None, description=RETRY_POLICY_HELP)
 
@@ -127,9 +168,11 @@ class CaseExecutionCreate(Strict):
     run_id: RunId | None = None
     trigger_kind: TriggerKind = TriggerKind.API
     parent_execution_id: uuid.UUID | None = Field(default=None, description=PARENT_HELP)
-    params: dict[str, Any] = Field(default_factory=dict)
+    params: Params = Field(default_factory=dict)
     retry_policy: RetryPolicyIn | None = Field(default=None, description=RETRY_POLICY_HELP)
-    expires_in_s: float | None = Field(default=None, gt=0, le=MAX_EXPIRES_S, description=EXPIRES_HELP)
+    expires_in_s: StrictFloat | None = Field(
+        default=None, gt=0, le=MAX_EXPIRES_S, description=EXPIRES_HELP
+    )
 
 
 # Items per batch submission: one transaction and a publish per item.
@@ -148,9 +191,11 @@ class SuiteExecutionCreate(Strict):
     run_id: RunId | None = None
     trigger_kind: TriggerKind = TriggerKind.API
     parent_execution_id: uuid.UUID | None = Field(default=None, description=PARENT_HELP)
-    params: dict[str, Any] = Field(default_factory=dict)
+    params: Params = Field(default_factory=dict)
     retry_policy: RetryPolicyIn | None = Field(default=None, description=RETRY_POLICY_HELP)
-    expires_in_s: float | None = Field(default=None, gt=0, le=MAX_EXPIRES_S, description=EXPIRES_HELP)
+    expires_in_s: StrictFloat | None = Field(
+        default=None, gt=0, le=MAX_EXPIRES_S, description=EXPIRES_HELP
+    )
 
 
 # At most this many explicit members: a suite's expansion is one bulk insert.
@@ -166,7 +211,9 @@ class TestSuiteCreate(Strict):
     tags: list[Tag] = Field(
         default_factory=list, max_length=50, description="also run every live case carrying any of these"
     )
-    fail_fast: bool = Field(default=False, description="the first failure cancels the members not started")
+    fail_fast: StrictBool = Field(
+        default=False, description="the first failure cancels the members not started"
+    )
     default_priority: Priority = Priority.NORMAL
     retry_policy: RetryPolicyIn | None = Field(
         default=None, description="overrides its members' case policies, key by key"
@@ -179,7 +226,7 @@ class TestSuiteUpdate(Strict):
     description: Description | None = None
     case_ids: list[uuid.UUID] | None = Field(default=None, max_length=MAX_SUITE_CASE_IDS)
     tags: list[Tag] | None = Field(default=None, max_length=50)
-    fail_fast: bool | None = None
+    fail_fast: StrictBool | None = None
     default_priority: Priority | None = None
     retry_policy: RetryPolicyIn | None = Field(
         default=None, description="overrides its members' case policies, key by key"
@@ -329,11 +376,19 @@ def _cron(value: str) -> str:
     return value
 
 
+# In the tz database's directory but not zones a schedule can mean: the host's own zone, tzdata's
+# placeholder, and the rules file.
+NOT_ZONES = frozenset({"localtime", "Factory", "posixrules"})
+
+
+@functools.cache
+def iana_zones() -> frozenset[str]:
+    return frozenset(available_timezones() - NOT_ZONES)
+
+
 def _zone(value: str) -> str:
-    try:
-        ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"{value!r} is not an IANA time zone (e.g. 'Europe/Berlin', 'UTC')") from None
+    if value not in iana_zones():
+        raise ValueError(f"{value!r} is not an IANA time zone name (e.g. 'Europe/Berlin', 'UTC')")
     return value
 
 
@@ -352,9 +407,9 @@ class ScheduleCreate(Strict):
     test_case_id: uuid.UUID | None = Field(default=None, description=TARGET_HELP)
     test_suite_id: uuid.UUID | None = Field(default=None, description=TARGET_HELP)
     priority: Priority = Priority.NORMAL
-    enabled: bool = True
+    enabled: StrictBool = True
     overlap: Overlap = Field(default="skip", description=OVERLAP_HELP)
-    params: dict[str, Any] = Field(default_factory=dict)
+    params: Params = Field(default_factory=dict)
 
 
 class ScheduleUpdate(Strict):
@@ -364,9 +419,9 @@ class ScheduleUpdate(Strict):
     test_case_id: uuid.UUID | None = Field(default=None, description="switch the target to this case")
     test_suite_id: uuid.UUID | None = Field(default=None, description="switch the target to this suite")
     priority: Priority | None = None
-    enabled: bool | None = None
+    enabled: StrictBool | None = None
     overlap: Overlap | None = Field(default=None, description=OVERLAP_HELP)
-    params: dict[str, Any] | None = None
+    params: Params | None = None
 
 
 class SchedulePublic(BaseModel):

@@ -11,6 +11,8 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictFloat,
+    StrictInt,
     StringConstraints,
     ValidationError,
     field_validator,
@@ -35,11 +37,11 @@ class Strict(BaseModel):
 class GenericStep(Strict):
     name: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
     run: list[Arg] = Field(min_length=1, max_length=256, description="argv, run without a shell")
-    expect_exit: int = Field(default=0, ge=0, le=255)
+    expect_exit: StrictInt = Field(default=0, ge=0, le=255)
     expect_output: str | None = Field(
         default=None, max_length=2000, description="regex searched in the output"
     )
-    timeout_s: float | None = Field(default=None, gt=0, le=24 * 3600)
+    timeout_s: StrictFloat | None = Field(default=None, gt=0, le=24 * 3600)
     env: dict[
         Annotated[str, StringConstraints(pattern=ENV_NAME)],
         Annotated[str, StringConstraints(max_length=4096)],

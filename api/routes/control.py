@@ -6,7 +6,7 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Response
-from pydantic import Field, StringConstraints
+from pydantic import Field, StrictBool, StringConstraints
 
 from api.deps import SessionDep, Tester
 from api.routes.executions import to_public
@@ -22,7 +22,7 @@ class CancelRequest(Strict):
 
 
 class RetryRequest(Strict):
-    repair: bool = Field(
+    repair: StrictBool = Field(
         default=False, description="a repair (the test or the code was fixed): trigger_kind repair, not retry"
     )
 

@@ -105,6 +105,8 @@ def stream_events(
     """Transitions and step results as Server-Sent Events, from the start or after Last-Event-ID."""
     after = last_event_id or 0
     header = (last_event_id_header or "").strip()
+    if not header.isascii():  # obs-text (e.g. "²", which str.isdigit() accepts): never an id of ours
+        header = ""
     if header:  # what an EventSource sends when it reconnects: it wins over the query
         if not header.isdigit() or int(header) > MAX_EVENT_ID:
             raise InvalidInput(

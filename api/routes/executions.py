@@ -10,6 +10,7 @@ from pydantic import BeforeValidator
 from anvil.errors import InvalidInput
 from api.deps import SessionDep, SettingsDep, Tester, Viewer
 from api.schemas import (
+    INT4_MAX,
     CaseExecutionCreate,
     ExecutionPublic,
     Page,
@@ -206,7 +207,9 @@ def get_steps(
     execution_id: uuid.UUID,
     _: Viewer,
     session: SessionDep,
-    attempt: Annotated[int | None, Query(ge=1, description="default: the latest attempt")] = None,
+    attempt: Annotated[
+        int | None, Query(ge=1, le=INT4_MAX, description="default: the latest attempt")
+    ] = None,
 ) -> object:
     """Step results recorded so far (they appear while the test runs)."""
     ex.get_execution(session, execution_id)

@@ -10,7 +10,7 @@ from pydantic import StringConstraints
 
 from api.deps import SessionDep, SettingsDep, Tester, Viewer
 from api.routes.executions import to_public
-from api.schemas import ExecutionPublic, StepPublic, Strict
+from api.schemas import INT4_MAX, ExecutionPublic, StepPublic, Strict
 from db import manual
 from db.enums import Role, StepStatus
 from db.executions import get_execution
@@ -57,7 +57,7 @@ def release(execution_id: uuid.UUID, user: Tester, session: SessionDep) -> Respo
 @router.post("/api/v1/executions/{execution_id}/steps/{seq}", response_model=StepResultPublic)
 def record_step(
     execution_id: uuid.UUID,
-    seq: Annotated[int, Path(ge=1)],
+    seq: Annotated[int, Path(ge=1, le=INT4_MAX)],
     body: StepResultCreate,
     user: Tester,
     session: SessionDep,

@@ -15,7 +15,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from api.deps import SettingsDep, Viewer
-from workers.sandbox import WORKSPACE_NAME
+from workers.sandbox import WorkspaceError, resolve_workspace
 
 router = APIRouter(prefix="/api/v1/workspaces", tags=["workspaces"])
 
@@ -40,22 +40,32 @@ class WorkspaceList(BaseModel):
 
 @router.get("", response_model=WorkspaceList)
 def list_workspaces(_: Viewer, settings: SettingsDep) -> WorkspaceList:
-    """Workspaces a test case may name, with the kinds of tests found in each, sorted by name."""
+    """Workspaces a test case may name, with the kinds of tests found in each, sorted by name.
+
+    Only what a worker would accept is listed: directories inside the root. A symlink that leads
+    out of the root (e.g. to /etc) is left out, as workers refuse it.
+    """
     root = settings.workspace_root.resolve()
     items = []
     if root.is_dir():
         for path in sorted(root.iterdir(), key=lambda p: p.name):
-            if path.is_dir() and WORKSPACE_NAME.match(path.name):
-                items.append(WorkspacePublic(name=path.name, kinds=detect_kinds(path)))
+            try:
+                workspace = resolve_workspace(root, path.name)
+            except (WorkspaceError, OSError):
+                continue
+            items.append(WorkspacePublic(name=path.name, kinds=detect_kinds(workspace)))
     return WorkspaceList(root=str(root), items=items)
 
 
 def detect_kinds(path: Path) -> list[str]:
     kinds = []
-    if has_pytest(path):
-        kinds.append("pytest")
-    if (path / "features").is_dir():
-        kinds.append("bdd")
+    try:
+        if has_pytest(path):
+            kinds.append("pytest")
+        if (path / "features").is_dir():
+            kinds.append("bdd")
+    except OSError:  # unreadable: listed, with what was found before
+        pass
     return kinds
 
 
