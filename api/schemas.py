@@ -434,6 +434,10 @@ class SchedulePublic(BaseModel):
     test_suite_id: uuid.UUID | None
     priority: str
     enabled: bool
+    disabled_reason: str | None = Field(
+        default=None,
+        description="why Anvil disabled it (its test case or suite was deleted); null when enabled",
+    )
     overlap: str
     params: dict[str, Any]
     last_slot_at: datetime | None = Field(description="the latest slot fired (or passed over)")

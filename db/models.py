@@ -205,6 +205,8 @@ class Schedule(Base):
     test_suite_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("test_suites.id"))
     priority: Mapped[str] = mapped_column(String(16), default="NORMAL")
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Why the system disabled it (its case or suite was deleted); cleared when it is enabled again.
+    disabled_reason: Mapped[str | None] = mapped_column(Text)
     overlap: Mapped[str] = mapped_column(String(16), default="skip")
     params: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     # The latest slot fired (or deliberately passed over); slots at or before it never fire again.

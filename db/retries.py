@@ -5,6 +5,11 @@ Runs as a reaction in the same transaction as the status change (db/reactions.py
 and its retry are committed together: nobody ever sees a failure that will still be retried as final.
 A person may also retry any finished execution (``retry_now``); that child is due at once.
 
+What a retry runs: a plain retry runs the same snapshot of the case as the execution it follows
+(what ran is what runs again); a ``repair`` runs the case as it is now (its current spec and
+version, a new snapshot). A case that was deleted is not run again: a person's retry is refused
+(409) and no automatic retry is scheduled.
+
 ``retry_index`` counts the retries that followed a failure, and a retry that passes with
 ``retry_index`` > 0 is flaky. A ``repair`` (the test or the code was fixed) starts again at 0:
 passing after a fix is not flakiness, and the repaired test gets its full retry budget.
@@ -12,20 +17,24 @@ passing after a fix is not flakiness, and the repaired test gets its full retry 
 
 from __future__ import annotations
 
+import logging
 import random
 import uuid
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from anvil.errors import Conflict, InvalidInput, NotFound
 from db.enums import Priority, TriggerKind
-from db.executions import create_execution
-from db.models import Execution
+from db.executions import case_snapshot, create_execution
+from db.models import Execution, TestCase
 from db.session import db_now
 from db.states import ACTIVE, RETRYABLE, Status
 from db.transitions import transition
 from scheduler.policy import backoff_s, resolve_retry_policy, should_retry
+
+log = logging.getLogger("anvil.retries")
 
 
 def schedule_retry(
@@ -41,6 +50,10 @@ def schedule_retry(
     policy = resolve_retry_policy(failed.retry_policy)
     if not force and not should_retry(policy, status=Status(failed.status), retry_index=failed.retry_index):
         return None
+    case = session.get(TestCase, failed.test_case_id)
+    if case is None or case.deleted_at is not None:
+        log.info("no retry of execution %s: its test case %s was deleted", failed.id, failed.test_case_id)
+        return None
     delay = 0.0 if force else backoff_s(policy, retry_index=failed.retry_index, rand=random.random())
     number = failed.retry_index + 1
     kind = TriggerKind.REPAIR if repair else TriggerKind.RETRY
@@ -49,7 +62,13 @@ def schedule_retry(
     )
     transition(session, failed.id, Status.RETRYING, actor=actor, reason=reason)
     return _follow_up(
-        session, failed, kind=kind, actor=actor, delay_s=delay, retry_index=0 if repair else number
+        session,
+        failed,
+        kind=kind,
+        actor=actor,
+        delay_s=delay,
+        retry_index=0 if repair else number,
+        snapshot=case_snapshot(case) if repair else failed.case_snapshot,
     )
 
 
@@ -59,6 +78,8 @@ def retry_now(session: Session, execution_id: uuid.UUID, *, actor: str, repair: 
     FAILED/ERROR/TIMEOUT become RETRYING as with an automatic retry. Other finished statuses
     (PASSED, CANCELLED, SKIPPED, ABORTED) cannot change, so the child simply follows them;
     each execution is followed up at most once (retry the latest in the chain).
+    A retry runs the snapshot ``execution_id`` ran; a repair runs the case's current version.
+    Conflict when the case was deleted.
     """
     # Locked: two people retrying at once create one child; the second sees it and is refused.
     current = session.get(Execution, execution_id, with_for_update=True, populate_existing=True)
@@ -69,6 +90,15 @@ def retry_now(session: Session, execution_id: uuid.UUID, *, actor: str, repair: 
         raise InvalidInput(
             f"execution {execution_id} is a suite execution; retry its members (or submit the suite again)",
             field="id",
+        )
+    case = session.get(TestCase, current.test_case_id)
+    if case is None or case.deleted_at is not None:
+        name = (current.case_snapshot or {}).get("name")
+        raise Conflict(
+            f"test case {name!r} ({current.test_case_id}) of execution {execution_id} was deleted, "
+            "so it is not run again; define the case again and submit it to run it",
+            current_status=status.value,
+            test_case_id=str(current.test_case_id),
         )
     if status in ACTIVE:
         raise Conflict(
@@ -102,17 +132,26 @@ def retry_now(session: Session, execution_id: uuid.UUID, *, actor: str, repair: 
         actor=actor,
         delay_s=0.0,
         retry_index=0 if repair else current.retry_index,
+        snapshot=case_snapshot(case) if repair else current.case_snapshot,
     )
 
 
 def _follow_up(
-    session: Session, previous: Execution, *, kind: TriggerKind, actor: str, delay_s: float, retry_index: int
+    session: Session,
+    previous: Execution,
+    *,
+    kind: TriggerKind,
+    actor: str,
+    delay_s: float,
+    retry_index: int,
+    snapshot: dict[str, Any],
 ) -> Execution:
-    """The SCHEDULED child that runs ``previous``'s test again (same correlation, run and tree)."""
+    """The SCHEDULED child that runs ``snapshot`` (``previous``'s, or for a repair the case's current
+    one) again, in the same correlation, run and tree."""
     return create_execution(
         session,
         test_case_id=previous.test_case_id,
-        snapshot=previous.case_snapshot,
+        snapshot=snapshot,
         test_suite_id=previous.test_suite_id,
         priority=Priority(previous.priority),
         trigger_kind=kind,

@@ -1,4 +1,9 @@
-"""Cron schedules: CRUD, and firing due slots — exactly one execution per (schedule, slot)."""
+"""Cron schedules: CRUD, and firing due slots — exactly one execution per (schedule, slot).
+
+A schedule whose test case or suite is deleted is disabled in the same transaction as the delete,
+with a ``disabled_reason`` (``disable_for_deleted_target``); the tick does the same if it ever
+finds a due schedule's target gone. It cannot be enabled again while its target is missing.
+"""
 
 from __future__ import annotations
 
@@ -11,13 +16,13 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from anvil.errors import Conflict, NotFound
+from anvil.errors import Conflict, InvalidInput, NotFound
 from anvil.settings import get_settings
 from db.cancel import cancel
 from db.cases import get_case
 from db.enums import Priority, TriggerKind
 from db.executions import create_execution
-from db.models import Execution, Schedule
+from db.models import Execution, Schedule, TestCase, TestSuite
 from db.pagination import page
 from db.session import read_db_now
 from db.states import ACTIVE, Status
@@ -54,6 +59,19 @@ def update_schedule(session: Session, schedule: Schedule, changes: dict[str, Any
     if "name" in changes and changes["name"] != schedule.name:
         if session.scalar(select(Schedule.id).where(Schedule.name == changes["name"])) is not None:
             raise Conflict(f"a schedule named {changes['name']!r} already exists", field="body.name")
+    if changes.get("enabled") is True:
+        targets = ("test_case_id", "test_suite_id")
+        missing = missing_target(
+            session, **{key: changes.get(key, getattr(schedule, key)) for key in targets}
+        )
+        if missing is not None:
+            raise Conflict(
+                f"schedule {schedule.name!r} cannot be enabled: its {missing} was deleted; "
+                "point it at another test case or suite (test_case_id or test_suite_id) to enable it",
+                field="body.enabled",
+                disabled_reason=schedule.disabled_reason,
+            )
+        changes = {**changes, "disabled_reason": None}
     timing = {"cron", "timezone", "enabled"} & changes.keys()
     for key, value in changes.items():
         setattr(schedule, key, value)
@@ -77,6 +95,44 @@ def list_schedules(
         limit=limit,
         cursor=cursor,
     )
+
+
+def missing_target(
+    session: Session, *, test_case_id: uuid.UUID | None, test_suite_id: uuid.UUID | None
+) -> str | None:
+    """What the schedule would start, when that was deleted ("test case 'x' (id)"); None when it exists."""
+    target: TestCase | TestSuite | None
+    if test_case_id is not None:
+        what, ident, target = "test case", test_case_id, session.get(TestCase, test_case_id)
+    else:
+        what, ident, target = "test suite", test_suite_id, session.get(TestSuite, test_suite_id)
+    if target is not None and target.deleted_at is None:
+        return None
+    return f"{what} {target.name!r} ({ident})" if target is not None else f"{what} {ident}"
+
+
+def disable_for_deleted_target(
+    session: Session, target: TestCase | TestSuite, *, actor: str
+) -> list[Schedule]:
+    """Disable every schedule that starts ``target`` (being deleted), saying why; the caller commits
+    this with the delete. Returns the schedules disabled."""
+    what, column = (
+        ("test case", Schedule.test_case_id)
+        if isinstance(target, TestCase)
+        else ("test suite", Schedule.test_suite_id)
+    )
+    hit = list(session.scalars(select(Schedule).where(column == target.id).with_for_update()))
+    for schedule in hit:
+        _disable(schedule, f"its {what} {target.name!r} ({target.id}) was deleted by {actor}")
+    session.flush()
+    return hit
+
+
+def _disable(schedule: Schedule, reason: str) -> None:
+    schedule.enabled = False
+    schedule.disabled_reason = reason
+    schedule.updated_at = utcnow()
+    log.warning("schedule %r (%s) disabled: %s", schedule.name, schedule.id, reason)
 
 
 def delete_schedule(session: Session, schedule: Schedule) -> None:
@@ -124,7 +180,17 @@ def fire_due_schedules(session: Session, *, now: datetime, actor: str) -> Publis
 
 
 def fire(session: Session, schedule: Schedule, *, slot_at: datetime, actor: str, explicit: bool) -> Publish:
-    """Start the schedule's target for ``slot_at`` under its overlap policy. A slot fires at most once."""
+    """Start the schedule's target for ``slot_at`` under its overlap policy. A slot fires at most once.
+
+    A target that was deleted starts nothing; the tick (not ``explicit``) then disables the schedule.
+    """
+    missing = missing_target(
+        session, test_case_id=schedule.test_case_id, test_suite_id=schedule.test_suite_id
+    )
+    if missing is not None:
+        if not explicit:
+            _disable(schedule, f"its {missing} was deleted (found by the scheduler at the slot of {slot_at})")
+        return []
     running = active_runs(session, schedule.id)
     if running and schedule.overlap == "skip" and not explicit:
         return []
@@ -155,8 +221,13 @@ def fire(session: Session, schedule: Schedule, *, slot_at: datetime, actor: str,
             return [(execution.id, execution.priority)]
     except IntegrityError:
         return []
-    except NotFound:
-        return []  # its target was deleted; the API shows the schedule with its target gone
+    except InvalidInput as exc:  # a suite whose members are all gone (tagged ones may come back)
+        if explicit:
+            raise
+        log.warning(
+            "schedule %r (%s) passed over its slot at %s: %s", schedule.name, schedule.id, slot_at, exc
+        )
+        return []
 
 
 def _cancel_runs(session: Session, roots: list[uuid.UUID], *, actor: str, reason: str) -> None:

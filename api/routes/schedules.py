@@ -70,7 +70,10 @@ def list_schedules(
     limit: Annotated[int, Query(ge=1)] = 50,
     cursor: str | None = None,
 ) -> dict[str, object]:
-    """Schedules newest first; follow next_cursor for older ones."""
+    """Schedules newest first; follow next_cursor for older ones.
+
+    A schedule whose test case or suite was deleted is disabled, and ``disabled_reason`` says so.
+    """
     items, next_cursor = schedules.list_schedules(
         session, limit=min(limit, settings.page_limit_max), cursor=cursor
     )
@@ -90,6 +93,8 @@ def update_schedule(
     """Change a schedule; the scheduler uses the change from its next tick.
 
     A new cron, time zone or enabled flag counts from now: slots before the change are not made up.
+    Enabling clears ``disabled_reason``; it is refused (409) while the schedule's test case or suite
+    is deleted (point it at another one in the same request to enable it).
     """
     schedule = schedules.get_schedule(session, schedule_id)
     changes = body.model_dump(exclude_unset=True)

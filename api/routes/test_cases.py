@@ -1,7 +1,9 @@
+"""Test cases: maintainers define them; everyone reads them, with ``env`` values masked below maintainer."""
+
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 
@@ -10,10 +12,43 @@ from anvil.settings import Settings
 from api.deps import Maintainer, SessionDep, SettingsDep, Viewer
 from api.schemas import Page, TestCaseCreate, TestCasePublic, TestCaseUpdate
 from api.specs import validate_spec
-from db import cases
-from db.enums import CaseKind
+from db import cases, schedules
+from db.enums import CaseKind, Role
+from db.models import TestCase, User
 
 router = APIRouter(prefix="/api/v1/test-cases", tags=["test cases"])
+
+MASK = "***"
+MASKED_HELP = (
+    "Readers below the maintainer role (viewers, testers) see the values of every ``env`` in the spec "
+    f'as "{MASK}"; references to test secrets (``{{"secret": "name"}}``) are shown as they are.'
+)
+
+
+def mask_env(value: Any) -> Any:
+    """``value`` (a spec) with the plain values of every ``env`` mapping replaced by ``***``.
+
+    Secret references (objects such as ``{"secret": "name"}``) hold no value and stay as they are.
+    """
+    if isinstance(value, list):
+        return [mask_env(item) for item in value]
+    if not isinstance(value, dict):
+        return value
+    out = {}
+    for key, item in value.items():
+        if key == "env" and isinstance(item, dict):
+            out[key] = {name: MASK if isinstance(v, str) else v for name, v in item.items()}
+        else:
+            out[key] = mask_env(item)
+    return out
+
+
+def public(case: TestCase, user: User) -> TestCasePublic:
+    shown = TestCasePublic.model_validate(case)
+    if Role(user.role).level < Role.MAINTAINER.level:
+        shown.spec = mask_env(shown.spec)
+    return shown
+
 
 
 def _timeout(settings: Settings, value: int | None) -> int:
@@ -46,9 +81,13 @@ def create_test_case(
     return case
 
 
-@router.get("", response_model=Page[TestCasePublic])
+@router.get(
+    "",
+    response_model=Page[TestCasePublic],
+    description=f"Live test cases newest first; follow next_cursor for older ones. {MASKED_HELP}",
+)
 def list_test_cases(
-    _: Viewer,
+    user: Viewer,
     session: SessionDep,
     settings: SettingsDep,
     kind: CaseKind | None = None,
@@ -63,12 +102,12 @@ def list_test_cases(
         kind=kind.value if kind else None,
         tag=tag,
     )
-    return {"items": items, "next_cursor": next_cursor}
+    return {"items": [public(case, user) for case in items], "next_cursor": next_cursor}
 
 
-@router.get("/{case_id}", response_model=TestCasePublic)
-def get_test_case(case_id: uuid.UUID, _: Viewer, session: SessionDep) -> object:
-    return cases.get_case(session, case_id)
+@router.get("/{case_id}", response_model=TestCasePublic, description=MASKED_HELP)
+def get_test_case(case_id: uuid.UUID, user: Viewer, session: SessionDep) -> object:
+    return public(cases.get_case(session, case_id), user)
 
 
 @router.patch("/{case_id}", response_model=TestCasePublic)
@@ -93,8 +132,14 @@ def update_test_case(
 
 
 @router.delete("/{case_id}", status_code=204)
-def delete_test_case(case_id: uuid.UUID, _: Maintainer, session: SessionDep) -> Response:
-    """Remove a case from the catalogue; its past executions stay readable."""
-    cases.delete_case(session, cases.get_case(session, case_id))
+def delete_test_case(case_id: uuid.UUID, user: Maintainer, session: SessionDep) -> Response:
+    """Remove a case from the catalogue; its past executions stay readable.
+
+    Schedules that start it are disabled in the same transaction, with a ``disabled_reason``
+    (GET /api/v1/schedules). Its executions are not retried any more (a retry is a 409).
+    """
+    case = cases.get_case(session, case_id)
+    cases.delete_case(session, case)
+    schedules.disable_for_deleted_target(session, case, actor=user.username)
     session.commit()
     return Response(status_code=204)

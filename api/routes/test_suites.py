@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Response
 from anvil.errors import InvalidInput
 from api.deps import Maintainer, SessionDep, SettingsDep, Viewer
 from api.schemas import Page, TestSuiteCreate, TestSuitePublic, TestSuiteUpdate
-from db import suites
+from db import schedules, suites
 
 router = APIRouter(prefix="/api/v1/test-suites", tags=["test suites"])
 
@@ -73,8 +73,13 @@ def update_test_suite(
 
 
 @router.delete("/{suite_id}", status_code=204)
-def delete_test_suite(suite_id: uuid.UUID, _: Maintainer, session: SessionDep) -> Response:
-    """Remove a suite from the catalogue; its past executions stay readable."""
-    suites.delete_suite(session, suites.get_suite(session, suite_id))
+def delete_test_suite(suite_id: uuid.UUID, user: Maintainer, session: SessionDep) -> Response:
+    """Remove a suite from the catalogue; its past executions stay readable.
+
+    Schedules that start it are disabled in the same transaction, with a ``disabled_reason``.
+    """
+    suite = suites.get_suite(session, suite_id)
+    suites.delete_suite(session, suite)
+    schedules.disable_for_deleted_target(session, suite, actor=user.username)
     session.commit()
     return Response(status_code=204)
