@@ -50,7 +50,6 @@ def public(case: TestCase, user: User) -> TestCasePublic:
     return shown
 
 
-
 def _timeout(settings: Settings, value: int | None) -> int:
     if value is None:
         return settings.default_test_timeout_s
