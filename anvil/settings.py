@@ -1,17 +1,78 @@
 """The one settings object every process (API, worker, beat, Alembic, CLI) reads.
 
-Values come from the environment with the ``ANVIL_`` prefix, e.g. ``ANVIL_DATABASE_URL``.
+Values come from the environment with the ``ANVIL_`` prefix, e.g. ``ANVIL_DATABASE_URL``. The
+secrets among them (``SECRET_SETTINGS``) can instead be read from a file named by ``ANVIL_<NAME>_FILE``
+(Docker and Kubernetes secrets), e.g. ``ANVIL_SECRET_KEY_FILE=/run/secrets/anvil_secret_key``.
 """
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+# The fallback signing key. It is in the public source, so `anvil api|worker|beat` accept it only
+# when everything stays on this machine (anvil/hardening.py); `anvil dev` generates a key instead.
 DEV_SECRET = "anvil-dev-secret-change-me-please-32b"
+
+# Settings that are secrets: each may come from ANVIL_<NAME> or from the file ANVIL_<NAME>_FILE
+# names (not both), and `anvil api|worker|beat` remove ANVIL_<NAME> from their environment once
+# the settings are loaded. A new secret setting is added here, and nothing else.
+SECRET_SETTINGS: tuple[str, ...] = ("secret_key", "database_url", "redis_url", "secrets_key")
+# Set by a process that removed its secrets from its environment, naming them, so that a process
+# started from that environment (a Celery worker re-executing itself on SIGHUP) fails clearly
+# instead of silently running on the defaults.
+REMOVED_MARKER = "ANVIL_SECRETS_REMOVED_FROM_ENV"
+
+
+class SettingsFileError(ValueError):
+    """A secret setting's file is unusable, or the setting is given twice; the message says which."""
+
+
+def _read_secret_file(variable: str, path: str) -> str:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except IsADirectoryError:
+        raise SettingsFileError(f"{variable}_FILE={path} is a directory, not a file") from None
+    except OSError as exc:
+        raise SettingsFileError(f"{variable}_FILE={path} cannot be read: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise SettingsFileError(f"{variable}_FILE={path} is not UTF-8 text") from None
+    value = text.rstrip("\r\n")  # `echo value > file` adds a newline; the value is the line
+    if not value:
+        raise SettingsFileError(f"{variable}_FILE={path} is empty")
+    return value
+
+
+class SecretFilesSource(PydanticBaseSettingsSource):
+    """``ANVIL_<NAME>_FILE`` for each of SECRET_SETTINGS: the setting's value is that file's content."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # everything happens in __call__
+
+    def __call__(self) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        removed = [n for n in os.environ.get(REMOVED_MARKER, "").split(",") if n]
+        for name in SECRET_SETTINGS:
+            variable = f"ANVIL_{name.upper()}"
+            path = os.environ.get(f"{variable}_FILE")
+            if path and os.environ.get(variable) is not None:
+                raise SettingsFileError(f"both {variable} and {variable}_FILE are set; set only one of them")
+            if path:
+                values[name] = _read_secret_file(variable, path)
+            elif name in removed and os.environ.get(variable) is None:
+                raise SettingsFileError(
+                    f"{variable} was removed from the environment this process inherited (Anvil's "
+                    f"processes remove their secrets from their environment at start-up; a Celery "
+                    f"worker restarted with SIGHUP runs again from it): give it as a file with "
+                    f"{variable}_FILE, or restart the process from its service manager"
+                )
+        return values
 
 
 class Settings(BaseSettings):
@@ -22,12 +83,44 @@ class Settings(BaseSettings):
     redis_url: str = "redis://127.0.0.1:6379/0"
     secret_key: str = Field(default=DEV_SECRET, min_length=32)
     token_ttl_s: int = Field(default=12 * 3600, gt=0)
+    # Login throttling (db/throttle.py): after this many failed logins in a row for one username,
+    # or from one client address, further logins are refused (429) for login_lockout_s, doubling
+    # with each further failure up to login_lockout_max_s. Failures older than the window are forgotten.
+    login_user_failures: int = Field(default=5, ge=1)
+    login_address_failures: int = Field(default=20, ge=1)
+    login_lockout_s: float = Field(default=2.0, gt=0)
+    login_lockout_max_s: float = Field(default=900.0, gt=0)
+    login_failure_window_s: float = Field(default=900.0, gt=0)
+    # The key test secrets are encrypted with (db/secrets.py), apart from secret_key (32+ characters).
+    # Unset: test secrets cannot be stored, nor given to the tests that name them.
+    secrets_key: SecretStr | None = None
 
     workspace_root: Path = Path("./workspaces")
     # Output kept per step; the rest is dropped and the truncation marked.
     step_output_cap: int = Field(default=64 * 1024, ge=1024)
     max_test_timeout_s: int = Field(default=3600, gt=0)
     default_test_timeout_s: int = Field(default=900, gt=0)
+
+    # The sandbox every test process runs in (workers/confinement.py): "bwrap" (bubblewrap; the
+    # worker refuses to start without it) or "off" (tests run as the worker's user and can read its
+    # secrets: only for trusted tests on a laptop).
+    sandbox: Literal["bwrap", "off"] = "bwrap"
+    # The user tests run as when the worker runs as root (Docker, CI); it must exist.
+    sandbox_user: str = "anvil-sandbox"
+    # The uid/gid a test has in its user namespace when the worker runs as an ordinary user.
+    sandbox_userns_id: int = Field(default=10002, ge=1, le=2**31 - 2)
+    # Per-test resource limits (a case may ask for other values in its spec's "limits", up to the
+    # *_max values). Memory is the address space (RLIMIT_AS); processes count the sandbox uid's.
+    sandbox_memory_mb: int = Field(default=4096, ge=16)
+    sandbox_memory_mb_max: int = Field(default=32768, ge=16)
+    sandbox_processes: int = Field(default=512, ge=1)
+    sandbox_processes_max: int = Field(default=8192, ge=1)
+    sandbox_cpu_s: int = Field(default=3600, ge=1)
+    sandbox_cpu_s_max: int = Field(default=86400, ge=1)
+    sandbox_file_size_mb: int = Field(default=4096, ge=1)
+    sandbox_file_size_mb_max: int = Field(default=65536, ge=1)
+    # Longest time an "expect_output" regular expression may take on a step's output.
+    expect_output_budget_s: float = Field(default=5.0, gt=0)
 
     # Lease a running execution holds; the worker renews it every heartbeat_s.
     lease_ttl_s: float = Field(default=15.0, gt=0)
@@ -66,11 +159,36 @@ class Settings(BaseSettings):
     # Directory for standalone state (SQLite database, filesystem broker, pid files).
     data_dir: Path = Path("./.anvil")
 
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # A variable and its _FILE are never both used (SecretFilesSource refuses), so the order
+        # only matters against values passed in code (init_settings first).
+        files = SecretFilesSource(settings_cls)
+        return init_settings, env_settings, files, dotenv_settings, file_secret_settings
+
     @field_validator("database_url")
     @classmethod
     def _known_database(cls, v: str) -> str:
         if not (v.startswith("postgresql") or v.startswith("sqlite")):
             raise ValueError("ANVIL_DATABASE_URL must be a postgresql+psycopg:// or sqlite:// URL")
+        return v
+
+    @field_validator("secrets_key", mode="before")
+    @classmethod
+    def _secrets_key(cls, v: object) -> object:
+        if v == "":
+            return None
+        if isinstance(v, str) and len(v) < 32:
+            raise ValueError(
+                "ANVIL_SECRETS_KEY must be at least 32 characters (e.g. the output of `openssl rand -hex 32`)"
+            )
         return v
 
     @model_validator(mode="after")

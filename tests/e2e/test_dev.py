@@ -11,10 +11,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import jwt
 import pytest
 
 from anvil.migrate import ROOT
 from anvil.processes import anvil_argv
+from anvil.settings import DEV_SECRET
 from tests.e2e.conftest import free_port
 
 START_TIMEOUT_S = 90.0
@@ -148,6 +150,15 @@ def test_exit_after_demo_runs_the_sample_case_to_passed_on_sqlite(
         assert f"\n{role:<6} | " in out, role
     assert (cwd / ".anvil" / "anvil.db").is_file()
     assert (cwd / ".anvil" / "token").read_text().strip()
+    # Flower listens on loopback only, and says so.
+    assert f"Flower http://127.0.0.1:{dev.flower_port}  (listens on 127.0.0.1 only" in out
+    # The data directory's own key, private, signed the token: not the development key.
+    key_file = cwd / ".anvil" / "secret_key"
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    key = key_file.read_text().strip()
+    assert key != DEV_SECRET
+    claims = jwt.decode((cwd / ".anvil" / "token").read_text().strip(), key, algorithms=["HS256"])
+    assert claims["sub"]
 
 
 def test_dev_with_own_redis_runs_a_case_and_stops_cleanly_on_ctrl_c(
