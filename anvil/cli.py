@@ -159,6 +159,12 @@ def dev(
 
 
 def main() -> None:
-    from anvil import client, manual_cli, schedules_cli, suites_cli  # noqa: F401  (the API client commands)
+    from anvil import (  # noqa: F401  (the API client commands)
+        client,
+        manual_cli,
+        schedules_cli,
+        secrets_cli,
+        suites_cli,
+    )
 
     app()

@@ -23,6 +23,7 @@ from api.routes import (
     lineage,
     manual,
     schedules,
+    secrets,
     suite_executions,
     test_cases,
     test_suites,
@@ -110,6 +111,7 @@ def create_app() -> FastAPI:
         manual,
         workspaces,
         schedules,
+        secrets,
     )
     for module in routers:
         app.include_router(module.router)

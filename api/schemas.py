@@ -14,6 +14,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SecretStr,
     StrictBool,
     StrictFloat,
     StrictInt,
@@ -23,6 +24,7 @@ from pydantic import (
 )
 
 from db.enums import CaseKind, Priority, TriggerKind
+from db.secrets import MAX_VALUE_CHARS as SECRET_VALUE_MAX
 from scheduler.policy import valid_cron
 
 T = TypeVar("T")
@@ -445,3 +447,42 @@ class SchedulePublic(BaseModel):
     created_by: uuid.UUID | None
     created_at: datetime
     updated_at: datetime
+
+
+# ---- test secrets ------------------------------------------------------------------------------------
+
+
+class SecretPut(Strict):
+    value: SecretStr = Field(description="the secret's value; stored encrypted, never returned")
+
+    @field_validator("value")
+    @classmethod
+    def _usable_in_env(cls, value: SecretStr) -> SecretStr:
+        text = value.get_secret_value()
+        if not text:
+            raise ValueError("the value cannot be empty")
+        if len(text) > SECRET_VALUE_MAX:
+            raise ValueError(f"the value may be at most {SECRET_VALUE_MAX} characters")
+        if "\x00" in text:
+            raise ValueError("the value cannot contain NUL characters (it becomes an environment variable)")
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("the value is not valid Unicode text (a lone surrogate)") from None
+        return value
+
+
+class SecretPublic(BaseModel):
+    """What anyone may know of a secret: never its value."""
+
+    name: str
+    created_at: datetime
+    created_by: uuid.UUID | None
+    created_by_name: str | None = Field(description="the username of created_by")
+    updated_at: datetime
+    updated_by: uuid.UUID | None
+    updated_by_name: str | None = Field(description="the username of updated_by")
+
+
+class SecretList(BaseModel):
+    items: list[SecretPublic] = Field(description="every test secret, by name")

@@ -22,10 +22,10 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from anvil.errors import InvalidInput
 from api.bdd_spec import BddSpec
+from api.env_spec import ENV_DESCRIPTION, Env, no_anvil_variables
 from db.enums import CaseKind
 from workers.sandbox import WORKSPACE_NAME
 
-ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 Arg = Annotated[str, StringConstraints(min_length=1, max_length=4096)]
 WorkspaceName = Annotated[str, StringConstraints(pattern=WORKSPACE_NAME.pattern)]
 
@@ -42,10 +42,7 @@ class GenericStep(Strict):
         default=None, max_length=2000, description="regex searched in the output"
     )
     timeout_s: StrictFloat | None = Field(default=None, gt=0, le=24 * 3600)
-    env: dict[
-        Annotated[str, StringConstraints(pattern=ENV_NAME)],
-        Annotated[str, StringConstraints(max_length=4096)],
-    ] = Field(default_factory=dict)
+    env: Env = Field(default_factory=dict, description=ENV_DESCRIPTION)
 
     @field_validator("expect_output")
     @classmethod
@@ -57,13 +54,7 @@ class GenericStep(Strict):
                 raise ValueError(f"not a valid regular expression: {exc}") from exc
         return v
 
-    @field_validator("env")
-    @classmethod
-    def _no_anvil(cls, v: dict[str, str]) -> dict[str, str]:
-        reserved = [k for k in v if k.startswith("ANVIL_")]
-        if reserved:
-            raise ValueError(f"ANVIL_* variables are reserved: {', '.join(reserved)}")
-        return v
+    _no_anvil = field_validator("env")(no_anvil_variables)
 
 
 # pytest arguments Anvil refuses, and why. Everything else is passed to pytest as given.
@@ -113,6 +104,9 @@ class PytestOptions(Strict):
         max_length=256,
         description="pytest's arguments, e.g. test paths, -k EXPR, -m MARKER; run in the workspace",
     )
+    env: Env | None = Field(default=None, description=ENV_DESCRIPTION)
+
+    _no_anvil = field_validator("env")(no_anvil_variables)
 
 
 class GenericSpec(Strict):

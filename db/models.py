@@ -226,6 +226,23 @@ class SchedulerLease(Base):
     expires_at: Mapped[datetime] = mapped_column()
 
 
+class TestSecret(Base):
+    """A value tests need (a deploy token), named in specs' env, stored encrypted (db/secrets.py)."""
+
+    __tablename__ = "test_secrets"
+    __table_args__ = (UniqueConstraint("name", name="uq_test_secrets_name"),)
+    __test__ = False  # not a pytest class
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    name: Mapped[str] = mapped_column(String(64))
+    # A Fernet token (URL-safe base64) of the name and the value; never the plaintext.
+    value_encrypted: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id"))
+    updated_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id"))
+
+
 class ExecutionTransition(Base):
     """Append-only: one row per status change, written in the same transaction."""
 

@@ -33,6 +33,7 @@ def sqlalchemy_url(dbname: str) -> str:
 os.environ["ANVIL_DATABASE_URL"] = sqlalchemy_url(SESSION_DB)
 os.environ["ANVIL_REDIS_URL"] = f"{REDIS_BASE}/{SESSION_REDIS_DB}"
 os.environ.setdefault("ANVIL_SECRET_KEY", "test-secret-key-that-is-long-enough-000")
+os.environ.setdefault("ANVIL_SECRETS_KEY", "test-secrets-key-that-is-long-enough-00")
 
 
 def _admin(sql: str) -> None:
@@ -88,6 +89,7 @@ TABLES = (
     "scheduler_leases",
     "test_cases",
     "test_suites",
+    "test_secrets",
     "users",
 )
 

@@ -25,6 +25,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from anvil.settings import Settings, get_settings
 from db.attempts import Claimed, Lease, StepRecord, claim_run, finish, hold
 from db.cancel import cancel_requested
+from db.secrets import SecretUnavailable
 from db.session import new_session
 from db.states import Status
 from workers.confinement import (
@@ -34,9 +35,11 @@ from workers.confinement import (
     max_limits,
     worker_sandbox,
 )
+from workers.redact import redact, redact_step
 from workers.runners import runner_for
 from workers.runners.base import Outcome, RunContext, summarize
 from workers.sandbox import sweep_orphans
+from workers.secret_env import reveal_for
 
 log = logging.getLogger("anvil.worker")
 T = TypeVar("T")
@@ -64,12 +67,16 @@ def execute(execution_id: uuid.UUID, *, worker: str) -> str:
     heartbeat = _Heartbeat(execution_id, attempt, settings, stop, reasons, pending)
     heartbeat.start()
 
+    hidden: list[str] = []  # the values of the test's secrets: redacted from all it records
+
     def emit(step: StepRecord) -> bool:
         """Keep the step for the heartbeat's next write; False once the attempt was fenced."""
-        pending.add(step)
+        pending.add(redact_step(step, hidden))
         return not heartbeat.fenced
 
     try:
+        snapshot, revealed = _retrying(lambda: reveal_for(snapshot, settings), settings.lease_ttl_s)
+        hidden.extend(revealed)
         ctx = RunContext(
             execution_id=execution_id,
             attempt=attempt,
@@ -90,6 +97,8 @@ def execute(execution_id: uuid.UUID, *, worker: str) -> str:
         outcome = runner_for(snapshot["kind"])(ctx)
     except SandboxUnavailable as exc:
         outcome = Outcome(Status.ERROR, summarize([]), f"this worker cannot sandbox tests: {exc}")
+    except SecretUnavailable as exc:
+        outcome = Outcome(Status.ERROR, summarize([]), f"cannot run the test: {exc}")
     except Exception as exc:  # a runner bug must end as ERROR with the reason, never vanish
         log.exception("runner crashed on %s", execution_id)
         outcome = Outcome(Status.ERROR, summarize([]), f"runner crashed: {type(exc).__name__}: {exc}")
@@ -105,6 +114,8 @@ def execute(execution_id: uuid.UUID, *, worker: str) -> str:
         # Whatever the runner made of being stopped, a cancel request ends as CANCELLED.
         outcome = Outcome(Status.CANCELLED, outcome.summary, "cancelled")
 
+    if hidden and outcome.error:
+        outcome = Outcome(outcome.status, outcome.summary, redact(outcome.error, hidden, cut_ends=True))
     last_steps = pending.take()  # the heartbeat has stopped: what it did not write goes with the result
 
     def _finish() -> bool:

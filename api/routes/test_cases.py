@@ -15,6 +15,7 @@ from api.specs import validate_spec
 from db import cases, schedules
 from db.enums import CaseKind, Role
 from db.models import TestCase, User
+from db.secrets import check_references
 
 router = APIRouter(prefix="/api/v1/test-cases", tags=["test cases"])
 
@@ -64,12 +65,14 @@ def _timeout(settings: Settings, value: int | None) -> int:
 def create_test_case(
     body: TestCaseCreate, user: Maintainer, session: SessionDep, settings: SettingsDep
 ) -> object:
-    """Define a test case (maintainer or admin)."""
+    """Define a test case (maintainer or admin). Secrets its env names must exist (/api/v1/secrets)."""
+    spec = validate_spec(body.kind.value, body.spec)
+    check_references(session, spec)
     case = cases.create_case(
         session,
         name=body.name,
         kind=body.kind.value,
-        spec=validate_spec(body.kind.value, body.spec),
+        spec=spec,
         tags=body.tags,
         timeout_s=_timeout(settings, body.timeout_s),
         description=body.description,
@@ -121,6 +124,7 @@ def update_test_case(
             raise InvalidInput(f"{required} cannot be null", field=f"body.{required}")
     if "spec" in changes:
         changes["spec"] = validate_spec(case.kind, changes["spec"])
+        check_references(session, changes["spec"])
     if "timeout_s" in changes:
         changes["timeout_s"] = _timeout(settings, changes["timeout_s"])
     if "retry_policy" in changes:  # null clears it: server defaults (under any suite's policy)

@@ -34,12 +34,16 @@ def private_dir(prefix: str) -> Iterator[Path]:
 
 
 def tool_env(ctx: RunContext, private: Path) -> dict[str, str]:
-    """The scrubbed test environment, plus the plugin's import path (before a PYTHONPATH the
-    operator lets through) and no bytecode written into the workspace."""
+    """The scrubbed test environment with the spec's env (BDD: ``env``, pytest: ``pytest.env``),
+    plus the plugin's import path (before a PYTHONPATH the spec or the operator gives) and no
+    bytecode written into the workspace."""
+    spec_env = dict(ctx.spec.get("env") or (ctx.spec.get("pytest") or {}).get("env") or {})
     path = [str(private / "path")]
+    if spec_env.get("PYTHONPATH"):
+        path.append(spec_env["PYTHONPATH"])
     if "PYTHONPATH" in ctx.passthrough_env and os.environ.get("PYTHONPATH"):
         path.append(os.environ["PYTHONPATH"])
     return scrubbed_env(
-        {**ctx.base_env(), "PYTHONPATH": os.pathsep.join(path), "PYTHONDONTWRITEBYTECODE": "1"},
+        {**spec_env, **ctx.base_env(), "PYTHONPATH": os.pathsep.join(path), "PYTHONDONTWRITEBYTECODE": "1"},
         ctx.passthrough_env,
     )
