@@ -4,9 +4,14 @@ stored nowhere, neither in the secrets table (encrypted) nor in anything the tes
 from __future__ import annotations
 
 import hashlib
+import json
+import os
+import subprocess
 import uuid
+from pathlib import Path
 from typing import Any
 
+from anvil.processes import anvil_argv
 from tests.e2e.conftest import Stack, StackFactory
 
 PYTEST_FILE = '''
@@ -106,3 +111,46 @@ def test_a_secret_deleted_after_submission_ends_the_run_in_error_naming_it(make_
     assert execution["status"] == "ERROR", execution
     assert "'deploy-token'" in execution["error"] and "no longer exist" in execution["error"]
     assert execution["steps"] == []
+
+
+def _anvil(stack: Stack, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("ANVIL_API_URL", "ANVIL_TOKEN")}
+    env["ANVIL_API_URL"] = stack.api_url
+    env["ANVIL_TOKEN"] = str(stack.client.headers["Authorization"]).removeprefix("Bearer ")
+    return subprocess.run(anvil_argv(*args), env=env, input=stdin, capture_output=True, text=True, timeout=60)
+
+
+def test_the_cli_sets_lists_and_deletes_secrets_without_showing_values(stack: Stack, tmp_path: Path) -> None:
+    first, second = f"v1-{uuid.uuid4().hex}", f"v2-{uuid.uuid4().hex}"
+    (tmp_path / "token.txt").write_text(first + "\n")
+
+    created = _anvil(stack, "secrets", "set", "deploy-token", "--value-file", str(tmp_path / "token.txt"))
+    assert created.returncode == 0, created.stderr
+    assert created.stdout.strip() == "created test secret deploy-token"
+    replaced = _anvil(stack, "secrets", "set", "deploy-token", stdin=second + "\n")
+    assert replaced.returncode == 0, replaced.stderr
+    assert replaced.stdout.strip() == "updated test secret deploy-token"
+    # The value is never an argument (shell history, ps): a second argument is refused.
+    assert _anvil(stack, "secrets", "set", "other", "plain-value").returncode == 2
+    assert _anvil(stack, "secrets", "set", "bad name", stdin="x").returncode == 2
+    assert _anvil(stack, "secrets", "set", "empty", stdin="\n").returncode == 2
+
+    listed = _anvil(stack, "secrets", "list")
+    assert listed.returncode == 0 and "deploy-token" in listed.stdout and "e2e-admin" in listed.stdout
+    as_json = json.loads(_anvil(stack, "secrets", "list", "--json").stdout)
+    assert [s["name"] for s in as_json] == ["deploy-token"] and "value" not in as_json[0]
+
+    # The test gets the replaced value (its hash), one trailing newline dropped.
+    token: dict[str, Any] = {"TOKEN": {"secret": "deploy-token"}}
+    case = stack.create_case([{"run": ["sh", "-c", 'printf %s "$TOKEN" | sha256sum'], "env": token}])
+    execution = stack.wait_final(stack.submit(case["id"])["id"])
+    assert execution["steps"][0]["output"].split()[0] == hashlib.sha256(second.encode()).hexdigest()
+
+    refused = _anvil(stack, "secrets", "delete", "deploy-token")
+    assert refused.returncode == 2 and case["name"] in refused.stderr, refused.stderr
+    assert stack.client.delete(f"/api/v1/test-cases/{case['id']}").status_code == 204
+    deleted = _anvil(stack, "secrets", "delete", "deploy-token")
+    assert deleted.returncode == 0 and deleted.stdout.strip() == "deleted test secret deploy-token"
+    assert _anvil(stack, "secrets", "list").stdout.strip() == "no test secrets"
+    everything = "".join(p.stdout + p.stderr for p in (created, replaced, listed, refused, deleted))
+    assert first not in everything and second not in everything

@@ -3,17 +3,27 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select, text
+from sqlalchemy.orm import Session
 
-from anvil.settings import get_settings
+from anvil.settings import Settings, get_settings
 from db.enums import Role
 from db.models import TestSecret
-from db.secrets import box_for, decrypt
+from db.secrets import (
+    SecretUnavailable,
+    box_for,
+    cases_using,
+    decrypt,
+    get_secret,
+    put_secret,
+    reveal,
+)
 from db.session import new_session
+from tests.helpers import make_case
 from tests.integration.support import count_rows, generic_case_body, problem
 
 SECRETS = "/api/v1/secrets"
@@ -193,3 +203,48 @@ def test_a_secret_named_by_a_case_cannot_be_deleted(
     assert client.delete(f"{SECRETS}/deploy-token", headers=admin).status_code == 204
     assert client.get(SECRETS, headers=admin).json()["items"] == []
     problem(client.delete(f"{SECRETS}/deploy-token", headers=admin), 404)
+
+
+# ---- data access, on PostgreSQL and on SQLite (standalone mode) -----------------------------------
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+def any_session(request: pytest.FixtureRequest) -> Session:
+    fixture = "session" if request.param == "postgresql" else "sqlite_session"
+    return cast(Session, request.getfixturevalue(fixture))
+
+
+def test_what_a_worker_reads_and_what_stops_it(any_session: Session) -> None:
+    box = box_for(get_settings())
+    with any_session.begin():
+        put_secret(any_session, name="one", value="first value", box=box, actor=None)
+        put_secret(any_session, name="two", value="second value", box=box, actor=None)
+    assert reveal(any_session, names={"one", "two"}, box=box) == {"one": "first value", "two": "second value"}
+    with pytest.raises(SecretUnavailable, match="'gone'.*no longer exist"):
+        reveal(any_session, names={"one", "gone"}, box=box)
+    with pytest.raises(SecretUnavailable, match="no ANVIL_SECRETS_KEY"):
+        reveal(any_session, names={"one"}, box=None)
+    with pytest.raises(SecretUnavailable, match="cannot be decrypted"):
+        reveal(any_session, names={"one"}, box=box_for(Settings(secrets_key="another-key-" + "x" * 30)))
+    # A ciphertext moved to another row does not decrypt there.
+    any_session.rollback()  # end the reads' transaction
+    with any_session.begin():
+        one, two = (get_secret(any_session, name=n) for n in ("one", "two"))
+        two.value_encrypted = one.value_encrypted
+    with pytest.raises(SecretUnavailable, match="another secret"):
+        reveal(any_session, names={"two"}, box=box)
+
+
+def test_cases_naming_a_secret_are_found_in_every_env_map(any_session: Session) -> None:
+    specs = {
+        "step": {"workspace": "w", "steps": [{"run": ["true"], "env": {"A": {"secret": "s1"}}}]},
+        "pytest": {"workspace": "w", "pytest": {"args": [], "env": {"B": {"secret": "s1"}}}},
+        "bdd": {"workspace": "w", "feature": "f.feature", "env": {"C": {"secret": "s2"}}},
+        "plain": {"workspace": "w", "steps": [{"run": ["true"], "env": {"secret": "s1"}}]},
+    }
+    for name, spec in specs.items():
+        make_case(any_session, name=name, spec=spec)
+    deleted = make_case(any_session, name="deleted", spec=specs["step"])
+    with any_session.begin():
+        deleted.deleted_at = deleted.created_at
+    assert cases_using(any_session, ["s1", "s2", "s3"]) == {"s1": ["pytest", "step"], "s2": ["bdd"]}
