@@ -102,6 +102,7 @@ def missing_target(
 ) -> str | None:
     """What the schedule would start, when that was deleted ("test case 'x' (id)"); None when it exists."""
     target: TestCase | TestSuite | None
+    ident: uuid.UUID | None
     if test_case_id is not None:
         what, ident, target = "test case", test_case_id, session.get(TestCase, test_case_id)
     else:
