@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from anvil.settings import Settings
+from anvil.settings import SECRET_SETTINGS, Settings
 
 # What a test needs of the host to run programs; bound read-only where present. /etc holds no
 # secret of Anvil's (its settings come from the environment or from *_FILE paths, hidden below).
@@ -136,8 +136,8 @@ def _hidden_paths(settings: Settings, read_only: list[str]) -> list[str]:
         if module is not None and getattr(module, "__file__", None):
             candidates.append(str(Path(module.__file__).resolve().parent))  # type: ignore[arg-type]
     candidates.append(str(settings.data_dir.resolve()))
-    for variable in ("SECRET_KEY", "DATABASE_URL", "REDIS_URL", "SECRETS_KEY"):
-        file = os.environ.get(f"ANVIL_{variable}_FILE")
+    for name in SECRET_SETTINGS:
+        file = os.environ.get(f"ANVIL_{name.upper()}_FILE")
         if file:
             candidates.append(os.path.abspath(file))
     return [path for path in _existing(candidates) if _under(path, read_only)]
