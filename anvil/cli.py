@@ -22,7 +22,12 @@ app.add_typer(users_app, name="users")
 def api(
     host: Annotated[str | None, typer.Option(help="bind address (default ANVIL_API_HOST)")] = None,
     port: Annotated[int | None, typer.Option(help="port (default ANVIL_API_PORT)")] = None,
-    workers: Annotated[int, typer.Option(help="uvicorn worker processes")] = 1,
+    workers: Annotated[
+        int,
+        typer.Option(
+            help="uvicorn worker processes; each has ANVIL_API_THREADS threads and its own database pool"
+        ),
+    ] = 1,
 ) -> None:
     """Run the HTTP API."""
     import uvicorn
@@ -30,6 +35,13 @@ def api(
     from anvil.settings import get_settings
 
     settings = get_settings()
+    connections = settings.pool_size + settings.db_max_overflow
+    typer.echo(
+        f"anvil api: {workers} process{'es' if workers > 1 else ''}, each with {settings.api_threads} "
+        f"threads and at most {connections} database connections ({workers * connections} in all; "
+        "PostgreSQL's max_connections must also leave room for the workers and beat)",
+        err=True,
+    )
     uvicorn.run(
         "api.app:app",
         host=host or settings.api_host,

@@ -229,7 +229,13 @@ def ensure_admin(data_dir: Path) -> tuple[str, str | None]:
         if user is None:
             password = secrets.token_urlsafe(12)
             user = create_user(session, username="admin", password=password, role=Role.ADMIN)
-        token = issue_token(get_settings(), user_id=user.id, username=user.username, role=user.role)
+        token = issue_token(
+            get_settings(),
+            user_id=user.id,
+            username=user.username,
+            role=user.role,
+            generation=user.token_generation,
+        )
     _write_private(data_dir / "token", token)
     return token, password
 

@@ -43,3 +43,10 @@ class Forbidden(AnvilError):
 class Unauthorized(AnvilError):
     status_code = 401
     title = "Unauthorized"
+
+
+class TooManyRequests(AnvilError):
+    """Refused for a while (a login lockout); ``retry_after_s`` says how long."""
+
+    status_code = 429
+    title = "Too many requests"

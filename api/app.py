@@ -10,7 +10,7 @@ import anyio.to_thread
 from fastapi import FastAPI
 
 from anvil import __version__
-from api import problems
+from api import openapi, problems
 from api.input_guard import InputGuard
 from api.routes import (
     auth,
@@ -95,6 +95,7 @@ def create_app() -> FastAPI:
         description="Distributed test execution: submit test cases, follow their runs and step traces.",
     )
     problems.install(app)
+    openapi.install(app)
     # lineage before executions: /executions/correlation/{id} must not reach /executions/{execution_id}.
     routers = (
         health,

@@ -74,8 +74,9 @@ async def database_turn() -> AsyncIterator[None]:
         turns.release()
 
 
-# Password checks (argon2: tens of milliseconds of CPU and 64 MiB each) at once, per process.
-PASSWORD_CHECKS = os.cpu_count() or 1
+# Password checks at once, per process. One argon2 check costs about 150 ms of CPU and 64 MiB here:
+# with at most half of the CPUs hashing, wrong passwords cannot starve the other requests.
+PASSWORD_CHECKS = max(1, (os.cpu_count() or 1) // 2)
 _password_slots: RunVar[anyio.Semaphore] = RunVar("anvil_password_slots")
 _password_threads: RunVar[anyio.CapacityLimiter] = RunVar("anvil_password_threads")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -40,10 +41,38 @@ def _field(loc: tuple[Any, ...] | list[Any]) -> str:
     return ".".join(parts)
 
 
+def allowed_methods(request: Request) -> str:
+    """The methods the OpenAPI document gives the request's path (Starlette names only one route's).
+
+    Where a literal path and a template both match (``/executions/case`` and
+    ``/executions/{execution_id}``), the literal one is the path meant: the most specific wins.
+    """
+    table = getattr(request.app.state, "path_methods", None)
+    if table is None:
+        table = request.app.state.path_methods = _path_methods(request.app.openapi())
+    path = request.url.path
+    for pattern, methods in table:
+        if pattern.fullmatch(path):
+            return methods
+    return ""
+
+
+def _path_methods(document: dict[str, Any]) -> list[tuple[re.Pattern[str], str]]:
+    order = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+    table = []
+    for template, item in document.get("paths", {}).items():
+        pattern = re.compile(re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template)))
+        methods = sorted((m.upper() for m in item if m.upper() in order), key=order.index)
+        table.append((template.count("{"), pattern, ", ".join(methods)))
+    return [(pattern, methods) for _, pattern, methods in sorted(table, key=lambda row: row[0])]
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(AnvilError)
     async def _anvil(request: Request, exc: AnvilError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
+        if exc.extra.get("retry_after_s") is not None:  # 429, 503: when to try again, in seconds
+            headers = {"Retry-After": str(exc.extra["retry_after_s"])}
         return problem(
             exc.status_code,
             exc.title,
@@ -56,6 +85,13 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        allowed = allowed_methods(request)
+        if allowed and request.method not in allowed.split(", "):
+            # GET /executions/case reached /executions/{execution_id} and failed on the id, but the
+            # path meant is the literal one, which has no GET.
+            return problem(
+                405, "Method not allowed", "Method Not Allowed", request=request, headers={"Allow": allowed}
+            )
         errors = [
             {"field": _field(e.get("loc", ())), "message": e.get("msg", "invalid"), "type": e.get("type")}
             for e in exc.errors()
@@ -69,12 +105,15 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         titles = {404: "Not found", 405: "Method not allowed", 413: "Request body too large"}
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 405 and (allowed := allowed_methods(request)):
+            headers = {**(headers or {}), "Allow": allowed}
         return problem(
             exc.status_code,
             titles.get(exc.status_code, "HTTP error"),
             str(exc.detail),
             request=request,
-            headers=getattr(exc, "headers", None),
+            headers=headers,
         )
 
     @app.exception_handler(OperationalError)

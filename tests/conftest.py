@@ -80,6 +80,8 @@ def pg_url(template_db: str) -> Iterator[str]:
 
 
 TABLES = (
+    "api_tokens",
+    "login_throttles",
     "execution_events",
     "manual_step_results",
     "step_traces",
