@@ -27,6 +27,8 @@ from api.routes import (
     suite_executions,
     test_cases,
     test_suites,
+    tokens,
+    users,
     workspaces,
 )
 
@@ -113,6 +115,8 @@ def create_app() -> FastAPI:
         workspaces,
         schedules,
         secrets,
+        users,
+        tokens,
     )
     for module in routers:
         app.include_router(module.router)

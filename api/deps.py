@@ -13,7 +13,6 @@ soon as the endpoint's result is serialized, before the response is sent.
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, TypeVar
@@ -26,11 +25,10 @@ from sqlalchemy.orm import Session
 
 from anvil.errors import AnvilError, Forbidden, Unauthorized
 from anvil.settings import Settings, get_settings
-from api.security import read_token
+from api.security import user_for_token
 from db.enums import Role
 from db.models import User
 from db.session import new_session
-from db.users import get_user
 
 T = TypeVar("T")
 oauth2 = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
@@ -116,13 +114,7 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 def current_user(session: SessionDep, settings: SettingsDep, token: str | None = Depends(oauth2)) -> User:
     if not token:
         raise Unauthorized("this endpoint needs a bearer token: POST /api/v1/auth/token to get one")
-    claims = read_token(settings, token)
-    try:
-        user = get_user(session, uuid.UUID(claims["sub"]))
-    except ValueError:
-        user = None
-    if user is None or not user.is_active:
-        raise Unauthorized("the token's user does not exist or is disabled")
+    user = user_for_token(session, settings, token)  # a JWT or an API token (api/security.py)
     # End the read here: the connection goes back to the pool while the request waits for the
     # thread that runs its endpoint (the user stays loaded: sessions do not expire on commit).
     session.commit()
