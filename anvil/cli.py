@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import os
-import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from db.enums import QUEUES, Role
+from db.enums import QUEUES
 
 app = typer.Typer(help="Anvil: distributed test execution.", no_args_is_help=True, add_completion=False)
 db_app = typer.Typer(help="Database administration.", no_args_is_help=True)
-users_app = typer.Typer(help="User administration (talks to the database directly).", no_args_is_help=True)
 app.add_typer(db_app, name="db")
-app.add_typer(users_app, name="users")
 
 
 @app.command()
@@ -103,36 +99,6 @@ def db_upgrade(revision: Annotated[str, typer.Argument(help="target revision")] 
     typer.echo(f"database at {revision}")
 
 
-@users_app.command("create")
-def users_create(
-    username: str,
-    role: Annotated[Role, typer.Option(help="admin, maintainer, tester or viewer")] = Role.TESTER,
-    password: Annotated[str | None, typer.Option(help="default: read ANVIL_PASSWORD, else prompt")] = None,
-    print_token: Annotated[bool, typer.Option("--token", help="also print an access token")] = False,
-) -> None:
-    """Create a user (e.g. the first admin)."""
-    from anvil.errors import Conflict
-    from anvil.settings import get_settings
-    from api.security import issue_token
-    from db.session import new_session
-    from db.users import create_user
-
-    password = password or os.environ.get("ANVIL_PASSWORD")
-    if not password:
-        if not sys.stdin.isatty():
-            raise typer.BadParameter("give --password or ANVIL_PASSWORD when not on a terminal")
-        password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
-    try:
-        with new_session() as session, session.begin():
-            user = create_user(session, username=username, password=password, role=role)
-    except Conflict as exc:
-        typer.echo(f"error: {exc.detail}", err=True)
-        raise typer.Exit(2) from exc
-    typer.echo(f"created {role.value} {username} ({user.id})", err=print_token)
-    if print_token:
-        typer.echo(issue_token(get_settings(), user_id=user.id, username=username, role=role.value))
-
-
 @app.command()
 def dev(
     port: Annotated[int, typer.Option(envvar="ANVIL_API_PORT", help="API port")] = 8000,
@@ -177,6 +143,8 @@ def main() -> None:
         schedules_cli,
         secrets_cli,
         suites_cli,
+        tokens_cli,
+        users_cli,
     )
 
     app()
