@@ -9,9 +9,10 @@ and puts a marker (``... [N bytes of output truncated] ...``) between them, the 
 the same per test, and behave's text is cut at its end. pytest also abbreviates long values in its
 assertion messages (``'tok-6afc...c348'``). A value cut in two there is no longer found whole, so
 at each cut (a marker, or an ellipsis) a piece of a value that touches it (the end of the text
-before, the start of the text after) is masked too, from PIECE_MIN characters on: a shorter piece tells next
-to nothing about a value, while masking it would hide ordinary text next to every cut. Error texts
-may be cut at either end without a marker, so their ends are treated as cuts (``cut_ends``).
+before, the start of the text after) is masked too, from PIECE_MIN characters on: a shorter piece
+tells next to nothing about a value, while masking it would hide ordinary text next to every cut.
+Error texts may be cut at either end without a marker, so their ends count as cuts (``cut_ends``).
+All of it takes time linear in the text, whatever a test prints.
 
 Only literal values are found: a test that prints a secret encoded (base64, reversed, one
 character per line) defeats any redaction, which is why secrets go only to the tests that name
@@ -47,12 +48,14 @@ def redact(text: str, values: Iterable[str], *, cut_ends: bool = False) -> str:
     if not secrets or not text:
         return text
     spans = _whole(text, secrets)
-    for match in CUT.finditer(text):
-        spans += _partial_before(text, match.start(), secrets)
-        spans += _partial_after(text, match.end(), secrets)
+    cuts = list(CUT.finditer(text))
+    befores, afters = [m.start() for m in cuts], [m.end() for m in cuts]
     if cut_ends:
-        spans += _partial_after(text, 0, secrets)
-        spans += _partial_before(text, len(text), secrets)
+        befores.append(len(text))
+        afters.append(0)
+    if befores:
+        for value in secrets:
+            spans += _pieces(text, value, befores, afters)
     return _mask(text, spans)
 
 
@@ -66,26 +69,61 @@ def _whole(text: str, secrets: list[str]) -> list[tuple[int, int]]:
     return spans
 
 
-def _partial_before(text: str, end: int, secrets: list[str]) -> list[tuple[int, int]]:
-    """The longest start of a value that ends exactly at ``end`` (a cut)."""
-    longest = 0
-    for value in secrets:
-        for size in range(min(len(value) - 1, end), max(longest, PIECE_MIN - 1), -1):
-            if text.endswith(value[:size], 0, end):
-                longest = size
-                break
-    return [(end - longest, end)] if longest else []
+def _pieces(text: str, value: str, befores: list[int], afters: list[int]) -> list[tuple[int, int]]:
+    """The longest start of ``value`` ending at each cut in ``befores``, and the longest end of it
+    starting at each cut in ``afters``, from PIECE_MIN characters on.
+
+    Found with the Knuth-Morris-Pratt automaton (linear time whatever the value and the text, so a
+    test cannot make this slow by what it prints): its state after reading ``text[:p]`` is the
+    length of the longest start of the value that ``text[:p]`` ends with. Ends of the value are
+    starts of it reversed.
+    """
+    spans = []
+    forward = _matched(text, value, befores)
+    for cut in befores:
+        if forward[cut] >= PIECE_MIN:
+            spans.append((cut - forward[cut], cut))
+    size = len(text)
+    backward = _matched(text[::-1], value[::-1], [size - cut for cut in afters])
+    for cut in afters:
+        if backward[size - cut] >= PIECE_MIN:
+            spans.append((cut, cut + backward[size - cut]))
+    return spans
 
 
-def _partial_after(text: str, start: int, secrets: list[str]) -> list[tuple[int, int]]:
-    """The longest end of a value that starts exactly at ``start`` (just after a cut)."""
-    longest = 0
-    for value in secrets:
-        for size in range(min(len(value) - 1, len(text) - start), max(longest, PIECE_MIN - 1), -1):
-            if text.startswith(value[-size:], start):
-                longest = size
-                break
-    return [(start, start + longest)] if longest else []
+def _matched(text: str, value: str, wanted: list[int]) -> dict[int, int]:
+    """For each position p in ``wanted``: the longest start of ``value`` that ``text[:p]`` ends with
+    (shorter than the whole value). One pass, which skips what lies further than the value's length
+    before the next position: at most the whole text, or the value's length per position."""
+    longest = len(value) - 1
+    failure = _failure(value)
+    states: dict[int, int] = {}
+    state, read = 0, 0
+    for p in sorted(set(wanted)):
+        start = max(read, p - longest)
+        if start > read:
+            state = 0  # nothing before ``start`` can be part of a piece ending at p
+        for ch in text[start:p]:
+            while state and (state == len(value) or value[state] != ch):
+                state = failure[state - 1]
+            if state < len(value) and value[state] == ch:
+                state += 1
+        read = max(read, p)
+        states[p] = min(state, longest)
+    return states
+
+
+def _failure(value: str) -> list[int]:
+    """KMP's failure function: for each i, the longest proper border of ``value[: i + 1]``."""
+    table = [0] * len(value)
+    k = 0
+    for i in range(1, len(value)):
+        while k and value[i] != value[k]:
+            k = table[k - 1]
+        if value[i] == value[k]:
+            k += 1
+        table[i] = k
+    return table
 
 
 def _mask(text: str, spans: list[tuple[int, int]]) -> str:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from db.attempts import StepRecord
-from workers.redact import redact, redact_step
+from workers.redact import CUT, PIECE_MIN, _mask, redact, redact_step
 
 SANDBOX_CUT = "\n... [4096 bytes of output truncated] ...\n"  # workers/sandbox.py's marker
 PYTEST_CUT = "\n... [512 characters truncated] ...\n"  # workers/pytest_plugin.py's marker
@@ -92,3 +94,34 @@ def test_without_secrets_the_step_is_the_same_object() -> None:
     step = StepRecord(seq=1, name="s", status="PASSED", output="token=abc")
     assert redact_step(step, []) is step
     assert redact_step(step, [""]) is step
+
+
+def _by_definition(text: str, values: list[str], cut_ends: bool) -> str:
+    """What redact means, computed the slow, obvious way."""
+    values = [v for v in values if v]
+    spans = [
+        (i, i + len(v)) for v in values for i in range(len(text)) if text.startswith(v, i)
+    ]
+    befores = [m.start() for m in CUT.finditer(text)] + ([len(text)] if cut_ends else [])
+    afters = [m.end() for m in CUT.finditer(text)] + ([0] if cut_ends else [])
+    for v in values:
+        sizes = range(PIECE_MIN, len(v))
+        spans += [(end - k, end) for end in befores for k in sizes if text[:end].endswith(v[:k])]
+        spans += [(start, start + k) for start in afters for k in sizes if text[start:].startswith(v[-k:])]
+    return _mask(text, spans)
+
+
+def test_redact_agrees_with_its_definition_on_random_texts() -> None:
+    # Few letters and many dots: values overlap, repeat themselves and meet ellipses all the time.
+    rng = random.Random(20261201)
+    for _ in range(3000):
+        text = "".join(rng.choice("ab..") for _ in range(rng.randint(0, 60)))
+        values = [
+            "".join(rng.choice("ab.") for _ in range(rng.randint(0, 8))) for _ in range(rng.randint(1, 3))
+        ]
+        cut_ends = rng.random() < 0.5
+        assert redact(text, values, cut_ends=cut_ends) == _by_definition(text, values, cut_ends), (
+            text,
+            values,
+            cut_ends,
+        )
