@@ -12,7 +12,7 @@ at each cut (a marker, or an ellipsis) a piece of a value that touches it (the e
 before, the start of the text after) is masked too, from PIECE_MIN characters on: a shorter piece
 tells next to nothing about a value, while masking it would hide ordinary text next to every cut.
 Error texts may be cut at either end without a marker, so their ends count as cuts (``cut_ends``).
-All of it takes time linear in the text, whatever a test prints.
+The pieces are found in one pass over the text (Knuth-Morris-Pratt), whatever a test prints.
 
 Only literal values are found: a test that prints a secret encoded (base64, reversed, one
 character per line) defeats any redaction, which is why secrets go only to the tests that name
