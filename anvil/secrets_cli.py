@@ -20,7 +20,7 @@ from rich.table import Table
 
 from anvil.cli import app
 from anvil.http_client import DEFAULT_API_URL, ApiUrl, AsJson, Token, console, exit_on_api_error, make_api
-from db.secrets import NAME_PATTERN
+from db.secrets import NAME_PATTERN, NAME_RULE
 
 secrets_app = typer.Typer(
     help="Test secrets (admin only, over the API): values a case's env names as {\"secret\": NAME}.",
@@ -31,7 +31,7 @@ app.add_typer(secrets_app, name="secrets")
 
 def _name(value: str) -> str:
     if not re.match(NAME_PATTERN, value):
-        raise typer.BadParameter("1-64 characters of A-Z, a-z, 0-9, '.', '_' and '-'")
+        raise typer.BadParameter(NAME_RULE)
     return value
 
 

@@ -15,7 +15,7 @@ from pydantic import StringConstraints, WithJsonSchema
 from pydantic.functional_validators import PlainValidator
 from pydantic_core import PydanticCustomError
 
-from db.secrets import NAME_PATTERN
+from db.secrets import NAME_PATTERN, NAME_RULE
 
 ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 MAX_VALUE_CHARS = 4096
@@ -37,7 +37,7 @@ def _env_value(value: Any) -> str | dict[str, str]:
             )
         if not SECRET_NAME.match(name):
             raise PydanticCustomError(
-                "secret_reference", "a secret name is 1-64 characters of A-Z, a-z, 0-9, '.', '_' and '-'"
+                "secret_reference", "a secret name is {rule}", {"rule": NAME_RULE}
             )
         return {"secret": name}
     raise PydanticCustomError(

@@ -33,7 +33,8 @@ from anvil.settings import Settings
 from db.models import TestCase, TestSecret
 from db.types import utcnow
 
-NAME_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+NAME_RULE = "1-64 characters of A-Z, a-z, 0-9, '.', '_' and '-', starting with a letter or digit"
 # An environment variable's value: Linux refuses single strings above 128 KiB in exec.
 MAX_VALUE_CHARS = 32 * 1024
 KEY_INFO = b"anvil test secrets v1"

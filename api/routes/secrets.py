@@ -24,7 +24,7 @@ SecretName = Annotated[
     str,
     Path(
         pattern=secrets.NAME_PATTERN,
-        description="1-64 characters of A-Z, a-z, 0-9, '.', '_' and '-'",
+        description=secrets.NAME_RULE,
         examples=["deploy-token"],
     ),
 ]

@@ -106,6 +106,8 @@ def test_only_admins_may_touch_secrets(
     [
         ("has space", {"value": "v"}, "path.name"),
         ("x" * 65, {"value": "v"}, "path.name"),
+        (".hidden", {"value": "v"}, "path.name"),
+        ("-x", {"value": "v"}, "path.name"),
         ("slash%2Fname", {"value": "v"}, None),
         ("ok", {"value": ""}, "body.value"),
         ("ok", {"value": "a\u0000b"}, None),

@@ -76,6 +76,8 @@ def test_a_bdd_spec_has_an_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
         ({"T": {"secret": "has space"}}, "body.spec.steps.0.env.T", "1-64 characters"),
         ({"T": {"secret": "x" * 65}}, "body.spec.steps.0.env.T", "1-64 characters"),
         ({"T": {"secret": ""}}, "body.spec.steps.0.env.T", "1-64 characters"),
+        ({"T": {"secret": ".."}}, "body.spec.steps.0.env.T", "starting with a letter or digit"),
+        ({"T": {"secret": "-x"}}, "body.spec.steps.0.env.T", "starting with a letter or digit"),
         ({"T": {"secret": "ok", "value": "leak"}}, "body.spec.steps.0.env.T", "nothing else"),
         ({"T": {"name": "ok"}}, "body.spec.steps.0.env.T", '{"secret": "<name>"}'),
         ({"T": {"secret": 5}}, "body.spec.steps.0.env.T", '{"secret": "<name>"}'),
