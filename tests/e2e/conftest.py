@@ -12,8 +12,10 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -347,3 +349,41 @@ def make_stack(
 def stack(make_stack: StackFactory) -> Stack:
     """The default stack: API, beat and one worker of concurrency 2."""
     return make_stack()
+
+
+class AttemptCounter:
+    """Remembers runs across attempts for tests that must fail once, then pass: nothing a
+    sandboxed test writes outlives it, so it asks this loopback counter which run it is."""
+
+    def __init__(self) -> None:
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.counts: Counter[str] = Counter()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.server.accept()
+            except OSError:  # closed
+                return
+            with conn:
+                key = conn.recv(64).decode()
+                self.counts[key] += 1
+                conn.sendall(str(self.counts[key]).encode())
+
+    def fail_first_step(self, key: str, name: str = "flaky") -> dict[str, Any]:
+        """A step that prints "first" and fails on its first run, prints "second" and passes after."""
+        port = self.server.getsockname()[1]
+        script = (
+            f"import socket; c = socket.create_connection(('127.0.0.1', {port})); c.sendall(b'{key}'); "
+            "n = int(c.recv(9)); print('first' if n == 1 else 'second'); raise SystemExit(n == 1)"
+        )
+        return {"name": name, "run": ["python3", "-c", script]}
+
+
+@pytest.fixture
+def attempts() -> Iterator[AttemptCounter]:
+    counter = AttemptCounter()
+    yield counter
+    counter.server.close()
+

@@ -19,7 +19,7 @@ from pathlib import Path
 from junitparser import JUnitXml
 
 from anvil.processes import anvil_argv
-from tests.e2e.conftest import Stack, free_port
+from tests.e2e.conftest import AttemptCounter, Stack, free_port
 
 
 def anvil(
@@ -148,15 +148,14 @@ def test_unreachable_api_exits_2_naming_the_url(tmp_path: Path) -> None:
     assert result.returncode == 2 and "cannot read" in result.stderr
 
 
-def test_wait_follows_a_retry_to_the_attempt_that_counts(stack: Stack, tmp_path: Path) -> None:
-    marker = f"tried-{uuid.uuid4().hex[:6]}"
+def test_wait_follows_a_retry_to_the_attempt_that_counts(stack: Stack, attempts: AttemptCounter) -> None:
     body = {
         "name": "cli-flaky",
         "kind": "generic",
         "spec": {
             "workspace": "demo",
             "steps": [
-                {"name": "flaky", "run": ["sh", "-c", f"test -e {marker} || {{ touch {marker}; exit 1; }}"]}
+                attempts.fail_first_step("cli-flaky")
             ],
         },
         "retry_policy": {"max_retries": 1, "retry_on": ["FAILED"], "backoff_base_s": 0.2},

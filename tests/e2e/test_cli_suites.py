@@ -17,7 +17,7 @@ from junitparser import JUnitXml
 
 from anvil.migrate import ROOT
 from anvil.processes import anvil_argv
-from tests.e2e.conftest import Stack
+from tests.e2e.conftest import AttemptCounter, Stack
 from tests.e2e.test_cli import anvil, token_of, unboxed
 from tests.e2e.test_dev import Dev
 
@@ -35,16 +35,15 @@ def suite_file(tmp_path: Path, **definition: Any) -> Path:
     return path
 
 
-def flaky_case(stack: Stack, name: str) -> dict[str, Any]:
-    """Fails its first run and passes its retry (a marker file in the workspace remembers)."""
-    marker = f"tried-{uuid.uuid4().hex[:6]}"
+def flaky_case(stack: Stack, name: str, attempts: AttemptCounter) -> dict[str, Any]:
+    """Fails its first run and passes its retry (a loopback counter remembers)."""
     body = {
         "name": name,
         "kind": "generic",
         "spec": {
             "workspace": "demo",
             "steps": [
-                {"name": "flaky", "run": ["sh", "-c", f"test -e {marker} || {{ touch {marker}; exit 1; }}"]}
+                attempts.fail_first_step(name)
             ],
         },
         "retry_policy": {"max_retries": 1, "retry_on": ["FAILED"], "backoff_base_s": 0.2},
@@ -116,7 +115,7 @@ def test_a_suite_file_of_case_names_runs_to_passed_with_progress_and_a_report(
 
 
 def test_a_failing_suite_exits_1_names_its_failing_members_and_writes_the_report(
-    stack: Stack, tmp_path: Path
+    stack: Stack, tmp_path: Path, attempts: AttemptCounter
 ) -> None:
     stack.create_case([{"name": "fine", "run": ["true"]}], name="fine")
     broken_steps = [
@@ -125,7 +124,7 @@ def test_a_failing_suite_exits_1_names_its_failing_members_and_writes_the_report
         {"name": "never", "run": ["true"]},
     ]
     stack.create_case(broken_steps, name="broken")
-    flaky_case(stack, "wobbly")
+    flaky_case(stack, "wobbly", attempts)
     definition = suite_file(tmp_path, name="mixed-results", cases=["fine", "broken", "wobbly"])
     assert anvil("suites", "create", "-q", "--file", str(definition), **at(stack)).returncode == 0
 

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import itertools
 import os
-import socket
 import subprocess
-import threading
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
 from anvil.processes import anvil_argv
-from tests.e2e.conftest import Stack, StackFactory
+from tests.e2e.conftest import AttemptCounter, Stack, StackFactory
 
 # Short timings so recovery paths take seconds.
 FAST = {
@@ -94,31 +91,13 @@ def test_cancelling_a_running_test_stops_it_within_seconds(make_stack: StackFact
     assert processes_with(marker.encode()) == []  # the test's process group is gone
 
 
-def test_a_test_failing_once_passes_on_its_retry_and_is_flaky(make_stack: StackFactory) -> None:
+def test_a_test_failing_once_passes_on_its_retry_and_is_flaky(
+    make_stack: StackFactory, attempts: AttemptCounter
+) -> None:
     stack = make_stack(env=FAST)
-    # A loopback counter remembers the attempts (nothing a sandboxed test writes outlives it): the
-    # first run is told 1 and fails, the retry is told 2 and passes.
-    counter = socket.create_server(("127.0.0.1", 0))
-    calls = itertools.count(1)
-
-    def answer() -> None:
-        while True:
-            try:
-                conn, _ = counter.accept()
-            except OSError:
-                return
-            with conn:
-                conn.sendall(str(next(calls)).encode())
-
-    threading.Thread(target=answer, daemon=True).start()
-    port = counter.getsockname()[1]
-    script = (
-        f"import socket; n = int(socket.create_connection(('127.0.0.1', {port})).recv(9)); "
-        "print('first' if n == 1 else 'second'); raise SystemExit(n == 1)"
-    )
     case = create_case(
         stack,
-        [{"name": "shaky", "run": ["python3", "-c", script]}],
+        [attempts.fail_first_step("shaky", name="shaky")],
         retry_policy={"max_retries": 2, "retry_on": ["FAILED"], "backoff_base_s": 0.5, "jitter": 0},
     )
     first_id = stack.submit(case["id"])["id"]
@@ -137,7 +116,6 @@ def test_a_test_failing_once_passes_on_its_retry_and_is_flaky(make_stack: StackF
     assert (done["status"], done["flaky"]) == ("PASSED", True)
     assert "second" in done["steps"][0]["output"]
     assert [t["to_status"] for t in done["transitions"]] == ["SCHEDULED", "QUEUED", "RUNNING", "PASSED"]
-    counter.close()
 
 
 def test_an_execution_no_worker_starts_in_time_expires_and_never_runs(make_stack: StackFactory) -> None:
