@@ -52,6 +52,8 @@ def schedules_list(api_url: ApiUrl = DEFAULT_API_URL, token: Token = None, as_js
     for s in items:
         target = f"case {s['test_case_id']}" if s["test_case_id"] else f"suite {s['test_suite_id']}"
         state = "enabled" if s["enabled"] else "paused"
+        if s.get("disabled_reason"):
+            state = f"disabled: {escape(s['disabled_reason'])}"
         upcoming = s["next_fire_times"][0] if s["next_fire_times"] else "-"
         table.add_row(
             s["id"], escape(s["name"]), s["cron"], s["timezone"], target, state, s["overlap"], upcoming
