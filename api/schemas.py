@@ -116,13 +116,17 @@ class RetryPolicyIn(Strict):
 
 
 RETRY_POLICY_HELP = "retry policy overrides, key by key; null: inherit every key"
+SPEC_HELP = (
+    "what to run, checked for the kind: generic - workspace and exactly one of steps (commands) or "
+    "pytest; bdd - workspace and exactly one of feature (a file) or feature_text; manual - steps"
+)
 
 
 class TestCaseCreate(Strict):
     __test__ = False
     name: Name
     kind: CaseKind = CaseKind.GENERIC
-    spec: dict[str, Any]
+    spec: dict[str, Any] = Field(description=SPEC_HELP)
     tags: list[Tag] = Field(default_factory=list, max_length=50)
     timeout_s: StrictInt | None = Field(
         default=None, gt=0, le=INT4_MAX, description="whole-test timeout; server default if omitted"
@@ -134,7 +138,7 @@ class TestCaseCreate(Strict):
 class TestCaseUpdate(Strict):
     __test__ = False
     name: Name | None = None
-    spec: dict[str, Any] | None = None
+    spec: dict[str, Any] | None = Field(default=None, description=SPEC_HELP)
     tags: list[Tag] | None = Field(default=None, max_length=50)
     timeout_s: StrictInt | None = Field(default=None, gt=0, le=INT4_MAX)
     description: Annotated[str, StringConstraints(max_length=10_000)] | None = None
@@ -418,7 +422,9 @@ class ScheduleUpdate(Strict):
     name: Name | None = None
     cron: Cron | None = Field(default=None, description=CRON_HELP)
     timezone: TimeZone | None = None
-    test_case_id: uuid.UUID | None = Field(default=None, description="switch the target to this case")
+    test_case_id: uuid.UUID | None = Field(
+        default=None, description="switch the target to this case (give exactly one of the two ids)"
+    )
     test_suite_id: uuid.UUID | None = Field(default=None, description="switch the target to this suite")
     priority: Priority | None = None
     enabled: StrictBool | None = None

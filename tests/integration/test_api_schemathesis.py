@@ -8,6 +8,7 @@ Bounded: a fixed seed (derandomized) and a few examples per operation.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -68,6 +69,7 @@ def test_every_operation_passes_the_default_checks(case: Any, admin: Headers) ->
 # ---- what the document declares --------------------------------------------------------------------
 
 PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
+JSON = {"Content-Type": "application/json"}
 
 
 def operations(document: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
@@ -123,3 +125,21 @@ def test_cursors_and_exactly_one_of_rules_are_documented(client: Any) -> None:
     schedule = document["components"]["schemas"]["ScheduleCreate"]
     assert [branch["required"] for branch in schedule["oneOf"]] == [["test_case_id"], ["test_suite_id"]]
     assert "Exactly one of test_case_id, test_suite_id" in schedule["description"]
+    spec = document["components"]["schemas"]["TestCaseCreate"]["properties"]["spec"]
+    assert "exactly one of steps" in spec["description"] and "exactly one of feature" in spec["description"]
+
+
+def test_every_operation_with_a_json_body_refuses_nul_with_a_422(client: Any, admin: Headers) -> None:
+    document = client.get("/openapi.json").json()
+    with_json = [
+        (path, method)
+        for path, method, op in operations(document)
+        if "application/json" in op.get("requestBody", {}).get("content", {})
+    ]
+    assert len(with_json) >= 15
+    for path, method in with_json:
+        url = re.sub(r"\{[^}]+\}", "8f14e45f-ceea-467f-a0fd-317e60a567a9", path)
+        body = b'{"x": "\\u0000"}'
+        response = client.request(method.upper(), url, content=body, headers={**admin, **JSON})
+        assert response.status_code == 422, (method, path, response.text)
+        assert response.json()["field"] == "body.x", (method, path)
