@@ -44,7 +44,8 @@ MAX_PARAMS_BYTES = 64 * 1024
 
 
 def _params(value: dict[str, Any]) -> dict[str, Any]:
-    depth, level = 0, [value]
+    depth = 0
+    level: list[Any] = [value]
     while level:
         depth += 1
         if depth > MAX_PARAMS_DEPTH:
