@@ -118,8 +118,15 @@ def users_list(as_json: AsJson = False) -> None:
     out.print(table) if users else out.print("no users")
 
 
-def _change(username: str, what: str, **change: object) -> None:
-    """Apply ``change`` to the named user; their access tokens are revoked."""
+def _change(
+    username: str,
+    what: str,
+    *,
+    role: Role | None = None,
+    is_active: bool | None = None,
+    password: str | None = None,
+) -> None:
+    """Change the named user; their access tokens are revoked."""
     from anvil.errors import NotFound
     from db.session import new_session
     from db.users import get_user_by_name, update_user
@@ -128,7 +135,7 @@ def _change(username: str, what: str, **change: object) -> None:
         user = get_user_by_name(session, username)
         if user is None:
             raise NotFound(f"there is no user named {username!r} (see `anvil users list`)")
-        update_user(session, user=user, **change)  # type: ignore[arg-type]
+        update_user(session, user=user, role=role, is_active=is_active, password=password)
     typer.echo(f"{username}: {what}; their access tokens are revoked")
 
 
