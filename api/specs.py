@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import PurePosixPath
 from typing import Annotated, Any
 
+import regex
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -23,6 +23,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from anvil.errors import InvalidInput
 from api.bdd_spec import BddSpec
 from api.env_spec import ENV_DESCRIPTION, Env, no_anvil_variables
+from api.sandbox_spec import SandboxOptions
 from db.enums import CaseKind
 from workers.sandbox import WORKSPACE_NAME
 
@@ -49,8 +50,8 @@ class GenericStep(Strict):
     def _regex(cls, v: str | None) -> str | None:
         if v is not None:
             try:
-                re.compile(v)
-            except re.error as exc:
+                regex.compile(v)  # the worker matches with the regex package (with a time budget)
+            except regex.error as exc:
                 raise ValueError(f"not a valid regular expression: {exc}") from exc
         return v
 
@@ -109,7 +110,7 @@ class PytestOptions(Strict):
     _no_anvil = field_validator("env")(no_anvil_variables)
 
 
-class GenericSpec(Strict):
+class GenericSpec(SandboxOptions, Strict):
     """Either ``steps`` (commands) or ``pytest`` (a pytest run with one step per test), not both."""
 
     workspace: WorkspaceName
