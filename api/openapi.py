@@ -110,7 +110,7 @@ def _declare(path: str, method: str, operation: dict[str, Any], schemas: dict[st
         statuses |= {400, 413}
     if method in CHANGES:
         statuses.add(409)
-    if path.endswith("/auth/token"):
+    if path.endswith(("/auth/token", "/auth/password")):
         statuses |= {401, 429}  # wrong credentials; too many wrong attempts
     for status in statuses:
         responses[str(status)] = _response(status)
