@@ -140,8 +140,9 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     # Threads of one API process for blocking work (sync endpoints and dependencies, the database
-    # reads of event streams). `anvil api --workers N` has N times this.
-    api_threads: int = Field(default=40, ge=1, le=1024)
+    # reads of event streams). `anvil api --workers N` has N times this. Default: 8 per CPU, at most
+    # 40 (anyio's default): they mostly wait on PostgreSQL, and more of them only contend for the GIL.
+    api_threads: int = Field(default_factory=lambda: min(40, 8 * (os.cpu_count() or 1)), ge=1, le=1024)
     # Database connections kept per process (each API worker process, each Celery pool process).
     # Default: ANVIL_API_THREADS, one per thread. The API lets this many requests use the database
     # at once; the others wait for their turn on the event loop, holding neither a thread nor a

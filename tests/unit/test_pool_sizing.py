@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,7 +25,8 @@ def settings_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch
 
 def test_the_pool_holds_one_connection_per_api_thread_by_default() -> None:
     assert pool_options(Settings(api_threads=7)) == {"pool_size": 7, "max_overflow": 5, "pool_timeout": 10.0}
-    assert Settings().pool_size == 40  # anyio's thread limit, which the API keeps by default
+    # 8 threads per CPU, at most anyio's default of 40.
+    assert Settings().pool_size == Settings().api_threads == min(40, 8 * (os.cpu_count() or 1))
 
 
 def test_an_explicit_pool_size_wins() -> None:
