@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from db.enums import QUEUES
+
+if TYPE_CHECKING:
+    from anvil.settings import Settings
 
 app = typer.Typer(help="Anvil: distributed test execution.", no_args_is_help=True, add_completion=False)
 db_app = typer.Typer(help="Database administration.", no_args_is_help=True)
@@ -28,9 +31,20 @@ def api(
     """Run the HTTP API."""
     import uvicorn
 
-    from anvil.settings import get_settings
+    from anvil.hardening import make_undumpable, secrets_in_environment
 
-    settings = get_settings()
+    settings = _server_settings("api", listen_host=host or "")
+    # Non-dumpable now; the secrets leave the environment in protected_api_app, which runs in each
+    # serving process (with --workers N, uvicorn starts N fresh interpreters from this environment).
+    make_undumpable()
+    if workers > 1 and secrets_in_environment():
+        typer.echo(
+            f"anvil api: warning: {', '.join(secrets_in_environment())} given as environment variables: "
+            "with --workers, uvicorn starts each worker process (and a multiprocessing helper) as a "
+            "new program with this environment, readable by other processes of this user; give "
+            "them as files (ANVIL_<NAME>_FILE) instead",
+            err=True,
+        )
     connections = settings.pool_size + settings.db_max_overflow
     typer.echo(
         f"anvil api: {workers} process{'es' if workers > 1 else ''}, each with {settings.api_threads} "
@@ -39,13 +53,56 @@ def api(
         err=True,
     )
     uvicorn.run(
-        "api.app:app",
+        "anvil.cli:protected_api_app",
+        factory=True,
         host=host or settings.api_host,
         port=port or settings.api_port,
         workers=workers,
         log_level=settings.log_level.lower(),
         access_log=False,
     )
+
+
+def protected_api_app() -> object:
+    """The API app for uvicorn, in a process that has loaded its settings and then dropped its
+    secrets from its environment and made itself non-dumpable (anvil/hardening.py)."""
+    from anvil.hardening import protect_process
+    from anvil.settings import get_settings
+    from api.app import app as api_app
+
+    get_settings()
+    protect_process()
+    return api_app
+
+
+def _server_settings(role: str, *, listen_host: str | None = None) -> Settings:
+    """A server process's settings: a clear error (exit 2) instead of a traceback when they are
+    unusable, and no development key unless everything stays on this machine. ``listen_host``:
+    the API's address ("" for ANVIL_API_HOST); None for processes that do not listen."""
+    from pydantic import ValidationError
+
+    from anvil.hardening import dev_secret_refusal
+    from anvil.settings import SettingsFileError, get_settings
+
+    try:
+        settings = get_settings()
+    except SettingsFileError as exc:
+        typer.echo(f"anvil {role}: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except ValidationError as exc:
+        # Without the values: a rejected secret must not end up in the logs.
+        problems = "; ".join(
+            (f"ANVIL_{str(e['loc'][0]).upper()}: " if e["loc"] else "") + e["msg"] for e in exc.errors()
+        )
+        typer.echo(f"anvil {role}: invalid settings: {problems}", err=True)
+        raise typer.Exit(2) from None
+    if listen_host == "":  # the API without --host: it listens on ANVIL_API_HOST
+        listen_host = settings.api_host
+    refusal = dev_secret_refusal(settings, role=role, listen_host=listen_host)
+    if refusal:
+        typer.echo(refusal, err=True)
+        raise typer.Exit(2)
+    return settings
 
 
 @app.command()
@@ -59,13 +116,16 @@ def worker(
     hostname: Annotated[str | None, typer.Option("-n", "--hostname", help="worker name, e.g. w1@%h")] = None,
 ) -> None:
     """Run a worker that executes tests (scale by starting more, on any host)."""
-    from anvil.settings import get_settings
-    from workers.celery_app import app as celery
-
     unknown = [q for q in queues.split(",") if q not in QUEUES]
     if unknown:
         raise typer.BadParameter(f"unknown queue(s) {', '.join(unknown)}; known: {', '.join(QUEUES)}")
-    settings = get_settings()
+    settings = _server_settings("worker")
+    from anvil.hardening import protect_process
+    from workers.celery_app import app as celery
+
+    _check_sandbox(settings)
+    # Tests run in this process's pool children (forked: they keep what this does).
+    protect_process()
     argv = [
         "worker",
         "-Q",
@@ -81,13 +141,37 @@ def worker(
     celery.worker_main(argv)
 
 
+def _check_sandbox(settings: Settings) -> None:
+    """Refuse to run tests unconfined unless told to (ANVIL_SANDBOX=off), and then say so loudly."""
+    from workers.confinement import SandboxUnavailable, probe, sandbox_from_settings
+
+    try:
+        sandbox = sandbox_from_settings(settings)
+        problem = probe(sandbox) if sandbox is not None else None
+    except SandboxUnavailable as exc:
+        problem = str(exc)
+    if problem:
+        typer.echo(f"anvil worker: cannot sandbox tests: {problem}", err=True)
+        raise typer.Exit(2)
+    if settings.sandbox == "off":
+        typer.secho(
+            "WARNING: ANVIL_SANDBOX=off: tests run as this worker's user, unconfined, and can read its "
+            "secrets (database and broker URLs, the signing key). Use this only for trusted tests.",
+            err=True,
+            fg=typer.colors.RED,
+            bold=True,
+        )
+
+
 @app.command()
 def beat() -> None:
     """Run the scheduler (Celery beat with Anvil's tick). Several may run; one acts at a time."""
-    from anvil.settings import get_settings
+    settings = _server_settings("beat")
+    from anvil.hardening import protect_process
     from workers.celery_app import app as celery
 
-    celery.start(["beat", "-l", get_settings().log_level, "--scheduler", "scheduler.beat:AnvilScheduler"])
+    protect_process()
+    celery.start(["beat", "-l", settings.log_level, "--scheduler", "scheduler.beat:AnvilScheduler"])
 
 
 @db_app.command("upgrade")

@@ -20,7 +20,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Literal, cast
+from typing import IO, TYPE_CHECKING, Literal, cast
 
 from rich.console import Console
 
@@ -28,12 +28,34 @@ from anvil.demo import SAMPLE_CASE, Registered, register_examples, run_demo
 from anvil.migrate import ROOT
 from anvil.processes import Child, anvil_argv
 
+if TYPE_CHECKING:
+    from anvil.settings import Settings
+
 Broker = Literal["auto", "redis-server", "filesystem"]
 STOP_GRACE_S = 10.0
 # --exit-after-demo gives up (exit 1) when the sample case has not finished by then.
 DEMO_TIMEOUT_S = 180.0
 _print_lock = threading.Lock()
 
+
+
+def sandbox_env(settings: Settings) -> dict[str, str]:
+    """The worker sandboxes tests when it can; on a laptop without bubblewrap (or user namespaces)
+    ``anvil dev`` still runs, unconfined, and says so (``anvil worker`` alone would refuse)."""
+    from workers.confinement import SandboxUnavailable, probe, sandbox_from_settings
+
+    if settings.sandbox == "off":
+        return {}
+    try:
+        sandbox = sandbox_from_settings(settings)
+        problem = probe(sandbox) if sandbox is not None else None
+    except SandboxUnavailable as exc:
+        problem = str(exc)
+    if problem is None:
+        say("anvil", "tests run sandboxed (bubblewrap)")
+        return {}
+    say("anvil", f"WARNING: tests run UNSANDBOXED, as your user: {problem}")
+    return {"ANVIL_SANDBOX": "off"}
 
 def say(role: str, text: str) -> None:
     """One line of output prefixed with the role it came from (``api    | …``)."""
@@ -199,14 +221,29 @@ def workspace_root(given: Path | None) -> Path:
     return root
 
 
-def secret_key(data_dir: Path) -> str:
-    """ANVIL_SECRET_KEY, else a random key kept in .anvil/secret_key (tokens survive restarts)."""
-    if os.environ.get("ANVIL_SECRET_KEY"):
-        return os.environ["ANVIL_SECRET_KEY"]
-    path = data_dir / "secret_key"
+def generated_key(path: Path) -> Path:
+    """``path``, holding a random key made the first time (mode 0600): one key per data directory,
+    the same across restarts, never the development key from the public source."""
     if not path.exists():
         _write_private(path, secrets.token_urlsafe(48))
-    return path.read_text().strip()
+    os.chmod(path, 0o600)
+    return path
+
+
+def secret_key_env(data_dir: Path) -> dict[str, str]:
+    """The signing key for every process: ANVIL_SECRET_KEY or ANVIL_SECRET_KEY_FILE as given, else
+    the data directory's generated key, handed over as a file (tokens survive restarts)."""
+    if os.environ.get("ANVIL_SECRET_KEY") or os.environ.get("ANVIL_SECRET_KEY_FILE"):
+        return {}
+    return {"ANVIL_SECRET_KEY_FILE": str(generated_key(data_dir / "secret_key"))}
+
+
+def secrets_key_env(data_dir: Path) -> dict[str, str]:
+    """The key of test secrets (a key of its own): ANVIL_SECRETS_KEY or ANVIL_SECRETS_KEY_FILE as
+    given, else the data directory's generated key as a file (stored secrets survive restarts)."""
+    if os.environ.get("ANVIL_SECRETS_KEY") or os.environ.get("ANVIL_SECRETS_KEY_FILE"):
+        return {}
+    return {"ANVIL_SECRETS_KEY_FILE": str(generated_key(data_dir / "secrets_key"))}
 
 
 def _write_private(path: Path, text: str) -> None:
@@ -280,7 +317,8 @@ def _run(sup: Supervisor, opts: Options) -> int:
         "ANVIL_DATA_DIR": str(data_dir),
         "ANVIL_DATABASE_URL": os.environ.get("ANVIL_DATABASE_URL") or f"sqlite:///{data_dir / 'anvil.db'}",
         "ANVIL_WORKSPACE_ROOT": str(workspace_root(opts.workspace_root)),
-        "ANVIL_SECRET_KEY": secret_key(data_dir),
+        **secret_key_env(data_dir),
+        **secrets_key_env(data_dir),
         "ANVIL_API_HOST": "127.0.0.1",
         "ANVIL_API_PORT": str(opts.port),
     }
@@ -302,6 +340,7 @@ def _run(sup: Supervisor, opts: Options) -> int:
     token, password = ensure_admin(data_dir)
 
     child_env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    child_env.update(sandbox_env(settings))
     sup.children.append(sup.start("api", anvil_argv("api", "--port", str(opts.port)), child_env))
     sup.children.append(sup.start("worker", anvil_argv("worker"), child_env))
     sup.children.append(sup.start("beat", anvil_argv("beat"), child_env))
@@ -366,7 +405,11 @@ def _banner(
 ) -> None:
     lines = [
         f"Anvil is up: API {api_url}  (docs {api_url}/docs)",
-        f"Flower http://127.0.0.1:{opts.flower_port}" if opts.flower else "Flower disabled",
+        (
+            f"Flower http://127.0.0.1:{opts.flower_port}  (listens on 127.0.0.1 only: it has no login)"
+            if opts.flower
+            else "Flower disabled"
+        ),
     ]
     if password:
         lines.append(f"admin user created: username admin, password {password}  (shown only this once)")
