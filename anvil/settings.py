@@ -119,8 +119,6 @@ class Settings(BaseSettings):
     sandbox_cpu_s_max: int = Field(default=86400, ge=1)
     sandbox_file_size_mb: int = Field(default=4096, ge=1)
     sandbox_file_size_mb_max: int = Field(default=65536, ge=1)
-    # Longest time an "expect_output" regular expression may take on a step's output.
-    expect_output_budget_s: float = Field(default=5.0, gt=0)
 
     # Lease a running execution holds; the worker renews it every heartbeat_s.
     lease_ttl_s: float = Field(default=15.0, gt=0)
