@@ -3,7 +3,8 @@
     .venv/bin/python bench/api_load.py [--clients 500] [--duration 60]
 
 For --duration seconds, --clients concurrent HTTP clients (httpx, asyncio, one connection each):
-  --streams (200) follow an execution's live events (GET .../events) and keep the stream open;
+  --streams (200) follow an execution's live events (GET .../events) and keep the stream open
+  (they are opened first, all at once; the measured window starts when every one is open);
   --logins (5) post wrong passwords to POST /api/v1/auth/token, each every 0 to 2 x --login-think
   seconds (a wrong password costs the API one argon2 check: about 150 ms of CPU here);
   the others read (GET /executions, /executions/{id}, /executions/{id}/steps) and submit
@@ -324,8 +325,9 @@ def report(
         count = sum(statuses.values())
         by_class = {c: sum(n for s, n in statuses.items() if s // 100 == c) for c in (2, 4, 5)}
         pct = {p: percentile(lat, p) if lat else 0.0 for p in (50, 95, 99, 100)}
+        rate = f"{count / args.duration:8.1f}" if label != "stream opens" else f"{'-':>8}"  # before
         print(
-            f"{label:14}{count:9d}{count / args.duration:8.1f}{by_class[2]:8d}{by_class[4]:7d}"
+            f"{label:14}{count:9d}{rate}{by_class[2]:8d}{by_class[4]:7d}"
             f"{by_class[5]:6d}{failed:7d}{pct[50]:9.1f}{pct[95]:9.1f}{pct[99]:9.1f}{pct[100]:9.1f}"
         )
         figures[label] = {
@@ -352,11 +354,13 @@ def report(
         f"API CPU per answered request: {api_ms:.2f} ms"
         " (less sensitive to other load on the machine than the latencies)"
     )
+    load_after = " ".join(f"{x:.2f}" for x in os.getloadavg())
     print(
         "CPU seconds: " + ", ".join(f"{name} {seconds:.1f}" for name, seconds in cpu.items())
         + f"   (of {machine['nproc'] * args.duration:.0f} on {machine['nproc']} CPUs; steal "
         + ("?" if steal is None else f"{steal * 100:.1f}%") + ")"
     )
+    print(f"load average at the end {load_after} (at the start: {machine['loadavg']})")
     return {
         "machine": machine,
         "clients": args.clients,
@@ -373,6 +377,7 @@ def report(
         "cpu_s": {k: round(v, 2) for k, v in cpu.items()},
         "api_cpu_ms_per_request": round(api_ms, 2),
         "steal": steal,
+        "loadavg_after": load_after,
         "ok": clean and fast,
     }
 
