@@ -250,15 +250,15 @@ def wrap(argv: list[str], *, confinement: Confinement, cwd: Path) -> list[str]:
         args.append("--unshare-net")
     if sandbox.switch_to is None:
         args += ["--unshare-user", "--uid", str(sandbox.userns_id), "--gid", str(sandbox.userns_id)]
-    args += ["--hostname", "anvil-test"]
+    args += ["--hostname", "anvil-test", "--proc", "/proc", "--dev", "/dev"]
+    # The private /tmp first: a mount made under /tmp before it (a venv in /tmp/...) would be hidden.
+    args += _parents(["/var/tmp"])
+    args += ["--perms", "1777", "--tmpfs", "/tmp", "--perms", "1777", "--tmpfs", "/var/tmp"]
     args += _parents(sandbox.read_only)
     for path in sandbox.read_only:
         args += _mount("--ro-bind", path)
     for path in sandbox.hidden:
         args += ["--tmpfs", path] if os.path.isdir(path) else ["--ro-bind", "/dev/null", path]
-    args += ["--proc", "/proc", "--dev", "/dev"]
-    args += ["--perms", "1777", "--tmpfs", "/tmp", "--perms", "1777", "--tmpfs", "/var/tmp"]
-    # After the /tmp mounts, which would hide what was made under /tmp before them.
     args += _parents([str(cwd), str(confinement.scratch)])
     args += _workspace_mounts(cwd)
     scratch = str(confinement.scratch)

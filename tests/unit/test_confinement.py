@@ -133,3 +133,15 @@ def test_anvil_dev_runs_unsandboxed_with_a_warning_where_bubblewrap_is_missing(
     assert sandbox_env(Settings(sandbox="bwrap")) == {"ANVIL_SANDBOX": "off"}
     assert "WARNING: tests run UNSANDBOXED" in capsys.readouterr().out
     assert sandbox_env(Settings(sandbox="off")) == {}  # already off: nothing to add
+
+
+def test_a_python_under_tmp_is_mounted_after_the_private_tmp(tmp_path: Path) -> None:
+    root = Sandbox("/usr/bin/bwrap", (999, 995), 10002, ("/usr", "/tmp/ci/main/.venv"), ())
+    args = wrap(["true"], confinement=Confinement(root, LIMITS, True, tmp_path / "s"), cwd=tmp_path)
+    private_tmp = next(i for i, a in enumerate(args) if a == "/tmp" and args[i - 1] == "--tmpfs")
+    venv = args.index("/tmp/ci/main/.venv")
+    assert private_tmp < venv and args[venv - 1] == "--ro-bind"
+    # Its parents are made traversable for the sandbox user (bwrap would make them 0700).
+    assert args[args.index("/tmp/ci") - 3 : args.index("/tmp/ci")] == ["--perms", "0755", "--dir"]
+    var = args.index("/var")
+    assert args[var - 1] == "--dir" and var < args.index("/var/tmp")
