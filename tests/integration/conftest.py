@@ -20,6 +20,7 @@ from db.executions import create_execution
 from db.models import TestCase, User
 from db.session import new_session
 from tests.helpers import make_case
+from tests.integration.support import count_rows
 
 with warnings.catch_warnings():
     # Starlette asks for the httpx2 fork; the httpx the project already depends on works the same.
@@ -87,3 +88,17 @@ def queued(session: Session) -> Callable[..., uuid.UUID]:
         return execution.id
 
     return make
+
+
+@pytest.fixture
+def case(session: Session) -> TestCase:
+    """A generic test case, straight in the database."""
+    return make_case(session)
+
+
+@pytest.fixture
+def unchanged(session: Session) -> Iterator[None]:
+    """Asserts the test wrote no row to any table but users."""
+    before = count_rows()
+    yield
+    assert count_rows() == before

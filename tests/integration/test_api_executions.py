@@ -29,11 +29,6 @@ LIST = "/api/v1/executions"
 
 
 @pytest.fixture
-def case(session: Session) -> TestCase:
-    return make_case(session)
-
-
-@pytest.fixture
 def tester(auth: Callable[..., dict[str, str]]) -> dict[str, str]:
     return auth(Role.TESTER)
 

@@ -4,37 +4,23 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy.orm import Session
 
 from anvil.settings import get_settings
 from db.enums import Role
 from db.models import TestCase
-from tests.helpers import make_case
-from tests.integration.support import count_rows, generic_case_body, problem
+from tests.integration.support import generic_case_body, problem
 
 Headers = dict[str, str]
 CASES = "/api/v1/test-cases"
 SUBMIT = "/api/v1/executions/case"
 SCHEDULES = "/api/v1/schedules"
 JSON = {"Content-Type": "application/json"}
-
-
-@pytest.fixture
-def case(session: Session) -> TestCase:
-    return make_case(session)
-
-
-@pytest.fixture
-def unchanged(session: Session) -> Iterator[None]:
-    before = count_rows()
-    yield
-    assert count_rows() == before
 
 
 def nested(depth: int) -> Any:

@@ -17,25 +17,12 @@ from sqlalchemy.orm import Session
 from anvil.settings import get_settings
 from db.enums import Role
 from db.models import TestCase, User
-from tests.helpers import make_case, make_user
-from tests.integration.support import count_rows, generic_case_body, problem
+from tests.helpers import make_user
+from tests.integration.support import generic_case_body, problem
 
 CASES = "/api/v1/test-cases"
 SUBMIT = "/api/v1/executions/case"
 RANDOM_ID = "8f14e45f-ceea-467f-a0fd-317e60a567a9"
-
-
-@pytest.fixture
-def case(session: Session) -> TestCase:
-    return make_case(session)
-
-
-@pytest.fixture
-def unchanged(session: Session) -> Iterator[None]:
-    """Asserts the test wrote no row to any table but users."""
-    before = count_rows()
-    yield
-    assert count_rows() == before
 
 
 # (role, method, path, json body, status, field); "{case}" in a path or body is the real case's id.
