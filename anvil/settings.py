@@ -107,6 +107,9 @@ class Settings(BaseSettings):
     sandbox: Literal["bwrap", "off"] = "bwrap"
     # The user tests run as when the worker runs as root (Docker, CI); it must exist.
     sandbox_user: str = "anvil-sandbox"
+    # "auto": where the worker owns a delegated cgroup v2 subtree, each test process gets a cgroup
+    # (memory.max, pids.max) instead of the address-space and process rlimits; "off": rlimits only.
+    sandbox_cgroup: Literal["auto", "off"] = "auto"
     # The uid/gid a test has in its user namespace when the worker runs as an ordinary user.
     sandbox_userns_id: int = Field(default=10002, ge=1, le=2**31 - 2)
     # Per-test resource limits (a case may ask for other values in its spec's "limits", up to the

@@ -15,11 +15,14 @@ As another uid: a worker running as root (Docker, CI) switches the test to the s
 (``ANVIL_SANDBOX_USER``) with ``setpriv``; an ordinary user's worker maps the test to another uid in
 a user namespace. Either way ``no_new_privs`` is set, capabilities are dropped, and ``prlimit``
 sets the limits (address space, processes, CPU time, file size, no core dumps) just before the
-test's command starts. The command line is built here, as plain data; workers/sandbox.py runs it.
+test's command starts; where the worker owns a cgroup v2 subtree, memory and processes are limited
+by a cgroup per test process instead (workers/cgroups.py). The command line is built here, as
+plain data; workers/sandbox.py runs it.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import pwd
 import re
@@ -33,6 +36,9 @@ from pathlib import Path
 from typing import Any
 
 from anvil.settings import SECRET_SETTINGS, Settings
+from workers import cgroups
+
+log = logging.getLogger("anvil.worker")
 
 # What a test needs of the host to run programs; bound read-only where present. /etc holds no
 # secret of Anvil's (its settings come from the environment or from *_FILE paths, hidden below).
@@ -65,6 +71,9 @@ class Sandbox:
     userns_id: int
     read_only: tuple[str, ...]  # host paths bound read-only at the same place
     hidden: tuple[str, ...]  # paths inside those that the test must not see
+    # A delegated cgroup v2 subtree (workers/cgroups.py): memory and processes are limited by a
+    # cgroup per test process instead of rlimits. None where there is none (cgroup v1 hosts).
+    cgroup_base: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -174,7 +183,26 @@ def sandbox_from_settings(settings: Settings) -> Sandbox | None:
         userns_id=settings.sandbox_userns_id,
         read_only=tuple(read_only),
         hidden=tuple(_hidden_paths(settings, read_only)),
+        cgroup_base=_cgroup_base(settings),
     )
+
+
+def _cgroup_base(settings: Settings) -> Path | None:
+    """The delegated cgroup v2 subtree tests get their cgroups in, prepared; None to use rlimits."""
+    if settings.sandbox_cgroup == "off":
+        return None
+    try:
+        base = cgroups.delegated_base()
+        cgroups.prepare(base)
+        cgroups.remove(cgroups.create(base, memory_mb=64, processes=8))  # can it make one?
+    except cgroups.CgroupUnusable as exc:
+        log.info("test memory and process limits are rlimits: %s", exc)
+        return None
+    except OSError as exc:
+        log.warning("cannot set up cgroups for tests (%s); their limits are rlimits", exc)
+        return None
+    log.info("each test process gets a cgroup under %s (memory.max, pids.max)", base)
+    return base
 
 
 _sandboxes: dict[int, Sandbox | None] = {}
@@ -224,12 +252,13 @@ def _workspace_mounts(cwd: Path) -> list[str]:
     return args
 
 
-def prlimit_argv(limits: Limits) -> list[str]:
+def prlimit_argv(limits: Limits, *, in_cgroup: bool = False) -> list[str]:
+    """The rlimits; in a cgroup of its own, memory and processes are the cgroup's business."""
     mib = 1024 * 1024
+    by_cgroup = [] if in_cgroup else [f"--as={limits.memory_mb * mib}", f"--nproc={limits.processes}"]
     return [
         "prlimit",
-        f"--as={limits.memory_mb * mib}",
-        f"--nproc={limits.processes}",
+        *by_cgroup,
         # SIGXCPU at the soft limit (the test may report it), SIGKILL a second later.
         f"--cpu={limits.cpu_s}:{limits.cpu_s + 1}",
         f"--fsize={limits.file_size_mb * mib}",
@@ -238,13 +267,15 @@ def prlimit_argv(limits: Limits) -> list[str]:
     ]
 
 
-def wrap(argv: list[str], *, confinement: Confinement, cwd: Path) -> list[str]:
-    """The full command line that runs ``argv`` in ``cwd`` under ``confinement``."""
-    limited = prlimit_argv(confinement.limits) + argv
+def wrap(argv: list[str], *, confinement: Confinement, cwd: Path, cgroup: Path | None = None) -> list[str]:
+    """The full command line that runs ``argv`` in ``cwd`` under ``confinement`` (and, when given,
+    in the test's own ``cgroup``, entered before bubblewrap starts)."""
+    limited = prlimit_argv(confinement.limits, in_cgroup=cgroup is not None) + argv
     sandbox = confinement.sandbox
     if sandbox is None:
         return limited
-    args = [sandbox.bwrap, "--die-with-parent", "--new-session"]
+    args = (cgroups.enter_argv(cgroup) if cgroup is not None else []) + [sandbox.bwrap]
+    args += ["--die-with-parent", "--new-session"]
     args += ["--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
     if not confinement.network:
         args.append("--unshare-net")

@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from workers import cgroups
 from workers.confinement import Confinement, limit_reached, wrap
 
 # Variables a test may see from the worker's environment; everything else (ANVIL_*, broker and
@@ -294,8 +295,13 @@ def run_process(
     if missing:
         return ProcessResult(None, f"cannot start {argv[0]!r}: {missing}", False, False, False, 0.0)
     command = argv
+    cgroup = None
     if confinement is not None:
-        command = wrap(argv, confinement=confinement, cwd=cwd)
+        base = confinement.sandbox.cgroup_base if confinement.sandbox is not None else None
+        if base is not None:
+            limits = confinement.limits
+            cgroup = cgroups.create(base, memory_mb=limits.memory_mb, processes=limits.processes)
+        command = wrap(argv, confinement=confinement, cwd=cwd, cgroup=cgroup)
         scratch = str(confinement.scratch)
         env = {k: v for k, v in env.items() if k not in ("USER", "LOGNAME")}
         env.update(HOME=scratch, TMPDIR=scratch)
@@ -310,6 +316,8 @@ def run_process(
             start_new_session=True,
         )
     except OSError as exc:
+        if cgroup is not None:
+            cgroups.remove(cgroup)
         return ProcessResult(
             None, f"cannot start {argv[0]!r}: {exc.strerror or exc}", False, False, False, 0.0
         )
@@ -356,6 +364,9 @@ def run_process(
         if registered is not None:
             registered.unlink(missing_ok=True)
         kill_adopted()
+        enforced = cgroups.limit_hit(cgroup) if cgroup is not None else None
+        if cgroup is not None:
+            cgroups.remove(cgroup)
     # Whatever held the pipe is dead now, so it reaches end of file: keep what is left in it.
     drain_until = time.monotonic() + 5
     while open_pipe and select.select([out], [], [], max(0.0, drain_until - time.monotonic()))[0]:
@@ -370,6 +381,10 @@ def run_process(
         if confinement.sandbox is not None and code == 1 and output.startswith("bwrap: "):
             # bubblewrap itself failed (a mount, a namespace): the test never started.
             output, code = "the sandbox could not start the test: " + output.strip(), None
+        elif enforced == "memory":  # the kernel says so: no need to read the output
+            limit = f"memory limit reached ({confinement.limits.memory_mb} MiB)"
+        elif enforced == "processes":
+            limit = f"process limit reached ({confinement.limits.processes} processes)"
         else:
             limit = limit_reached(code, output, confinement.limits)
     return ProcessResult(code, output, truncated, timed_out, stopped, time.monotonic() - started, limit)

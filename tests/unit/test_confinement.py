@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from workers import cgroups
 from workers.confinement import Confinement, Limits, Sandbox, case_limits, limit_reached, wrap
 
 LIMITS = Limits(memory_mb=256, processes=64, cpu_s=30, file_size_mb=10)
@@ -145,3 +146,14 @@ def test_a_python_under_tmp_is_mounted_after_the_private_tmp(tmp_path: Path) -> 
     assert args[args.index("/tmp/ci") - 3 : args.index("/tmp/ci")] == ["--perms", "0755", "--dir"]
     var = args.index("/var")
     assert args[var - 1] == "--dir" and var < args.index("/var/tmp")
+
+
+def test_in_a_cgroup_memory_and_processes_are_the_cgroups_business(tmp_path: Path) -> None:
+    cgroup = tmp_path / "anvil-test-1"
+    root = Sandbox("/usr/bin/bwrap", (999, 995), 10002, ("/usr",), (), cgroup_base=tmp_path)
+    confinement = Confinement(root, LIMITS, True, tmp_path / "s")
+    args = wrap(["true"], confinement=confinement, cwd=tmp_path, cgroup=cgroup)
+    assert args[:5] == cgroups.enter_argv(cgroup) and args[5] == "/usr/bin/bwrap"  # entered first
+    limits = args[args.index("prlimit") :]
+    assert not any(a.startswith(("--as=", "--nproc=")) for a in limits)
+    assert "--cpu=30:31" in limits and "--core=0" in limits
