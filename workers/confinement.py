@@ -91,21 +91,13 @@ LIMIT_KEYS = ("memory_mb", "processes", "cpu_s", "file_size_mb")
 
 
 def default_limits(settings: Settings) -> Limits:
-    return Limits(
-        memory_mb=settings.sandbox_memory_mb,
-        processes=settings.sandbox_processes,
-        cpu_s=settings.sandbox_cpu_s,
-        file_size_mb=settings.sandbox_file_size_mb,
-    )
+    """The limits a case gets when it asks for none (ANVIL_SANDBOX_MEMORY_MB, ...)."""
+    return Limits(**{key: getattr(settings, f"sandbox_{key}") for key in LIMIT_KEYS})
 
 
 def max_limits(settings: Settings) -> Limits:
-    return Limits(
-        memory_mb=settings.sandbox_memory_mb_max,
-        processes=settings.sandbox_processes_max,
-        cpu_s=settings.sandbox_cpu_s_max,
-        file_size_mb=settings.sandbox_file_size_mb_max,
-    )
+    """The most a case may ask for (ANVIL_SANDBOX_MEMORY_MB_MAX, ...)."""
+    return Limits(**{key: getattr(settings, f"sandbox_{key}_max") for key in LIMIT_KEYS})
 
 
 def case_limits(requested: dict[str, Any] | None, *, defaults: Limits, ceiling: Limits) -> Limits:
