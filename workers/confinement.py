@@ -274,6 +274,8 @@ def wrap(argv: list[str], *, confinement: Confinement, cwd: Path, cgroup: Path |
     if sandbox.switch_to is None:
         args += ["--unshare-user", "--uid", str(sandbox.userns_id), "--gid", str(sandbox.userns_id)]
     args += ["--hostname", "anvil-test", "--proc", "/proc", "--dev", "/dev"]
+    # A shared-memory directory the test can write (bwrap's is root's): multiprocessing needs it.
+    args += ["--perms", "1777", "--tmpfs", "/dev/shm"]
     # The private /tmp first: a mount made under /tmp before it (a venv in /tmp/...) would be hidden.
     args += _parents(["/var/tmp"])
     args += ["--perms", "1777", "--tmpfs", "/tmp", "--perms", "1777", "--tmpfs", "/var/tmp"]

@@ -35,6 +35,14 @@ echo "ppid-environ: $(tr '\0' '\n' < /proc/$PPID/environ 2>&1 | grep 'ANVIL[_]')
 """
 
 
+MULTIPROCESSING = """
+import multiprocessing
+lock = multiprocessing.Lock()
+with multiprocessing.Pool(2) as pool:
+    print(pool.map(abs, [-1, -2]))
+"""
+
+
 def test_a_test_sees_no_secret_no_other_process_and_cannot_write_outside_its_scratch(stack: Stack) -> None:
     workspace = stack.root / "workspaces" / "demo"
     (workspace / "data.txt").write_text("original\n")
@@ -52,6 +60,8 @@ def test_a_test_sees_no_secret_no_other_process_and_cannot_write_outside_its_scr
             {"name": "write existing", "run": ["sh", "-c", "echo hacked > data.txt"], "expect_exit": 2},
             {"name": "write new", "run": ["sh", "-c", "echo out > junit.xml && cat junit.xml data.txt"]},
             {"name": "scratch", "run": ["sh", "-c", 'echo kept > "$HOME/k" && cat "$TMPDIR/k"']},
+            # What test suites commonly need still works: semaphores in /dev/shm, worker processes.
+            {"name": "processes", "run": ["python3", "-c", MULTIPROCESSING], "expect_output": r"\[1, 2\]"},
         ]
     )
 
