@@ -44,6 +44,7 @@ log = logging.getLogger("anvil.worker")
 # secret of Anvil's (its settings come from the environment or from *_FILE paths, hidden below).
 SYSTEM_PATHS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/opt")
 ANVIL_PACKAGES = ("anvil", "api", "db", "scheduler", "workers")
+LINKED_FROM_ETC = ("resolv.conf", "hosts", "localtime")
 # A workspace with more top-level entries than this is bound read-only as a whole (one mount an
 # entry would make the command line huge); outputs then go to $TMPDIR only.
 MAX_OVERLAY_ENTRIES = 512
@@ -125,6 +126,11 @@ def _python_paths() -> list[str]:
     return _existing([sys.prefix, sys.base_prefix, sys.exec_prefix, exe.parent, exe.resolve().parent.parent])
 
 
+def link_targets(folder: Path, names: Iterable[str]) -> list[str]:
+    """Where the symbolic links among ``folder/name`` lead (the files themselves, not their folders)."""
+    return [os.path.realpath(folder / name) for name in names if (folder / name).is_symlink()]
+
+
 def _under(path: str, roots: Iterable[str]) -> bool:
     return any(path == root or path.startswith(root.rstrip("/") + "/") for root in roots)
 
@@ -168,7 +174,11 @@ def sandbox_from_settings(settings: Settings) -> Sandbox | None:
         if user.pw_uid == 0:
             raise SandboxUnavailable(f"the sandbox user {settings.sandbox_user!r} must not be root")
         switch_to = (user.pw_uid, user.pw_gid)
-    read_only = _existing(SYSTEM_PATHS) + [p for p in _python_paths() if not _under(p, SYSTEM_PATHS)]
+    read_only = _existing(SYSTEM_PATHS)
+    # Files in /etc may link out of it: resolv.conf into /run on systemd-resolved hosts (no DNS
+    # without it).
+    outside = link_targets(Path("/etc"), LINKED_FROM_ETC)
+    read_only += [p for p in _existing(_python_paths() + outside) if not _under(p, read_only)]
     return Sandbox(
         bwrap=bwrap,
         switch_to=switch_to,

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from workers import cgroups
-from workers.confinement import Confinement, Limits, Sandbox, case_limits, limit_reached, wrap
+from workers.confinement import Confinement, Limits, Sandbox, case_limits, limit_reached, link_targets, wrap
 
 LIMITS = Limits(memory_mb=256, processes=64, cpu_s=30, file_size_mb=10)
 DEFAULTS = Limits(memory_mb=4096, processes=512, cpu_s=3600, file_size_mb=4096)
@@ -157,3 +157,14 @@ def test_in_a_cgroup_memory_and_processes_are_the_cgroups_business(tmp_path: Pat
     limits = args[args.index("prlimit") :]
     assert not any(a.startswith(("--as=", "--nproc=")) for a in limits)
     assert "--cpu=30:31" in limits and "--core=0" in limits
+
+
+def test_files_of_etc_that_link_elsewhere_are_mounted_where_they_lead(tmp_path: Path) -> None:
+    run = tmp_path / "run" / "systemd" / "resolve"
+    run.mkdir(parents=True)
+    (run / "stub-resolv.conf").write_text("nameserver 127.0.0.53\n")
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    (etc / "resolv.conf").symlink_to("../run/systemd/resolve/stub-resolv.conf")
+    (etc / "hosts").write_text("127.0.0.1 localhost\n")
+    assert link_targets(etc, ("resolv.conf", "hosts", "localtime")) == [str(run / "stub-resolv.conf")]
