@@ -143,13 +143,9 @@ def worker(
 
 def _check_sandbox(settings: Settings) -> None:
     """Refuse to run tests unconfined unless told to (ANVIL_SANDBOX=off), and then say so loudly."""
-    from workers.confinement import SandboxUnavailable, probe, sandbox_from_settings
+    from workers.confinement import sandbox_problem
 
-    try:
-        sandbox = sandbox_from_settings(settings)
-        problem = probe(sandbox) if sandbox is not None else None
-    except SandboxUnavailable as exc:
-        problem = str(exc)
+    problem = sandbox_problem(settings)
     if problem:
         typer.echo(f"anvil worker: cannot sandbox tests: {problem}", err=True)
         raise typer.Exit(2)
@@ -225,10 +221,15 @@ def main() -> None:
         client,
         manual_cli,
         schedules_cli,
-        secrets_cli,
         suites_cli,
-        tokens_cli,
-        users_cli,
     )
 
+    # These groups do not import this module (no import circle): they are added here.
+    from anvil.secrets_cli import secrets_app
+    from anvil.tokens_cli import tokens_app
+    from anvil.users_cli import users_app
+
+    app.add_typer(users_app, name="users")
+    app.add_typer(tokens_app, name="tokens")
+    app.add_typer(secrets_app, name="secrets")
     app()

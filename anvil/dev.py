@@ -42,15 +42,11 @@ _print_lock = threading.Lock()
 def sandbox_env(settings: Settings) -> dict[str, str]:
     """The worker sandboxes tests when it can; on a laptop without bubblewrap (or user namespaces)
     ``anvil dev`` still runs, unconfined, and says so (``anvil worker`` alone would refuse)."""
-    from workers.confinement import SandboxUnavailable, probe, sandbox_from_settings
+    from workers.confinement import sandbox_problem
 
     if settings.sandbox == "off":
         return {}
-    try:
-        sandbox = sandbox_from_settings(settings)
-        problem = probe(sandbox) if sandbox is not None else None
-    except SandboxUnavailable as exc:
-        problem = str(exc)
+    problem = sandbox_problem(settings)
     if problem is None:
         say("anvil", "tests run sandboxed (bubblewrap)")
         return {}

@@ -18,7 +18,6 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from anvil.cli import app
 from anvil.http_client import DEFAULT_API_URL, ApiUrl, AsJson, Token, console, exit_on_api_error, make_api
 from db.secrets import NAME_PATTERN, NAME_RULE
 
@@ -26,7 +25,6 @@ secrets_app = typer.Typer(
     help="Test secrets (admin only, over the API): values a case's env names as {\"secret\": NAME}.",
     no_args_is_help=True,
 )
-app.add_typer(secrets_app, name="secrets")
 
 
 def _name(value: str) -> str:

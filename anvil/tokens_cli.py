@@ -15,12 +15,10 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from anvil.cli import app
 from anvil.http_client import DEFAULT_API_URL, ApiUrl, AsJson, Token, console, exit_on_api_error, make_api
 from db.enums import Role
 
 tokens_app = typer.Typer(help="API tokens for bots such as CI (over the API).", no_args_is_help=True)
-app.add_typer(tokens_app, name="tokens")
 
 
 def _days(expires: str) -> int | None:

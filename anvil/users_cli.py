@@ -18,12 +18,10 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from anvil.cli import app
 from anvil.http_client import AsJson, console
 from db.enums import Role
 
 users_app = typer.Typer(help="User administration (talks to the database directly).", no_args_is_help=True)
-app.add_typer(users_app, name="users")
 
 UsernameArg = Annotated[str, typer.Argument(help="the user's name")]
 PasswordOption = Annotated[

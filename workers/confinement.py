@@ -150,9 +150,10 @@ def _hidden_paths(settings: Settings, read_only: list[str]) -> list[str]:
     return [path for path in _existing(candidates) if _under(path, read_only)]
 
 
-def sandbox_from_settings(settings: Settings) -> Sandbox | None:
+def sandbox_from_settings(settings: Settings, *, with_cgroups: bool = True) -> Sandbox | None:
     """The worker's sandbox, or None when ANVIL_SANDBOX=off. Raises SandboxUnavailable, saying what
-    to install or set, when bubblewrap or the sandbox user is missing."""
+    to install or set, when bubblewrap or the sandbox user is missing. ``with_cgroups=False``
+    leaves the cgroup tree alone (setting it up moves this process's cgroup into a leaf)."""
     if settings.sandbox == "off":
         return None
     bwrap = shutil.which("bwrap")
@@ -185,8 +186,18 @@ def sandbox_from_settings(settings: Settings) -> Sandbox | None:
         userns_id=settings.sandbox_userns_id,
         read_only=tuple(read_only),
         hidden=tuple(_hidden_paths(settings, read_only)),
-        cgroup_base=_cgroup_base(settings),
+        cgroup_base=_cgroup_base(settings) if with_cgroups else None,
     )
+
+
+def sandbox_problem(settings: Settings) -> str | None:
+    """Why tests could not be sandboxed here as configured, or None (also when it is off): checks
+    bubblewrap and the sandbox user, then starts ``true`` in the sandbox once."""
+    try:
+        sandbox = sandbox_from_settings(settings, with_cgroups=False)
+    except SandboxUnavailable as exc:
+        return str(exc)
+    return probe(sandbox) if sandbox is not None else None
 
 
 def _cgroup_base(settings: Settings) -> Path | None:
@@ -336,10 +347,17 @@ _PROCESSES = re.compile(r"Cannot fork|fork: (?:retry: )?Resource temporarily una
 _FILE_SIZE = re.compile(r"File size limit exceeded")
 
 
-def limit_reached(exit_code: int | None, output: str, limits: Limits) -> str | None:
-    """Which limit ended a failed test process, named for people, or None."""
+def limit_reached(
+    exit_code: int | None, output: str, limits: Limits, *, enforced: str | None = None
+) -> str | None:
+    """Which limit ended a failed test process, named for people, or None. ``enforced``: what the
+    test's cgroup says the kernel enforced ("memory", "processes"), believed before the output."""
     if exit_code in (None, 0):
         return None
+    if enforced == "memory":
+        return f"memory limit reached ({limits.memory_mb} MiB)"
+    if enforced == "processes":
+        return f"process limit reached ({limits.processes} processes)"
     if exit_code in (-signal.SIGXCPU, 128 + signal.SIGXCPU):
         return f"CPU time limit reached ({limits.cpu_s} s)"
     if exit_code in (-signal.SIGXFSZ, 128 + signal.SIGXFSZ) or _FILE_SIZE.search(output):

@@ -381,10 +381,6 @@ def run_process(
         if confinement.sandbox is not None and code == 1 and output.startswith("bwrap: "):
             # bubblewrap itself failed (a mount, a namespace): the test never started.
             output, code = "the sandbox could not start the test: " + output.strip(), None
-        elif enforced == "memory":  # the kernel says so: no need to read the output
-            limit = f"memory limit reached ({confinement.limits.memory_mb} MiB)"
-        elif enforced == "processes":
-            limit = f"process limit reached ({confinement.limits.processes} processes)"
         else:
-            limit = limit_reached(code, output, confinement.limits)
+            limit = limit_reached(code, output, confinement.limits, enforced=enforced)
     return ProcessResult(code, output, truncated, timed_out, stopped, time.monotonic() - started, limit)

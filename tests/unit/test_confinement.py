@@ -38,6 +38,19 @@ def test_which_limit_ended_a_process(exit_code: int | None, output: str, expecte
 
 
 @pytest.mark.parametrize(
+    ("exit_code", "enforced", "expected"),
+    [
+        (137, "memory", "memory limit reached (256 MiB)"),  # killed at memory.max: output says nothing
+        (2, "processes", "process limit reached (64 processes)"),
+        (0, "memory", None),  # it passed all the same
+        (128 + signal.SIGXCPU, None, "CPU time limit reached (30 s)"),
+    ],
+)
+def test_what_the_cgroup_says_comes_first(exit_code: int, enforced: str | None, expected: str | None) -> None:
+    assert limit_reached(exit_code, "", LIMITS, enforced=enforced) == expected
+
+
+@pytest.mark.parametrize(
     ("requested", "expected"),
     [
         (None, DEFAULTS),
