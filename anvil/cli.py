@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from db.enums import QUEUES
+from anvil.domain.enums import QUEUES
 
 if TYPE_CHECKING:
     from anvil.settings import Settings

@@ -20,6 +20,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from anvil.cli import app
+from anvil.domain.enums import Priority
+from anvil.domain.states import Status
 from anvil.http_client import (
     DEFAULT_API_URL,
     Api,
@@ -31,8 +33,6 @@ from anvil.http_client import (
     exit_on_api_error,
     make_api,
 )
-from db.enums import Priority
-from db.states import Status
 
 cases_app = typer.Typer(help="Test cases (over the API).", no_args_is_help=True)
 submit_app = typer.Typer(help="Submit executions (over the API).", no_args_is_help=True)

@@ -250,9 +250,9 @@ def _write_private(path: Path, text: str) -> None:
 
 def ensure_admin(data_dir: Path) -> tuple[str, str | None]:
     """An access token for the ``admin`` user, and its password when it was just created."""
+    from anvil.domain.enums import Role
     from anvil.settings import get_settings
     from api.security import issue_token
-    from db.enums import Role
     from db.session import new_session
     from db.users import create_user, get_user_by_name
 

@@ -23,8 +23,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from anvil.client import _pages, result_line, step_line, styled
+from anvil.domain.states import FINISHED, RETRYABLE, Status
 from anvil.http_client import Api, ApiError
-from db.states import FINISHED, RETRYABLE, Status
 
 # Without an event or a keep-alive from the API for this long, give up.
 RECONNECT_GRACE_S = 15.0

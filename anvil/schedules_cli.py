@@ -15,6 +15,7 @@ from rich.table import Table
 
 from anvil.cli import app
 from anvil.client import PriorityOption, _pages, resolve, resolve_case
+from anvil.domain.enums import Priority
 from anvil.http_client import (
     DEFAULT_API_URL,
     ApiUrl,
@@ -24,7 +25,6 @@ from anvil.http_client import (
     exit_on_api_error,
     make_api,
 )
-from db.enums import Priority
 
 schedules_app = typer.Typer(help="Cron schedules (over the API).", no_args_is_help=True)
 app.add_typer(schedules_app, name="schedules")

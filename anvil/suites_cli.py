@@ -33,6 +33,7 @@ from anvil.client import (
     resolve,
     submit_app,
 )
+from anvil.domain.enums import Priority
 from anvil.follow import follow_suite
 from anvil.http_client import (
     DEFAULT_API_URL,
@@ -45,7 +46,6 @@ from anvil.http_client import (
     exit_on_api_error,
     make_api,
 )
-from db.enums import Priority
 
 suites_app = typer.Typer(help="Test suites (over the API).", no_args_is_help=True)
 app.add_typer(suites_app, name="suites")

@@ -15,8 +15,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from anvil.domain.enums import Role
 from anvil.http_client import DEFAULT_API_URL, ApiUrl, AsJson, Token, console, exit_on_api_error, make_api
-from db.enums import Role
 
 tokens_app = typer.Typer(help="API tokens for bots such as CI (over the API).", no_args_is_help=True)
 

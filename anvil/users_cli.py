@@ -18,8 +18,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from anvil.domain.enums import Role
 from anvil.http_client import AsJson, console
-from db.enums import Role
 
 users_app = typer.Typer(help="User administration (talks to the database directly).", no_args_is_help=True)
 

@@ -11,8 +11,8 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
+from anvil.domain.enums import Role
 from api.schemas import Strict
-from db.enums import Role
 from db.users import password_problem, username_problem
 
 

@@ -26,11 +26,10 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from anvil.domain.workspaces import WORKSPACE_NAME, WorkspaceError, resolve_feature, resolve_workspace
 from anvil.settings import get_settings
 from api.env_spec import ENV_DESCRIPTION, Env, no_anvil_variables
 from api.sandbox_spec import SandboxOptions
-from workers.runners.bdd import resolve_feature
-from workers.sandbox import WORKSPACE_NAME, WorkspaceError, resolve_workspace
 
 MAX_FEATURE_CHARS = 200_000
 GHERKIN_ERRORS_SHOWN = 3

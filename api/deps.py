@@ -23,10 +23,10 @@ from fastapi import Depends
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.orm import Session
 
+from anvil.domain.enums import Role
 from anvil.errors import AnvilError, Forbidden, Unauthorized
 from anvil.settings import Settings, get_settings
 from api.security import user_for_token
-from db.enums import Role
 from db.models import User
 from db.session import new_session
 

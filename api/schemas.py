@@ -23,9 +23,9 @@ from pydantic import (
     field_validator,
 )
 
-from db.enums import CaseKind, Priority, TriggerKind
+from anvil.domain.enums import CaseKind, Priority, TriggerKind
+from anvil.domain.policy import valid_cron
 from db.secrets import MAX_VALUE_CHARS as SECRET_VALUE_MAX
-from scheduler.policy import valid_cron
 
 T = TypeVar("T")
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]

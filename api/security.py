@@ -14,9 +14,9 @@ from typing import Any
 import jwt
 from sqlalchemy.orm import Session
 
+from anvil.domain.enums import Role
 from anvil.errors import Unauthorized
 from anvil.settings import Settings
-from db.enums import Role
 from db.models import User
 from db.tokens import PREFIX, find_token, touch
 from db.types import utcnow

@@ -20,12 +20,12 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from anvil.domain.enums import CaseKind
+from anvil.domain.workspaces import WORKSPACE_NAME
 from anvil.errors import InvalidInput
 from api.bdd_spec import BddSpec
 from api.env_spec import ENV_DESCRIPTION, Env, no_anvil_variables
 from api.sandbox_spec import SandboxOptions
-from db.enums import CaseKind
-from workers.sandbox import WORKSPACE_NAME
 
 Arg = Annotated[str, StringConstraints(min_length=1, max_length=4096)]
 WorkspaceName = Annotated[str, StringConstraints(pattern=WORKSPACE_NAME.pattern)]

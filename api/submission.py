@@ -18,8 +18,8 @@ from pydantic import BaseModel
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from anvil.domain.enums import TriggerKind
 from anvil.errors import InvalidInput
-from db.enums import TriggerKind
 from db.executions import find_idempotent
 from db.models import Execution
 from workers.publish import publish_many

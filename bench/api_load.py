@@ -143,10 +143,10 @@ def start_api(bench: Bench, *, workers: int) -> tuple[str, str, str, int]:
     """`anvil api` on a free loopback port; an admin token and a trivial case."""
     import secrets
 
+    from anvil.domain.enums import Role
     from anvil.processes import spawn, wait_http
     from anvil.settings import get_settings
     from api.security import issue_token
-    from db.enums import Role
     from db.session import new_session
     from db.users import create_user
 

@@ -215,9 +215,9 @@ def setup(bench: Bench) -> None:
 
 def measure_raw_celery(bench: Bench, *, n: int, warmup: int) -> dict[str, Any]:
     """(a): seconds from the first publish until the no-op task has run ``n`` times, and CPU."""
+    from anvil.domain.enums import QUEUES
     from anvil.processes import Child, wait_log
     from bench.noop import NOOP_TASK, app
-    from db.enums import QUEUES
 
     log = bench.logs / "celery-noop.log"
     # The same options `anvil worker` gives Celery (anvil/cli.py).
@@ -254,10 +254,10 @@ def measure_raw_celery(bench: Bench, *, n: int, warmup: int) -> dict[str, Any]:
 
 def start_anvil(bench: Bench) -> tuple[str, str, str]:
     """`anvil api` and one `anvil worker -c 2`; an admin token and the trivial case."""
+    from anvil.domain.enums import Role
     from anvil.processes import spawn, wait_http, wait_log
     from anvil.settings import get_settings
     from api.security import issue_token
-    from db.enums import Role
     from db.session import new_session
     from db.users import create_user
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from db.states import FINISHED, Status
+from anvil.domain.states import FINISHED, Status
 
 S = Status
 Counts = Mapping[str, int]

@@ -10,22 +10,20 @@ from __future__ import annotations
 import enum
 import functools
 import uuid
-from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any, NamedTuple, cast
 
 from sqlalchemy import Integer, Table, bindparam, case, insert, or_, update
 from sqlalchemy.orm import Session
 
+from anvil.domain.states import FINISHED, Status
+from anvil.domain.steps import StepRecord
 from anvil.errors import InvalidTransition, NotFound
 from anvil.settings import get_settings
 from db import events
 from db.events import EXECUTIONS
 from db.models import StepTrace
 from db.session import built_once, clock, clock_params
-from db.states import FINISHED, Status
 from db.transitions import transition
 from db.types import utcnow
 
@@ -97,27 +95,6 @@ class Lease(enum.Enum):
 def renew_lease(session: Session, execution_id: uuid.UUID, *, attempt: int, lease_s: float) -> bool:
     """Extend the lease of a running attempt. False means the attempt no longer owns the row."""
     return hold(session, execution_id, attempt=attempt, lease_s=lease_s) is not Lease.LOST
-
-
-def summarize(statuses: list[str]) -> dict[str, Any]:
-    """Counts of step results by status, plus the total."""
-    counts = Counter(statuses)
-    return {"total": len(statuses), **dict(sorted(counts.items()))}
-
-
-@dataclass
-class StepRecord:
-    seq: int
-    name: str
-    status: str
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
-    duration_s: float | None = None
-    output: str | None = None
-    output_truncated: bool = False
-    error: str | None = None
-    keyword: str | None = None
-    details: dict[str, Any] = field(default_factory=dict)
 
 
 def write_step(

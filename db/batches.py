@@ -15,12 +15,12 @@ from typing import Any, cast
 from sqlalchemy import Table, insert, select
 from sqlalchemy.orm import Session
 
+from anvil.domain.enums import Priority, TriggerKind
+from anvil.domain.states import Status
 from anvil.errors import InvalidInput
 from db import events
-from db.enums import Priority, TriggerKind
 from db.executions import case_snapshot, find_idempotent
 from db.models import Execution, ExecutionTransition, TestCase
-from db.states import Status
 from db.types import utcnow
 
 EXECUTIONS = cast(Table, Execution.__table__)

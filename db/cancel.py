@@ -7,11 +7,11 @@ import uuid
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from anvil.domain.states import FINISHED, Status
 from anvil.errors import Conflict
 from db.executions import get_execution
 from db.models import Execution
 from db.session import db_now
-from db.states import FINISHED, Status
 from db.transitions import transition
 
 # Cancelled at once; a later delivery of their message finds them CANCELLED and drops it.

@@ -9,12 +9,12 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from anvil.domain.enums import Priority, TriggerKind
+from anvil.domain.states import Status
 from anvil.errors import InvalidInput, NotFound
-from db.enums import Priority, TriggerKind
 from db.models import Execution, ExecutionTransition, StepTrace, TestCase
 from db.pagination import page
 from db.session import db_now
-from db.states import Status
 from db.transitions import record_initial
 from db.types import utcnow
 

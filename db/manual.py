@@ -12,14 +12,15 @@ from dataclasses import dataclass
 from sqlalchemy import case, insert, select, update
 from sqlalchemy.orm import Session
 
+from anvil.domain.enums import Priority, StepStatus
+from anvil.domain.states import Status
+from anvil.domain.steps import summarize
 from anvil.errors import Conflict, Forbidden, InvalidInput
 from db import events
-from db.attempts import step_event, summarize
-from db.enums import Priority, StepStatus
+from db.attempts import step_event
 from db.executions import get_execution
 from db.models import Execution, ManualStepResult, StepTrace, User
 from db.session import db_now
-from db.states import Status
 from db.transitions import transition
 from db.types import utcnow
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
@@ -21,8 +22,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from db.enums import CaseKind, Priority, Role, TriggerKind, check_in
-from db.states import Status
+from anvil.domain.enums import CaseKind, Priority, Role, TriggerKind
+from anvil.domain.states import Status
 from db.types import BigIntPK, JSONType, UTCDateTime, utcnow
 
 NAMING = {
@@ -32,6 +33,12 @@ NAMING = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+
+def check_in(column: str, values: type[StrEnum]) -> str:
+    """SQL for a CHECK constraint that keeps a string column within an enum."""
+    quoted = ", ".join(f"'{v.value}'" for v in values)
+    return f"{column} IN ({quoted})"
 
 
 class Base(DeclarativeBase):

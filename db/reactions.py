@@ -13,7 +13,7 @@ import uuid
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
-from db.states import RETRYABLE, Status
+from anvil.domain.states import RETRYABLE, Status
 
 _RETRY = "anvil_retry_candidates"
 _SUITES = "anvil_dirty_suites"

@@ -25,14 +25,14 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from anvil.domain.enums import Priority, TriggerKind
+from anvil.domain.policy import backoff_s, resolve_retry_policy, should_retry
+from anvil.domain.states import ACTIVE, RETRYABLE, Status
 from anvil.errors import Conflict, InvalidInput, NotFound
-from db.enums import Priority, TriggerKind
 from db.executions import case_snapshot, create_execution
 from db.models import Execution, TestCase
 from db.session import db_now
-from db.states import ACTIVE, RETRYABLE, Status
 from db.transitions import transition
-from scheduler.policy import backoff_s, resolve_retry_policy, should_retry
 
 log = logging.getLogger("anvil.retries")
 

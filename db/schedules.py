@@ -16,20 +16,20 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from anvil.domain.enums import Priority, TriggerKind
+from anvil.domain.policy import due_slot, resolve_retry_policy
+from anvil.domain.states import ACTIVE, Status
 from anvil.errors import Conflict, InvalidInput, NotFound
 from anvil.settings import get_settings
 from db.cancel import cancel
 from db.cases import get_case
-from db.enums import Priority, TriggerKind
 from db.executions import create_execution
 from db.models import Execution, Schedule, TestCase, TestSuite
 from db.pagination import page
 from db.session import read_db_now
-from db.states import ACTIVE, Status
 from db.suite_runs import create_suite_execution
 from db.suites import get_suite
 from db.types import utcnow
-from scheduler.policy import due_slot, resolve_retry_policy
 
 log = logging.getLogger("anvil.schedules")
 Publish = list[tuple[uuid.UUID, str]]

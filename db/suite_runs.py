@@ -15,17 +15,17 @@ from typing import Any
 from sqlalchemy import func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
+from anvil.domain.enums import Priority, TriggerKind
+from anvil.domain.policy import resolve_retry_policy
+from anvil.domain.states import FINISHED, Status
 from anvil.errors import InvalidInput, InvalidTransition
 from db.aggregation import Counts, any_failure, progress, started, suite_result
-from db.enums import Priority, TriggerKind
 from db.executions import case_snapshot
 from db.models import Execution, ExecutionEvent, ExecutionTransition, TestSuite
 from db.reactions import forget_suite
-from db.states import FINISHED, Status
 from db.suites import resolve_members
 from db.transitions import record_initial, transition
 from db.types import utcnow
-from scheduler.policy import resolve_retry_policy
 
 SUITE = "suite"
 NOT_STARTED = (Status.PENDING.value, Status.SCHEDULED.value, Status.QUEUED.value)

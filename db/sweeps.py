@@ -9,8 +9,8 @@ from sqlalchemy import insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from anvil.domain.states import Status
 from db.models import Execution, SchedulerLease
-from db.states import Status
 
 BATCH = 500
 

@@ -16,7 +16,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from db.enums import Role
+from anvil.domain.enums import Role
 from db.models import ApiToken, User
 
 PREFIX = "anvil_"

@@ -21,12 +21,12 @@ from sqlalchemy import Alias, Integer, Table, bindparam, case, func, insert, lit
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
+from anvil.domain.states import ALLOWED, FINISHED, Status, sources_of
 from anvil.errors import InvalidTransition, NotFound
 from db import events, reactions
 from db.events import EVENTS, EXECUTIONS
 from db.models import Execution, ExecutionTransition
 from db.session import built_once, clock, clock_params
-from db.states import ALLOWED, FINISHED, Status, sources_of
 from db.types import utcnow
 
 TRANSITIONS = cast(Table, ExecutionTransition.__table__)

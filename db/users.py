@@ -17,8 +17,8 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from anvil.domain.enums import Role
 from anvil.errors import Conflict, InvalidInput
-from db.enums import Role
 from db.models import User
 
 _hasher = PasswordHasher()

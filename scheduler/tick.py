@@ -16,14 +16,14 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session
 
+from anvil.domain.policy import on_lease_expired, should_republish
+from anvil.domain.states import Status
 from anvil.settings import Settings, get_settings
 from db import sweeps
 from db.executions import mark_republished, queued_candidates
 from db.schedules import fire_due_schedules
 from db.session import new_session, read_db_now
-from db.states import Status
 from db.transitions import transition
-from scheduler.policy import on_lease_expired, should_republish
 from workers.publish import publish_many
 
 log = logging.getLogger("anvil.tick")

@@ -7,9 +7,9 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from anvil.domain.enums import Role
 from anvil.settings import get_settings
 from api.security import issue_token
-from db.enums import Role
 from db.models import TestCase
 from db.users import create_user
 
@@ -45,7 +45,7 @@ def make_case(session: Session, *, name: str | None = None, spec: dict[str, Any]
 def make_suite_run(session: Session, size: int) -> tuple[uuid.UUID, list[uuid.UUID]]:
     """A QUEUED run of a fresh suite of ``size`` fresh cases, straight in the database: the suite
     execution's id and its members' ids, in order."""
-    from db.enums import Priority, TriggerKind
+    from anvil.domain.enums import Priority, TriggerKind
     from db.suite_runs import create_suite_execution
     from db.suites import create_suite
 

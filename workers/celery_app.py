@@ -8,8 +8,8 @@ from typing import Any
 from celery import Celery
 from kombu import Queue
 
+from anvil.domain.enums import QUEUES
 from anvil.settings import Settings, get_settings
-from db.enums import QUEUES
 
 RUN_TASK = "anvil.run_execution"
 

@@ -22,12 +22,13 @@ from typing import TypeVar
 
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from anvil.domain.states import Status
+from anvil.domain.steps import Outcome, StepRecord, summarize
 from anvil.settings import Settings, get_settings
-from db.attempts import Claimed, Lease, StepRecord, claim_run, finish, hold
+from db.attempts import Claimed, Lease, claim_run, finish, hold
 from db.cancel import cancel_requested
 from db.secrets import SecretUnavailable
 from db.session import new_session
-from db.states import Status
 from workers.confinement import (
     SandboxUnavailable,
     case_limits,
@@ -37,7 +38,7 @@ from workers.confinement import (
 )
 from workers.redact import redact, redact_step
 from workers.runners import runner_for
-from workers.runners.base import Outcome, RunContext, summarize
+from workers.runners.base import RunContext
 from workers.sandbox import sweep_orphans
 from workers.secret_env import reveal_for
 

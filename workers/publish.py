@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
-from db.enums import Priority
+from anvil.domain.enums import Priority
 
 log = logging.getLogger("anvil.publish")
 

@@ -26,7 +26,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from db.attempts import StepRecord
+from anvil.domain.steps import StepRecord
 
 MASK = "***"
 PIECE_MIN = 3

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-import re
 import resource
 import select
 import shutil
@@ -27,26 +26,6 @@ from workers.confinement import Confinement, limit_reached, wrap
 # Variables a test may see from the worker's environment; everything else (ANVIL_*, broker and
 # database URLs, secrets) stays out.
 PASSTHROUGH = ("PATH", "HOME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "USER", "LOGNAME", "SHELL", "TERM")
-WORKSPACE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-
-
-class WorkspaceError(Exception):
-    """The named workspace is invalid or missing on this worker."""
-
-
-def resolve_workspace(root: Path, name: str) -> Path:
-    """The workspace directory ``root/name``; refuses names that could leave the root."""
-    if not WORKSPACE_NAME.match(name) or name in (".", ".."):
-        raise WorkspaceError(f"workspace name {name!r} is not a plain directory name")
-    base = root.resolve()
-    path = (base / name).resolve()
-    if path.parent != base:
-        raise WorkspaceError(f"workspace {name!r} leaves the workspace root")
-    if not path.is_dir():
-        raise WorkspaceError(f"workspace {name!r} does not exist under {base} on this worker")
-    return path
-
-
 def scrubbed_env(extra: Mapping[str, str] | None = None, passthrough: tuple[str, ...] = ()) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k in PASSTHROUGH or k in passthrough or k.startswith("LC_")}
     env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")

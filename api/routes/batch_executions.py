@@ -7,6 +7,7 @@ from fastapi import APIRouter, Header, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from anvil.domain.policy import resolve_retry_policy
 from anvil.errors import AnvilError, NotFound
 from api.deps import SessionDep, SettingsDep, Tester
 from api.routes.executions import to_public
@@ -15,7 +16,6 @@ from api.submission import ToPublish, lineage_of, submit_once
 from db.batches import MAX_BATCH_KEY, BatchItem, create_batch, find_batch, item_key
 from db.models import Execution, TestCase
 from db.session import read_db_now
-from scheduler.policy import resolve_retry_policy
 
 router = APIRouter(prefix="/api/v1/executions", tags=["executions"])
 

@@ -15,12 +15,12 @@ from fastapi import APIRouter, Body, Response
 from pydantic import Field, StrictBool, StringConstraints
 from sqlalchemy.orm import Session
 
+from anvil.domain.enums import Role
 from anvil.errors import Forbidden
 from api.deps import SessionDep, Tester
 from api.routes.executions import to_public
 from api.schemas import ExecutionPublic, Strict
 from db.cancel import cancel
-from db.enums import Role
 from db.executions import get_execution
 from db.models import Execution, User
 from db.retries import retry_now

@@ -40,6 +40,7 @@ from fastapi.responses import StreamingResponse
 from redis.exceptions import RedisError
 from sqlalchemy import exists, select
 
+from anvil.domain.states import ACTIVE, FINISHED
 from anvil.errors import InvalidInput
 from anvil.settings import get_settings
 from api.deps import Busy, SessionDep, Viewer, database_turn
@@ -48,7 +49,6 @@ from db.events import channel, list_events
 from db.executions import get_execution
 from db.models import Execution
 from db.session import new_session
-from db.states import ACTIVE, FINISHED
 
 log = logging.getLogger("anvil.api")
 router = APIRouter(prefix="/api/v1/executions", tags=["events"])

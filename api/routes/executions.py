@@ -7,6 +7,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Response
 from pydantic import BeforeValidator
 
+from anvil.domain.enums import Priority, TriggerKind
+from anvil.domain.policy import resolve_retry_policy
+from anvil.domain.states import Status
 from anvil.errors import InvalidInput
 from api.deps import SessionDep, SettingsDep, Tester, Viewer
 from api.schemas import (
@@ -22,12 +25,9 @@ from api.submission import ToPublish, lineage_of, submit_once
 from db import executions as ex
 from db.batches import BatchItem, create_batch
 from db.cases import get_case
-from db.enums import Priority, TriggerKind
 from db.models import Execution
 from db.session import read_db_now
-from db.states import Status
 from db.suite_runs import SUITE
-from scheduler.policy import resolve_retry_policy
 
 router = APIRouter(prefix="/api/v1/executions", tags=["executions"])
 

@@ -9,11 +9,11 @@ from fastapi import APIRouter, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from anvil.domain.states import Status
 from api.deps import SessionDep, Viewer
 from api.junit import junit_xml
 from db.executions import get_execution
 from db.models import Execution, StepTrace
-from db.states import Status
 
 router = APIRouter(prefix="/api/v1/executions", tags=["executions"])
 

@@ -8,11 +8,11 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Response
 from pydantic import StringConstraints
 
+from anvil.domain.enums import Role, StepStatus
 from api.deps import SessionDep, SettingsDep, Tester, Viewer
 from api.routes.executions import to_public
 from api.schemas import INT4_MAX, ExecutionPublic, StepPublic, Strict
 from db import manual
-from db.enums import Role, StepStatus
 from db.executions import get_execution
 
 router = APIRouter(tags=["manual tests"])

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Response
 from sqlalchemy.orm import Session
 
+from anvil.domain.policy import next_fire_times
 from anvil.errors import InvalidInput, NotFound
 from api.deps import Maintainer, SessionDep, SettingsDep, Tester, Viewer
 from api.routes.executions import to_public as execution_public
@@ -18,7 +19,6 @@ from db.cases import get_case
 from db.models import Schedule
 from db.session import read_db_now
 from db.suites import get_suite
-from scheduler.policy import next_fire_times
 from workers.publish import publish_many
 
 router = APIRouter(prefix="/api/v1/schedules", tags=["schedules"])

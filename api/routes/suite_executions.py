@@ -7,11 +7,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Response
 
+from anvil.domain.enums import Priority
 from api.deps import SessionDep, SettingsDep, Tester
 from api.routes.executions import to_public
 from api.schemas import ExecutionPublic, SuiteExecutionCreate
 from api.submission import ToPublish, lineage_of, submit_once
-from db.enums import Priority
 from db.models import Execution
 from db.session import read_db_now
 from db.suite_runs import create_suite_execution

@@ -7,13 +7,13 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 
+from anvil.domain.enums import CaseKind, Role
 from anvil.errors import InvalidInput
 from anvil.settings import Settings
 from api.deps import Maintainer, SessionDep, SettingsDep, Viewer
 from api.schemas import Page, TestCaseCreate, TestCasePublic, TestCaseUpdate
 from api.specs import validate_spec
 from db import cases, schedules
-from db.enums import CaseKind, Role
 from db.models import TestCase, User
 from db.secrets import check_references
 

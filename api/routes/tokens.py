@@ -14,13 +14,13 @@ from datetime import timedelta
 
 from fastapi import APIRouter, Depends, Path, Response
 
+from anvil.domain.enums import Role
 from anvil.errors import Forbidden, NotFound
 from api.account_schemas import ApiTokenCreate, ApiTokenCreated, ApiTokenPublic
 from api.deps import SessionDep, Viewer, oauth2
 from api.schemas import Page
 from api.security import is_api_token
 from db import tokens
-from db.enums import Role
 from db.models import ApiToken
 from db.types import utcnow
 

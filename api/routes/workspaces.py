@@ -14,8 +14,8 @@ from pathlib import Path
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
+from anvil.domain.workspaces import WorkspaceError, resolve_workspace
 from api.deps import SettingsDep, Viewer
-from workers.sandbox import WorkspaceError, resolve_workspace
 
 router = APIRouter(prefix="/api/v1/workspaces", tags=["workspaces"])
 

@@ -219,8 +219,8 @@ class Stack:
 
     def publish(self, execution_id: str, priority: str) -> None:
         """Publish "execution X is ready" on this stack's broker, exactly as the API does."""
+        from anvil.domain.enums import Priority
         from anvil.settings import Settings
-        from db.enums import Priority
         from workers.celery_app import RUN_TASK, make_celery
 
         app = make_celery(Settings(redis_url=self.redis_url, database_url=self.database_url))
@@ -257,9 +257,9 @@ class Stack:
 
 def _create_admin(database_url: str) -> str:
     """An admin in the stack's database (a dedicated engine, not this process's default one)."""
+    from anvil.domain.enums import Role
     from anvil.settings import get_settings
     from api.security import issue_token
-    from db.enums import Role
     from db.session import make_engine
     from db.users import create_user
 

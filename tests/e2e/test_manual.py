@@ -19,9 +19,9 @@ STEPS = [
 
 
 def _user(stack: Stack, name: str, role: str) -> httpx.Client:
+    from anvil.domain.enums import Role
     from anvil.settings import get_settings
     from api.security import issue_token
-    from db.enums import Role
     from db.users import create_user
 
     with Session(stack.engine) as session, session.begin():

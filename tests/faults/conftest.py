@@ -209,9 +209,9 @@ _db_seq = itertools.count(1)
 
 
 def _create_admin(database_url: str) -> str:
+    from anvil.domain.enums import Role
     from anvil.settings import get_settings
     from api.security import issue_token
-    from db.enums import Role
     from db.session import make_engine
     from db.users import create_user
 

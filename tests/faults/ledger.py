@@ -28,7 +28,7 @@ from typing import Any
 import httpx
 from sqlalchemy import Engine, text
 
-from db.states import FINISHED, Status, is_valid_path
+from anvil.domain.states import FINISHED, Status, is_valid_path
 
 FINISHED_NAMES = tuple(s.value for s in FINISHED)
 REPORTS: list[dict[str, Any]] = []  # printed again in the terminal summary (conftest.py)

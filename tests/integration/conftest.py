@@ -13,9 +13,9 @@ import redis
 from argon2 import PasswordHasher
 from sqlalchemy.orm import Session
 
+from anvil.domain.enums import Priority, Role, TriggerKind
 from anvil.settings import get_settings
 from api.security import issue_token
-from db.enums import Priority, Role, TriggerKind
 from db.executions import create_execution
 from db.models import TestCase, User
 from db.session import new_session

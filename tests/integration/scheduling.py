@@ -13,11 +13,11 @@ from typing import Any, TypeVar
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
+from anvil.domain.states import Status
 from anvil.settings import Settings
 from db.attempts import claim, finish
 from db.models import Execution, ExecutionTransition, TestCase
 from db.session import new_session
-from db.states import Status
 from scheduler.tick import TickReport, run_tick
 from tests.helpers import generic_spec
 

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 import pytest
 from sqlalchemy import text
 
-from db.enums import Role
+from anvil.domain.enums import Role
 from db.session import new_session
 from tests.integration.support import problem
 

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from fastapi.testclient import TestClient
 
-from db.enums import Role
+from anvil.domain.enums import Role
 from tests.integration.support import problem
 
 TOKEN = "/api/v1/auth/token"

@@ -12,8 +12,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from anvil.domain.enums import Role
 from db.attempts import claim
-from db.enums import Role
 from db.events import list_events
 from db.models import Execution, ExecutionTransition, TestCase
 from tests.helpers import make_case

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from anvil.domain.enums import Role
 from anvil.settings import get_settings
-from db.enums import Role
 from tests.integration.support import count_rows, generic_case_body, problem
 
 CASES = "/api/v1/test-cases"

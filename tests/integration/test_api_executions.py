@@ -15,11 +15,11 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from anvil.domain.enums import Priority, Role
+from anvil.domain.states import Status
 from anvil.settings import get_settings
 from db.attempts import claim
-from db.enums import Priority, Role
 from db.models import Execution, TestCase
-from db.states import Status
 from db.transitions import transition
 from tests.helpers import make_case
 from tests.integration.support import count_rows, problem, published_ids

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from anvil.domain.enums import Role
 from anvil.settings import get_settings
-from db.enums import Role
 from db.models import TestCase
 from tests.integration.support import generic_case_body, problem
 

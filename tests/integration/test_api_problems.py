@@ -14,8 +14,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
+from anvil.domain.enums import Role
 from anvil.settings import get_settings
-from db.enums import Role
 from db.models import TestCase, User
 from tests.helpers import make_user
 from tests.integration.support import generic_case_body, problem

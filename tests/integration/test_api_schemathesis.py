@@ -17,8 +17,8 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from sqlalchemy.orm import Session
 
+from anvil.domain.enums import Role
 from api.app import app
-from db.enums import Role
 from tests.helpers import make_case
 
 EXAMPLES = 15

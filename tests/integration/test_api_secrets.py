@@ -10,8 +10,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
+from anvil.domain.enums import Role
 from anvil.settings import Settings, get_settings
-from db.enums import Role
 from db.models import TestSecret
 from db.secrets import (
     SecretUnavailable,

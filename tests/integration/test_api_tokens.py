@@ -9,7 +9,7 @@ from datetime import timedelta
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
-from db.enums import Role
+from anvil.domain.enums import Role
 from db.session import new_session
 from db.types import utcnow
 from tests.integration.support import generic_case_body, problem

@@ -10,11 +10,11 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
+from anvil.domain.enums import Role
+from anvil.domain.states import Status
 from db.attempts import claim
 from db.cancel import cancel_requested
-from db.enums import Role
 from db.session import new_session
-from db.states import Status
 from tests.integration.scheduling import (
     case_in_db,
     children_of,

@@ -11,13 +11,14 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from anvil.domain.states import Status
+from anvil.domain.steps import StepRecord
 from anvil.errors import InvalidTransition
-from db.attempts import Lease, StepRecord, claim, finish, hold, renew_lease, write_step
+from db.attempts import Lease, claim, finish, hold, renew_lease, write_step
 from db.cancel import cancel
 from db.events import list_events
 from db.models import Execution, ExecutionTransition, StepTrace
 from db.session import new_session
-from db.states import Status
 from db.transitions import transition
 from tests.helpers import make_suite_run
 

@@ -22,14 +22,15 @@ import redis
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from anvil.domain.enums import Priority, StepStatus, TriggerKind
+from anvil.domain.states import Status
+from anvil.domain.steps import StepRecord
 from anvil.processes import Child, spawn, wait_http
-from db.attempts import StepRecord, claim, finish, write_step
-from db.enums import Priority, StepStatus, TriggerKind
+from db.attempts import claim, finish, write_step
 from db.events import channel
 from db.executions import create_execution
 from db.models import ExecutionEvent, ExecutionTransition, StepTrace, TestCase
 from db.session import new_session
-from db.states import Status
 from tests.helpers import make_case, make_suite_run
 
 Headers = dict[str, str]
@@ -109,7 +110,7 @@ def standalone_api_url(pg_url: str, tmp_path_factory: pytest.TempPathFactory) ->
 
 @pytest.fixture
 def viewer(auth: Callable[..., Headers]) -> Headers:
-    from db.enums import Role
+    from anvil.domain.enums import Role
 
     return auth(Role.VIEWER)
 

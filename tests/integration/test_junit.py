@@ -21,18 +21,19 @@ from junitparser import TestSuite as JSuite
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from db.attempts import StepRecord, claim, finish, write_step
-from db.enums import Priority, Role, StepStatus, TriggerKind
+from anvil.domain.enums import Priority, Role, StepStatus, TriggerKind
+from anvil.domain.states import Status
+from anvil.domain.steps import Outcome, StepRecord
+from db.attempts import claim, finish, write_step
 from db.executions import create_execution
 from db.models import Execution, TestCase
 from db.session import new_session
-from db.states import Status
 from db.suite_runs import create_suite_execution
 from db.suites import create_suite
 from db.transitions import transition
 from tests.integration.conftest import Headers, TestClient
 from workers.runners import bdd, pytest_runner
-from workers.runners.base import Outcome, RunContext
+from workers.runners.base import RunContext
 
 WORKSPACES = Path(__file__).resolve().parents[2] / "examples" / "workspaces"
 XML = "application/xml"

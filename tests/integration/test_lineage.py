@@ -12,8 +12,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
+from anvil.domain.enums import Priority, Role, TriggerKind
 from db import lineage
-from db.enums import Priority, Role, TriggerKind
 from db.executions import create_execution
 from db.models import Execution, TestCase
 from db.session import get_engine

@@ -12,8 +12,8 @@ import redis
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
-from db.enums import Role
-from db.states import Status
+from anvil.domain.enums import Role
+from anvil.domain.states import Status
 from tests.integration.scheduling import (
     case_in_db,
     children_of,

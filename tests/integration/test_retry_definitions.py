@@ -11,8 +11,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
-from db.enums import Role
-from db.states import Status
+from anvil.domain.enums import Role
+from anvil.domain.states import Status
 from tests.integration.scheduling import case_in_db, children_of, row, run_as_worker, tick
 from tests.integration.support import count_rows, problem
 

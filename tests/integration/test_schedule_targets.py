@@ -15,8 +15,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
+from anvil.domain.enums import Role
 from anvil.migrate import downgrade, upgrade
-from db.enums import Role
 from db.models import Execution
 from db.session import make_engine, new_session
 from tests.conftest import RUN, _drop, clone_database

@@ -15,10 +15,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from db.enums import Role
+from anvil.domain.enums import Role
+from anvil.domain.states import Status
 from db.models import Execution
 from db.session import new_session
-from db.states import Status
 from scheduler.tick import run_tick
 from tests.integration.scheduling import (
     case_in_db,

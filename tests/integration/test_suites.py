@@ -14,12 +14,12 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, insert, select, text
 from sqlalchemy.orm import Session
 
+from anvil.domain.enums import Priority, Role, TriggerKind
+from anvil.domain.states import Status
 from db.attempts import claim, finish
-from db.enums import Priority, Role, TriggerKind
 from db.executions import create_execution
 from db.models import Execution, ExecutionTransition, TestCase, TestSuite
 from db.session import new_session
-from db.states import Status
 from db.suite_runs import create_suite_execution
 from db.suites import create_suite
 from tests.helpers import generic_spec

@@ -12,11 +12,11 @@ import redis
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
+from anvil.domain.enums import Role
+from anvil.domain.states import Status
 from anvil.settings import Settings, get_settings
 from db.attempts import claim
-from db.enums import Role
 from db.session import new_session
-from db.states import Status
 from scheduler.tick import TickReport, run_tick
 from tests.integration.scheduling import (
     case_in_db,

@@ -9,10 +9,10 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from anvil.domain.states import Status
 from db.attempts import claim, finish
 from db.models import Execution, ExecutionTransition
 from db.session import new_session
-from db.states import Status
 from db.transitions import transition
 
 

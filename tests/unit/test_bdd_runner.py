@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from db.attempts import StepRecord
-from db.states import Status
+from anvil.domain.states import Status
+from anvil.domain.steps import Outcome, StepRecord
 from tests.behave_oracle import run_behave
 from workers.runners import bdd
-from workers.runners.base import Outcome, RunContext
+from workers.runners.base import RunContext
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "workspaces" / "bdd-demo"
 # A step that blocks until a file appears in the workspace: lets a test act while behave runs.

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from scheduler.policy import republish_wait_s, should_republish
+from anvil.domain.policy import republish_wait_s, should_republish
 
 T0 = datetime(2024, 1, 1, 12, 0, tzinfo=UTC)
 

@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from db.attempts import StepRecord
-from db.states import Status
+from anvil.domain.states import Status
+from anvil.domain.steps import StepRecord
 from workers.runners.base import RunContext
 from workers.runners.pytest_runner import StepRecorder, _last_lines, pytest_argv
 from workers.sandbox import ProcessResult

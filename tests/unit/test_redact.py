@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from db.attempts import StepRecord
+from anvil.domain.steps import StepRecord
 from workers.redact import CUT, PIECE_MIN, _mask, redact, redact_step
 
 SANDBOX_CUT = "\n... [4096 bytes of output truncated] ...\n"  # workers/sandbox.py's marker

@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from workers.sandbox import ProcessResult, WorkspaceError, resolve_workspace, run_process, scrubbed_env
+from anvil.domain.workspaces import WorkspaceError, resolve_workspace
+from workers.sandbox import ProcessResult, run_process, scrubbed_env
 
 PY = sys.executable
 

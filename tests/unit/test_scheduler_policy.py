@@ -6,8 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from db.states import Status
-from scheduler.policy import (
+from anvil.domain.policy import (
     DEFAULT_RETRY,
     RetryPolicy,
     backoff_s,
@@ -18,6 +17,7 @@ from scheduler.policy import (
     should_retry,
     valid_cron,
 )
+from anvil.domain.states import Status
 
 
 def utc(*parts: int) -> datetime:

@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from db.states import (
+from anvil.domain.states import (
     ACTIVE,
     ALLOWED,
     FINISHED,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from workers.runners.base import Outcome, RunContext
+from anvil.domain.steps import Outcome
+from workers.runners.base import RunContext
 
 Runner = Callable[[RunContext], Outcome]
 

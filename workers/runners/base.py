@@ -9,11 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from db.attempts import StepRecord, summarize
-from db.states import Status
+from anvil.domain.steps import StepRecord
 from workers.confinement import Confinement, Limits, Sandbox
-
-__all__ = ["Outcome", "RunContext", "StepRecord", "summarize"]
 
 
 @dataclass
@@ -54,10 +51,3 @@ class RunContext:
             "ANVIL_EXECUTION_ID": str(self.execution_id),
             "ANVIL_ATTEMPT": str(self.attempt),
         }
-
-
-@dataclass
-class Outcome:
-    status: Status
-    summary: dict[str, Any]
-    error: str | None = None

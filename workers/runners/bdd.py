@@ -23,17 +23,18 @@ import re
 import sys
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
-from db.attempts import StepRecord
-from db.enums import StepStatus
-from db.states import Status
+from anvil.domain.enums import StepStatus
+from anvil.domain.states import Status
+from anvil.domain.steps import Outcome, StepRecord, summarize
+from anvil.domain.workspaces import WorkspaceError, resolve_feature, resolve_workspace
 from workers.confinement import prepare_scratch
-from workers.runners.base import Outcome, RunContext, summarize
+from workers.runners.base import RunContext
 from workers.runners.jsonl import JsonLinesTail
 from workers.runners.tooling import private_dir, tool_env
-from workers.sandbox import ProcessResult, WorkspaceError, resolve_workspace, run_process
+from workers.sandbox import ProcessResult, run_process
 
 log = logging.getLogger("anvil.worker")
 
@@ -63,26 +64,6 @@ SCENARIO_BROKEN = {"hook_error", "cleanup_error", "untested", "unknown", "execut
 MESSAGE_LINES = 15
 # A step's data table is kept in its details up to this many rows (heading included).
 TABLE_ROWS_KEPT = 101
-
-
-class FeatureError(WorkspaceError):
-    """The spec's feature file is outside the workspace, or missing from it."""
-
-
-def resolve_feature(workspace: Path, feature: str) -> Path:
-    """The feature file ``feature`` (relative, ``.feature``) inside ``workspace``; FeatureError otherwise."""
-    relative = PurePosixPath(feature)
-    if relative.is_absolute() or feature.startswith("\\") or ".." in relative.parts or "\\" in feature:
-        raise FeatureError(f"feature {feature!r} must be a relative path inside the workspace")
-    if relative.suffix != ".feature":
-        raise FeatureError(f"feature {feature!r} must name a .feature file")
-    base = workspace.resolve()
-    path = (base / relative).resolve()
-    if not path.is_relative_to(base):
-        raise FeatureError(f"feature {feature!r} leaves the workspace (through a symbolic link)")
-    if not path.is_file():
-        raise FeatureError(f"feature file {feature!r} does not exist in workspace {workspace.name!r}")
-    return path
 
 
 def scenario_name_pattern(name: str) -> str:

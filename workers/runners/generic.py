@@ -11,14 +11,15 @@ from pathlib import Path
 
 import regex
 
-from db.attempts import StepRecord
-from db.enums import StepStatus
-from db.states import Status
+from anvil.domain.enums import StepStatus
+from anvil.domain.states import Status
+from anvil.domain.steps import Outcome, StepRecord, summarize
+from anvil.domain.workspaces import WorkspaceError, resolve_workspace
 from db.types import utcnow
 from workers.confinement import prepare_scratch
 from workers.runners import pytest_runner
-from workers.runners.base import Outcome, RunContext, summarize
-from workers.sandbox import ProcessResult, WorkspaceError, resolve_workspace, run_process, scrubbed_env
+from workers.runners.base import RunContext
+from workers.sandbox import ProcessResult, run_process, scrubbed_env
 
 # The longest an expect_output pattern may search a step's output (catastrophic backtracking:
 # "(a+)+$" against "aaaa…!" would otherwise hold the worker slot past every timeout).

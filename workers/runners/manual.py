@@ -5,9 +5,10 @@ The worker slot is free again at once; testers record results through the API or
 
 from __future__ import annotations
 
-from db.enums import StepStatus
-from db.states import Status
-from workers.runners.base import Outcome, RunContext, StepRecord, summarize
+from anvil.domain.enums import StepStatus
+from anvil.domain.states import Status
+from anvil.domain.steps import Outcome, StepRecord, summarize
+from workers.runners.base import RunContext
 
 
 def run(ctx: RunContext) -> Outcome:

@@ -28,14 +28,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from db.attempts import StepRecord
-from db.enums import StepStatus
-from db.states import Status
+from anvil.domain.enums import StepStatus
+from anvil.domain.states import Status
+from anvil.domain.steps import Outcome, StepRecord, summarize
+from anvil.domain.workspaces import WorkspaceError, resolve_workspace
 from workers.confinement import prepare_scratch
-from workers.runners.base import Outcome, RunContext, summarize
+from workers.runners.base import RunContext
 from workers.runners.jsonl import JsonLinesTail
 from workers.runners.tooling import private_dir, tool_env
-from workers.sandbox import ProcessResult, WorkspaceError, resolve_workspace, run_process
+from workers.sandbox import ProcessResult, run_process
 
 log = logging.getLogger("anvil.worker")
 

@@ -66,8 +66,3 @@ class StepStatus(StrEnum):
     NOT_RUN = "not_run"
     CANCELLED = "cancelled"
 
-
-def check_in(column: str, values: type[StrEnum]) -> str:
-    """SQL for a CHECK constraint that keeps a string column within an enum."""
-    quoted = ", ".join(f"'{v.value}'" for v in values)
-    return f"{column} IN ({quoted})"

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 from croniter import CroniterBadDateError, croniter
 
-from db.states import Status
+from anvil.domain.states import Status
 
 MAX_BACKOFF_DOUBLINGS = 5
 RETRYABLE_NAMES = ("FAILED", "ERROR", "TIMEOUT")
