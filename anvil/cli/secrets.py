@@ -18,11 +18,13 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from anvil.http_client import DEFAULT_API_URL, ApiUrl, AsJson, Token, console, exit_on_api_error, make_api
-from db.secrets import NAME_PATTERN, NAME_RULE
+from anvil.cli.http import exit_on_api_error, make_api
+from anvil.cli.options import DEFAULT_API_URL, ApiUrl, AsJson, Token
+from anvil.cli.output import console
+from anvil.domain.specs.env import NAME_PATTERN, NAME_RULE
 
-secrets_app = typer.Typer(
-    help="Test secrets (admin only, over the API): values a case's env names as {\"secret\": NAME}.",
+app = typer.Typer(
+    help='Test secrets (admin only, over the API): values a case\'s env names as {"secret": NAME}.',
     no_args_is_help=True,
 )
 
@@ -53,7 +55,7 @@ def _read_value(value_file: Path | None) -> str:
     return text.removesuffix("\n").removesuffix("\r")
 
 
-@secrets_app.command("set")
+@app.command("set")
 def secrets_set(
     name: SecretName,
     value_file: Annotated[
@@ -77,7 +79,7 @@ def secrets_set(
     typer.echo(f"{done} test secret {secret['name']}")
 
 
-@secrets_app.command("list")
+@app.command("list")
 def secrets_list(api_url: ApiUrl = DEFAULT_API_URL, token: Token = None, as_json: AsJson = False) -> None:
     """List test secrets: names, when they were set and by whom (never their values)."""
     with exit_on_api_error():
@@ -98,7 +100,7 @@ def secrets_list(api_url: ApiUrl = DEFAULT_API_URL, token: Token = None, as_json
     out.print(table) if items else out.print("no test secrets")
 
 
-@secrets_app.command("delete")
+@app.command("delete")
 def secrets_delete(name: SecretName, api_url: ApiUrl = DEFAULT_API_URL, token: Token = None) -> None:
     """Delete a test secret (admin). Refused while a test case names it."""
     with exit_on_api_error():

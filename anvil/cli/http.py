@@ -1,39 +1,20 @@
 """The HTTP helper every client command goes through: base URL, bearer token, problem details.
 
-Commands talk to the API like any user: ANVIL_API_URL and ANVIL_TOKEN (or --api-url/--token).
-An API problem becomes its detail on stderr and exit code 2.
+Commands talk to the API like any user: ANVIL_API_URL and ANVIL_TOKEN (or --api-url/--token,
+anvil/cli/options.py). An API problem becomes its detail on stderr and exit code 2.
 """
 
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import httpx
 import typer
-from rich.console import Console
-
-DEFAULT_API_URL = "http://127.0.0.1:8000"
-
-ApiUrl = Annotated[
-    str, typer.Option("--api-url", envvar="ANVIL_API_URL", help="Anvil API base URL", show_envvar=True)
-]
-Token = Annotated[
-    str | None,
-    typer.Option(
-        "--token",
-        envvar="ANVIL_TOKEN",
-        show_envvar=True,
-        show_default=False,
-        help="bearer token (default: ANVIL_TOKEN, else the one `anvil dev` wrote to .anvil/token)",
-    ),
-]
-AsJson = Annotated[bool, typer.Option("--json", help="print the raw JSON")]
 
 
 class ApiError(Exception):
@@ -175,8 +156,3 @@ def exit_on_api_error() -> Iterator[None]:
     except ApiError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
-
-
-def console() -> Console:
-    # Wide when piped, so ids and names are never wrapped or cut in logs and scripts.
-    return Console(width=None if sys.stdout.isatty() else 200, highlight=False)

@@ -1,8 +1,10 @@
-"""The `anvil` command: server processes, database and user administration, and the API client."""
+"""`anvil api|worker|beat`: the server processes, each refusing unusable settings up front.
+
+Top-level commands, so plain functions: anvil/cli/main.py registers them on the root app.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -12,12 +14,7 @@ from anvil.domain.enums import QUEUES
 if TYPE_CHECKING:
     from anvil.settings import Settings
 
-app = typer.Typer(help="Anvil: distributed test execution.", no_args_is_help=True, add_completion=False)
-db_app = typer.Typer(help="Database administration.", no_args_is_help=True)
-app.add_typer(db_app, name="db")
 
-
-@app.command()
 def api(
     host: Annotated[str | None, typer.Option(help="bind address (default ANVIL_API_HOST)")] = None,
     port: Annotated[int | None, typer.Option(help="port (default ANVIL_API_PORT)")] = None,
@@ -34,8 +31,9 @@ def api(
     from anvil.hardening import make_undumpable, secrets_in_environment
 
     settings = _server_settings("api", listen_host=host or "")
-    # Non-dumpable now; the secrets leave the environment in protected_api_app, which runs in each
-    # serving process (with --workers N, uvicorn starts N fresh interpreters from this environment).
+    # Non-dumpable now; the secrets leave the environment in protected_api_app (anvil/cli/asgi.py),
+    # which runs in each serving process (with --workers N, uvicorn starts N fresh interpreters from
+    # this environment).
     make_undumpable()
     if workers > 1 and secrets_in_environment():
         typer.echo(
@@ -53,7 +51,7 @@ def api(
         err=True,
     )
     uvicorn.run(
-        "anvil.cli:protected_api_app",
+        "anvil.cli.asgi:protected_api_app",
         factory=True,
         host=host or settings.api_host,
         port=port or settings.api_port,
@@ -61,18 +59,6 @@ def api(
         log_level=settings.log_level.lower(),
         access_log=False,
     )
-
-
-def protected_api_app() -> object:
-    """The API app for uvicorn, in a process that has loaded its settings and then dropped its
-    secrets from its environment and made itself non-dumpable (anvil/hardening.py)."""
-    from anvil.hardening import protect_process
-    from anvil.settings import get_settings
-    from api.app import app as api_app
-
-    get_settings()
-    protect_process()
-    return api_app
 
 
 def _server_settings(role: str, *, listen_host: str | None = None) -> Settings:
@@ -105,7 +91,6 @@ def _server_settings(role: str, *, listen_host: str | None = None) -> Settings:
     return settings
 
 
-@app.command()
 def worker(
     queues: Annotated[
         str, typer.Option("-Q", "--queues", help="queues to consume, highest priority first")
@@ -159,7 +144,6 @@ def _check_sandbox(settings: Settings) -> None:
         )
 
 
-@app.command()
 def beat() -> None:
     """Run the scheduler (Celery beat with Anvil's tick). Several may run; one acts at a time."""
     settings = _server_settings("beat")
@@ -168,68 +152,3 @@ def beat() -> None:
 
     protect_process()
     celery.start(["beat", "-l", settings.log_level, "--scheduler", "scheduler.beat:AnvilScheduler"])
-
-
-@db_app.command("upgrade")
-def db_upgrade(revision: Annotated[str, typer.Argument(help="target revision")] = "head") -> None:
-    """Apply database migrations (ANVIL_DATABASE_URL)."""
-    from anvil.migrate import upgrade
-
-    upgrade(revision=revision)
-    typer.echo(f"database at {revision}")
-
-
-@app.command()
-def dev(
-    port: Annotated[int, typer.Option(envvar="ANVIL_API_PORT", help="API port")] = 8000,
-    flower_port: Annotated[int, typer.Option(help="Flower port")] = 5555,
-    flower: Annotated[bool, typer.Option("--flower/--no-flower", help="also run Flower")] = True,
-    broker: Annotated[
-        str,
-        typer.Option(
-            help="auto: ANVIL_REDIS_URL, else a private redis-server if on PATH, else filesystem://; "
-            "or force redis-server / filesystem"
-        ),
-    ] = "auto",
-    workspace_root: Annotated[
-        Path | None, typer.Option(help="default: ANVIL_WORKSPACE_ROOT, ./examples/workspaces, ./workspaces")
-    ] = None,
-    demo: Annotated[bool, typer.Option("--demo", help="run the sample case once started")] = False,
-    exit_after_demo: Annotated[
-        bool, typer.Option("--exit-after-demo", help="run the sample case, then stop (exit 0 if it PASSED)")
-    ] = False,
-) -> None:
-    """Standalone mode: API, worker, beat and Flower on SQLite (./.anvil) in one command."""
-    from anvil.dev import Options, run_dev
-
-    if broker not in ("auto", "redis-server", "filesystem"):
-        raise typer.BadParameter("choose auto, redis-server or filesystem", param_hint="--broker")
-    options = Options(
-        port=port,
-        flower_port=flower_port,
-        flower=flower,
-        broker=broker,  # type: ignore[arg-type]
-        workspace_root=workspace_root,
-        demo=demo,
-        exit_after_demo=exit_after_demo,
-    )
-    raise typer.Exit(run_dev(options))
-
-
-def main() -> None:
-    from anvil import (  # noqa: F401  (the API client commands)
-        client,
-        manual_cli,
-        schedules_cli,
-        suites_cli,
-    )
-
-    # These groups do not import this module (no import circle): they are added here.
-    from anvil.secrets_cli import secrets_app
-    from anvil.tokens_cli import tokens_app
-    from anvil.users_cli import users_app
-
-    app.add_typer(users_app, name="users")
-    app.add_typer(tokens_app, name="tokens")
-    app.add_typer(secrets_app, name="secrets")
-    app()

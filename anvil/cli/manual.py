@@ -9,18 +9,16 @@ from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
-from anvil.cli import app
-from anvil.http_client import Api, ApiError, ApiUrl, Token, console, exit_on_api_error, make_api
+from anvil.cli.http import Api, ApiError, exit_on_api_error, make_api
+from anvil.cli.options import ApiUrl, Token
+from anvil.cli.output import console
 
-manual_app = typer.Typer(
-    help="Manual tests: the queue, and performing one step by step.", no_args_is_help=True
-)
-app.add_typer(manual_app, name="manual")
+app = typer.Typer(help="Manual tests: the queue, and performing one step by step.", no_args_is_help=True)
 
 OUTCOMES = {"p": "passed", "f": "failed", "b": "blocked", "s": "skipped"}
 
 
-@manual_app.command("queue")
+@app.command("queue")
 def queue(api_url: ApiUrl = "http://127.0.0.1:8000", token: Token = None) -> None:
     """Manual executions waiting for a tester, highest priority first."""
     out = console()
@@ -38,7 +36,7 @@ def queue(api_url: ApiUrl = "http://127.0.0.1:8000", token: Token = None) -> Non
     out.print(table)
 
 
-@manual_app.command("run")
+@app.command("run")
 def run(
     execution_id: str,
     api_url: ApiUrl = "http://127.0.0.1:8000",

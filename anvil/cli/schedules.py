@@ -1,7 +1,7 @@
-"""Schedule and control commands over the API: `anvil schedules …`, `anvil cancel`, `anvil retry`.
+"""`anvil schedules list|create|pause|resume|trigger`: cron schedules over the API.
 
-They go through the same HTTP helper as the other client commands (anvil/client.py), with the same
-ANVIL_API_URL / ANVIL_TOKEN options and exit codes (0 done, 2 usage or API error).
+They go through the same HTTP helper as the other client commands (anvil/cli/http.py), with the
+same ANVIL_API_URL / ANVIL_TOKEN options and exit codes (0 done, 2 usage or API error).
 """
 
 from __future__ import annotations
@@ -13,21 +13,13 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from anvil.cli import app
-from anvil.client import PriorityOption, _pages, resolve, resolve_case
+from anvil.cli.http import exit_on_api_error, make_api
+from anvil.cli.lookup import pages, resolve, resolve_case
+from anvil.cli.options import DEFAULT_API_URL, ApiUrl, AsJson, PriorityOption, Token
+from anvil.cli.output import console
 from anvil.domain.enums import Priority
-from anvil.http_client import (
-    DEFAULT_API_URL,
-    ApiUrl,
-    AsJson,
-    Token,
-    console,
-    exit_on_api_error,
-    make_api,
-)
 
-schedules_app = typer.Typer(help="Cron schedules (over the API).", no_args_is_help=True)
-app.add_typer(schedules_app, name="schedules")
+app = typer.Typer(help="Cron schedules (over the API).", no_args_is_help=True)
 
 ScheduleRef = Annotated[str, typer.Argument(help="schedule id (or exact name)")]
 OVERLAPS = ("skip", "allow", "cancel_previous")
@@ -38,11 +30,11 @@ def _schedule_line(schedule: dict[str, Any]) -> str:
     return f"{schedule['id']}  {schedule['name']}  next: {upcoming}"
 
 
-@schedules_app.command("list")
+@app.command("list")
 def schedules_list(api_url: ApiUrl = DEFAULT_API_URL, token: Token = None, as_json: AsJson = False) -> None:
     """List schedules with their next fire time (UTC)."""
     with exit_on_api_error():
-        items = list(_pages(make_api(api_url, token), "/api/v1/schedules", {}, 10_000))
+        items = list(pages(make_api(api_url, token), "/api/v1/schedules", {}, 10_000))
     if as_json:
         typer.echo(json.dumps(items, indent=2))
         return
@@ -62,7 +54,7 @@ def schedules_list(api_url: ApiUrl = DEFAULT_API_URL, token: Token = None, as_js
     out.print(table) if items else out.print("no schedules")
 
 
-@schedules_app.command("create")
+@app.command("create")
 def schedules_create(
     name: Annotated[str, typer.Option(help="unique name, e.g. nightly-regression")],
     cron: Annotated[str, typer.Option(help="five cron fields, e.g. '0 2 * * *'")],
@@ -108,58 +100,23 @@ def _set_enabled(ident: str, enabled: bool, api_url: str, token: str | None) -> 
     typer.echo(_schedule_line(schedule))
 
 
-@schedules_app.command("pause")
+@app.command("pause")
 def schedules_pause(schedule: ScheduleRef, api_url: ApiUrl = DEFAULT_API_URL, token: Token = None) -> None:
     """Stop a schedule from firing (from the scheduler's next tick)."""
     _set_enabled(schedule, False, api_url, token)
 
 
-@schedules_app.command("resume")
+@app.command("resume")
 def schedules_resume(schedule: ScheduleRef, api_url: ApiUrl = DEFAULT_API_URL, token: Token = None) -> None:
     """Let a paused schedule fire again; slots missed while paused are not made up."""
     _set_enabled(schedule, True, api_url, token)
 
 
-@schedules_app.command("trigger")
+@app.command("trigger")
 def schedules_trigger(schedule: ScheduleRef, api_url: ApiUrl = DEFAULT_API_URL, token: Token = None) -> None:
     """Run a schedule's target now. Prints the new execution id."""
     api = make_api(api_url, token)
     with exit_on_api_error():
         schedule_id = resolve(api, "/api/v1/schedules", "schedule", schedule)
         execution = api.call("POST", f"/api/v1/schedules/{schedule_id}/trigger")
-    typer.echo(execution["id"])
-
-
-@app.command()
-def cancel(
-    execution_id: Annotated[str, typer.Argument(help="execution id")],
-    reason: Annotated[str | None, typer.Option(help="recorded with the cancellation")] = None,
-    api_url: ApiUrl = DEFAULT_API_URL,
-    token: Token = None,
-) -> None:
-    """Cancel an execution (a suite: with its unfinished members). A running test stops within seconds."""
-    with exit_on_api_error():
-        execution = make_api(api_url, token).call(
-            "POST", f"/api/v1/executions/{execution_id}/cancel", body={"reason": reason} if reason else None
-        )
-    if execution["status"] == "CANCELLED":
-        typer.echo(f"{execution['id']}  CANCELLED")
-    else:
-        typer.echo(f"{execution['id']}  cancel requested ({execution['status']}: its worker stops the test)")
-
-
-@app.command()
-def retry(
-    execution_id: Annotated[str, typer.Argument(help="a finished execution's id")],
-    repair: Annotated[
-        bool, typer.Option("--repair", help="a repair after a fix (trigger_kind repair)")
-    ] = False,
-    api_url: ApiUrl = DEFAULT_API_URL,
-    token: Token = None,
-) -> None:
-    """Run a finished execution again as a new child execution. Prints the new execution id."""
-    with exit_on_api_error():
-        execution = make_api(api_url, token).call(
-            "POST", f"/api/v1/executions/{execution_id}/retry", body={"repair": repair}
-        )
     typer.echo(execution["id"])

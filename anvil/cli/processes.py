@@ -20,7 +20,7 @@ import httpx
 
 def anvil_argv(*args: str) -> list[str]:
     """argv that runs the `anvil` command with this interpreter (works without the script on PATH)."""
-    return [sys.executable, "-c", "from anvil.cli import main; main()", *args]
+    return [sys.executable, "-m", "anvil.cli", *args]
 
 
 @dataclass

@@ -15,10 +15,12 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from anvil.cli.http import exit_on_api_error, make_api
+from anvil.cli.options import DEFAULT_API_URL, ApiUrl, AsJson, Token
+from anvil.cli.output import console
 from anvil.domain.enums import Role
-from anvil.http_client import DEFAULT_API_URL, ApiUrl, AsJson, Token, console, exit_on_api_error, make_api
 
-tokens_app = typer.Typer(help="API tokens for bots such as CI (over the API).", no_args_is_help=True)
+app = typer.Typer(help="API tokens for bots such as CI (over the API).", no_args_is_help=True)
 
 
 def _days(expires: str) -> int | None:
@@ -37,7 +39,7 @@ def _when(value: str | None) -> str:
     return value[:16].replace("T", " ") if value else "-"
 
 
-@tokens_app.command("create")
+@app.command("create")
 def tokens_create(
     name: Annotated[str, typer.Option(help="what the token is for, e.g. ci")],
     role: Annotated[
@@ -70,7 +72,7 @@ def _list(api_url: str, token: str | None) -> list[dict[str, Any]]:
         return list(make_api(api_url, token).call("GET", "/api/v1/tokens")["items"])
 
 
-@tokens_app.command("list")
+@app.command("list")
 def tokens_list(api_url: ApiUrl = DEFAULT_API_URL, token: Token = None, as_json: AsJson = False) -> None:
     """List API tokens (an admin sees everyone's): name, role, created, expires, last used."""
     items = _list(api_url, token)
@@ -92,7 +94,7 @@ def tokens_list(api_url: ApiUrl = DEFAULT_API_URL, token: Token = None, as_json:
     out.print(table) if items else out.print("no API tokens")
 
 
-@tokens_app.command("revoke")
+@app.command("revoke")
 def tokens_revoke(
     ref: Annotated[str, typer.Argument(help="the token's id (or its name, if only one token has it)")],
     api_url: ApiUrl = DEFAULT_API_URL,

@@ -14,12 +14,11 @@ from typing import Any
 
 from rich.console import Console
 
-from anvil.client import resolve
+from anvil.cli.follow import follow_case
+from anvil.cli.http import Api, ApiError
+from anvil.cli.lookup import resolve, suite_body
 from anvil.domain.states import Status
-from anvil.follow import follow_case
-from anvil.http_client import Api, ApiError
 from anvil.migrate import ROOT
-from anvil.suites_cli import suite_body
 
 SAMPLE_CASE = Path("hello-case.json")
 

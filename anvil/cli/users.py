@@ -18,10 +18,11 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from anvil.cli.options import AsJson
+from anvil.cli.output import console
 from anvil.domain.enums import Role
-from anvil.http_client import AsJson, console
 
-users_app = typer.Typer(help="User administration (talks to the database directly).", no_args_is_help=True)
+app = typer.Typer(help="User administration (talks to the database directly).", no_args_is_help=True)
 
 UsernameArg = Annotated[str, typer.Argument(help="the user's name")]
 PasswordOption = Annotated[
@@ -61,7 +62,7 @@ def _password(given: str | None) -> str:
     return str(typer.prompt("password", hide_input=True, confirmation_prompt=True))
 
 
-@users_app.command("create")
+@app.command("create")
 def users_create(
     username: UsernameArg,
     role: Annotated[Role, typer.Option(help="admin, maintainer, tester or viewer")] = Role.TESTER,
@@ -87,7 +88,7 @@ def users_create(
         typer.echo(token_for(get_settings(), user))
 
 
-@users_app.command("list")
+@app.command("list")
 def users_list(as_json: AsJson = False) -> None:
     """List users: name, role, active, created."""
     from db.session import new_session
@@ -137,7 +138,7 @@ def _change(
     typer.echo(f"{username}: {what}; their access tokens are revoked")
 
 
-@users_app.command("set-role")
+@app.command("set-role")
 def users_set_role(
     username: UsernameArg,
     role: Annotated[Role, typer.Argument(help="admin, maintainer, tester or viewer")],
@@ -146,19 +147,19 @@ def users_set_role(
     _change(username, f"role {role.value}", role=role)
 
 
-@users_app.command("deactivate")
+@app.command("deactivate")
 def users_deactivate(username: UsernameArg) -> None:
     """Stop a user from signing in or using any token (their API tokens included)."""
     _change(username, "deactivated", is_active=False)
 
 
-@users_app.command("activate")
+@app.command("activate")
 def users_activate(username: UsernameArg) -> None:
     """Let a deactivated user sign in again."""
     _change(username, "activated", is_active=True)
 
 
-@users_app.command("reset-password")
+@app.command("reset-password")
 def users_reset_password(username: UsernameArg, password: PasswordOption = None) -> None:
     """Set a user's password (at least 12 characters, not a common one)."""
     from db.users import check_new_account
