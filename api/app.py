@@ -14,17 +14,11 @@ from api import openapi, problems
 from api.input_guard import InputGuard
 from api.routes import (
     auth,
-    batch_executions,
-    control,
-    events,
     executions,
     health,
-    junit,
-    lineage,
     manual,
     schedules,
     secrets,
-    suite_executions,
     test_cases,
     test_suites,
     tokens,
@@ -98,19 +92,13 @@ def create_app() -> FastAPI:
     )
     problems.install(app)
     openapi.install(app)
-    # lineage before executions: /executions/correlation/{id} must not reach /executions/{execution_id}.
+    # One router per resource; the executions package orders its own routes.
     routers = (
         health,
         auth,
         test_cases,
         test_suites,
-        lineage,
-        suite_executions,
-        batch_executions,
         executions,
-        control,
-        events,
-        junit,
         manual,
         workspaces,
         schedules,

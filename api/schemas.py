@@ -23,17 +23,15 @@ from pydantic import (
     field_validator,
 )
 
-from anvil.domain.enums import CaseKind, Priority, TriggerKind
+from anvil.domain.enums import Priority
 from anvil.domain.policy import valid_cron
+from anvil.domain.runners import CaseKind
+from anvil.domain.specs.base import Strict
 from db.secrets import MAX_VALUE_CHARS as SECRET_VALUE_MAX
 
 T = TypeVar("T")
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]
 Tag = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 # Numbers and flags in request bodies are taken as JSON types only: true is not 1, "5" is not 5.
@@ -118,15 +116,15 @@ class RetryPolicyIn(Strict):
 
 RETRY_POLICY_HELP = "retry policy overrides, key by key; null: inherit every key"
 SPEC_HELP = (
-    "what to run, checked for the kind: generic - workspace and exactly one of steps (commands) or "
-    "pytest; bdd - workspace and exactly one of feature (a file) or feature_text; manual - steps"
+    "what to run, checked for the kind: generic - workspace and steps (commands); pytest - workspace "
+    "and args; bdd - workspace and exactly one of feature (a file) or feature_text; manual - steps"
 )
 
 
 class TestCaseCreate(Strict):
     __test__ = False
     name: Name
-    kind: CaseKind = CaseKind.GENERIC
+    kind: CaseKind = CaseKind("generic")
     spec: dict[str, Any] = Field(description=SPEC_HELP)
     tags: list[Tag] = Field(default_factory=list, max_length=50)
     timeout_s: StrictInt | None = Field(
@@ -161,48 +159,6 @@ class TestCasePublic(BaseModel):
     created_by: uuid.UUID | None
     created_at: datetime
     updated_at: datetime
-
-
-RunId = Annotated[str, StringConstraints(min_length=1, max_length=200)]
-PARENT_HELP = "the execution this one follows up; required for trigger_kind repair and agent"
-MAX_EXPIRES_S = 30 * 24 * 3600
-EXPIRES_HELP = "not started within this many seconds: SKIPPED with reason expired"
-
-
-class CaseExecutionCreate(Strict):
-    test_case_id: uuid.UUID
-    priority: Priority = Priority.NORMAL
-    run_id: RunId | None = None
-    trigger_kind: TriggerKind = TriggerKind.API
-    parent_execution_id: uuid.UUID | None = Field(default=None, description=PARENT_HELP)
-    params: Params = Field(default_factory=dict)
-    retry_policy: RetryPolicyIn | None = Field(default=None, description=RETRY_POLICY_HELP)
-    expires_in_s: StrictFloat | None = Field(
-        default=None, gt=0, le=MAX_EXPIRES_S, description=EXPIRES_HELP
-    )
-
-
-# Items per batch submission: one transaction and a publish per item.
-MAX_BATCH = 500
-
-
-class BatchExecutionCreate(Strict):
-    items: list[CaseExecutionCreate] = Field(
-        min_length=1, max_length=MAX_BATCH, description="each as POST /api/v1/executions/case takes it"
-    )
-
-
-class SuiteExecutionCreate(Strict):
-    test_suite_id: uuid.UUID
-    priority: Priority | None = Field(default=None, description="default: the suite's default_priority")
-    run_id: RunId | None = None
-    trigger_kind: TriggerKind = TriggerKind.API
-    parent_execution_id: uuid.UUID | None = Field(default=None, description=PARENT_HELP)
-    params: Params = Field(default_factory=dict)
-    retry_policy: RetryPolicyIn | None = Field(default=None, description=RETRY_POLICY_HELP)
-    expires_in_s: StrictFloat | None = Field(
-        default=None, gt=0, le=MAX_EXPIRES_S, description=EXPIRES_HELP
-    )
 
 
 # At most this many explicit members: a suite's expansion is one bulk insert.
@@ -255,107 +211,6 @@ class TestSuitePublic(BaseModel):
     created_by: uuid.UUID | None
     created_at: datetime
     updated_at: datetime
-
-
-class SuiteProgress(BaseModel):
-    total: int
-    done: int
-    by_status: dict[str, int]
-
-
-class StepPublic(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-    seq: int
-    attempt: int
-    name: str
-    keyword: str | None
-    status: str
-    started_at: datetime | None
-    finished_at: datetime | None
-    duration_s: float | None
-    output: str | None
-    output_truncated: bool
-    error: str | None
-    details: dict[str, Any]
-
-
-class TransitionPublic(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-    id: int
-    attempt: int
-    from_status: str | None
-    to_status: str
-    at: datetime
-    actor: str
-    reason: str | None
-
-
-class ExecutionPublic(BaseModel):
-    id: uuid.UUID
-    test_case_id: uuid.UUID | None
-    test_case_name: str | None
-    kind: str | None
-    status: str
-    priority: str
-    attempt: int
-    max_attempts: int
-    trigger_kind: str
-    correlation_id: uuid.UUID
-    parent_execution_id: uuid.UUID | None
-    test_suite_id: uuid.UUID | None = None
-    root_execution_id: uuid.UUID | None = None
-    run_id: str | None
-    requested_by: uuid.UUID | None
-    params: dict[str, Any]
-    created_at: datetime
-    queued_at: datetime | None
-    started_at: datetime | None
-    finished_at: datetime | None
-    run_at: datetime | None
-    duration_s: float | None
-    worker: str | None
-    summary: dict[str, Any]
-    progress: SuiteProgress | None = Field(
-        default=None, description="suite executions only: members done of total, counts by status"
-    )
-    error: str | None
-    assigned_to: uuid.UUID | None = None
-    retry_policy: dict[str, Any] = Field(
-        default_factory=dict, description="the policy in force, resolved when it was submitted"
-    )
-    retry_index: int = Field(default=0, description="retries after failures before this one (0: a first try)")
-    flaky: bool = Field(default=False, description="passed on a retry after an earlier attempt failed")
-    expires_at: datetime | None = None
-    cancel_requested_at: datetime | None = Field(
-        default=None, description="a cancel reached it while RUNNING: its worker stops the test"
-    )
-    schedule_id: uuid.UUID | None = None
-    slot_at: datetime | None = Field(default=None, description="the schedule slot that fired it")
-    steps: list[StepPublic] | None = None
-    transitions: list[TransitionPublic] | None = None
-
-
-class BatchPublic(BaseModel):
-    items: list[ExecutionPublic]
-
-
-class DescendantPublic(ExecutionPublic):
-    level: int = Field(description="1 = a child of the execution, 2 = a grandchild, ...")
-
-
-class LineagePublic(BaseModel):
-    execution: ExecutionPublic
-    depth: int = Field(description="the depth applied (the request's, capped by the server)")
-    ancestors: list[ExecutionPublic] = Field(description="from the root down to the parent")
-    descendants: list[DescendantPublic] = Field(description="breadth-first: level, then creation order")
-    siblings: list[ExecutionPublic] = Field(description="the other executions with the same parent")
-
-
-class CorrelationPublic(BaseModel):
-    correlation_id: uuid.UUID
-    total_executions: int
-    root_execution_id: uuid.UUID
-    executions: list[ExecutionPublic] = Field(description="ordered by creation")
 
 
 class Page(BaseModel, Generic[T]):

@@ -6,6 +6,7 @@ from sqlalchemy import text
 
 from api.problems import problem
 from db.session import new_session
+from workers.publish import broker_problem
 
 router = APIRouter(tags=["health"])
 
@@ -19,7 +20,7 @@ def healthz() -> dict[str, str]:
 @router.get("/readyz", response_model=None)
 def readyz() -> JSONResponse | dict[str, object]:
     """Ready when the database and the broker both answer; 503 naming what is down otherwise."""
-    checks = {"database": _database(), "broker": _broker()}
+    checks = {"database": _database(), "broker": broker_problem()}
     down = [name for name, error in checks.items() if error]
     if down:
         return problem(
@@ -37,15 +38,4 @@ def _database() -> str | None:
             session.execute(text("SELECT 1"))
     except Exception as exc:
         return f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
-    return None
-
-
-def _broker() -> str | None:
-    from workers.celery_app import app
-
-    try:
-        with app.connection_for_write() as conn:
-            conn.ensure_connection(max_retries=1, timeout=2)
-    except Exception as exc:
-        return f"{type(exc).__name__}: {exc}"
     return None

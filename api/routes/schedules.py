@@ -12,12 +12,12 @@ from sqlalchemy.orm import Session
 from anvil.domain.policy import next_fire_times
 from anvil.errors import InvalidInput, NotFound
 from api.deps import Maintainer, SessionDep, SettingsDep, Tester, Viewer
-from api.routes.executions import to_public as execution_public
-from api.schemas import ExecutionPublic, Page, ScheduleCreate, SchedulePublic, ScheduleUpdate
+from api.execution_schemas import ExecutionPublic
+from api.schemas import Page, ScheduleCreate, SchedulePublic, ScheduleUpdate
 from db import schedules
 from db.cases import get_case
 from db.models import Schedule
-from db.session import read_db_now
+from db.sql import read_db_now
 from db.suites import get_suite
 from workers.publish import publish_many
 
@@ -133,4 +133,4 @@ def trigger_schedule(
     session.commit()
     publish_many(to_publish)
     response.headers["Location"] = f"/api/v1/executions/{execution.id}"
-    return execution_public(execution)
+    return ExecutionPublic.from_row(execution)

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Path, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from anvil.domain.specs.env import NAME_PATTERN, NAME_RULE
 from api.deps import Admin, SessionDep, SettingsDep
 from api.schemas import SecretList, SecretPublic, SecretPut
 from db import secrets
@@ -23,8 +24,8 @@ router = APIRouter(prefix="/api/v1/secrets", tags=["secrets"])
 SecretName = Annotated[
     str,
     Path(
-        pattern=secrets.NAME_PATTERN,
-        description=secrets.NAME_RULE,
+        pattern=NAME_PATTERN,
+        description=NAME_RULE,
         examples=["deploy-token"],
     ),
 ]

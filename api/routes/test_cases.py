@@ -7,12 +7,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 
-from anvil.domain.enums import CaseKind, Role
+from anvil.domain.enums import Role
+from anvil.domain.runners import CaseKind, upgrade_legacy, validate_spec
 from anvil.errors import InvalidInput
 from anvil.settings import Settings
 from api.deps import Maintainer, SessionDep, SettingsDep, Viewer
 from api.schemas import Page, TestCaseCreate, TestCasePublic, TestCaseUpdate
-from api.specs import validate_spec
 from db import cases, schedules
 from db.models import TestCase, User
 from db.secrets import check_references
@@ -66,12 +66,13 @@ def create_test_case(
     body: TestCaseCreate, user: Maintainer, session: SessionDep, settings: SettingsDep
 ) -> object:
     """Define a test case (maintainer or admin). Secrets its env names must exist (/api/v1/secrets)."""
-    spec = validate_spec(body.kind.value, body.spec)
+    kind, spec = upgrade_legacy(body.kind.value, body.spec)
+    spec = validate_spec(kind, spec)
     check_references(session, spec)
     case = cases.create_case(
         session,
         name=body.name,
-        kind=body.kind.value,
+        kind=kind,
         spec=spec,
         tags=body.tags,
         timeout_s=_timeout(settings, body.timeout_s),
@@ -123,7 +124,10 @@ def update_test_case(
         if required in changes and changes[required] is None:
             raise InvalidInput(f"{required} cannot be null", field=f"body.{required}")
     if "spec" in changes:
-        changes["spec"] = validate_spec(case.kind, changes["spec"])
+        kind, spec = upgrade_legacy(case.kind, changes["spec"])
+        if kind != case.kind:  # a generic case given an old-style pytest spec becomes a pytest case
+            changes["kind"] = kind
+        changes["spec"] = validate_spec(kind, spec)
         check_references(session, changes["spec"])
     if "timeout_s" in changes:
         changes["timeout_s"] = _timeout(settings, changes["timeout_s"])

@@ -12,34 +12,18 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Response
-from pydantic import Field, StrictBool, StringConstraints
 from sqlalchemy.orm import Session
 
 from anvil.domain.enums import Role
 from anvil.errors import Forbidden
 from api.deps import SessionDep, Tester
-from api.routes.executions import to_public
-from api.schemas import ExecutionPublic, Strict
+from api.execution_schemas import CancelRequest, ExecutionPublic, RetryRequest
 from db.cancel import cancel
 from db.executions import get_execution
 from db.models import Execution, User
 from db.retries import retry_now
 
-router = APIRouter(prefix="/api/v1/executions", tags=["executions"])
-
-
-class CancelRequest(Strict):
-    reason: Annotated[str, StringConstraints(min_length=1, max_length=500)] | None = None
-
-
-class RetryRequest(Strict):
-    repair: StrictBool = Field(
-        default=False,
-        description=(
-            "a repair (the test or the code was fixed): trigger_kind repair, and it runs the case's "
-            "current version; without it the retry runs the same snapshot as the execution it follows"
-        ),
-    )
+router = APIRouter()
 
 
 def check_may_act(session: Session, user: User, execution_id: uuid.UUID, *, action: str) -> None:
@@ -90,7 +74,7 @@ def cancel_execution(
     reason = body.reason if body and body.reason else f"cancelled by {user.username}"
     execution = cancel(session, execution_id, actor=f"user:{user.username}", reason=reason)
     session.commit()
-    return to_public(execution)
+    return ExecutionPublic.from_row(execution)
 
 
 @router.post("/{execution_id}/retry", status_code=201, response_model=ExecutionPublic)
@@ -121,4 +105,4 @@ def retry_execution(
     )
     session.commit()
     response.headers["Location"] = f"/api/v1/executions/{child.id}"
-    return to_public(child)
+    return ExecutionPublic.from_row(child)

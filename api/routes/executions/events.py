@@ -51,7 +51,7 @@ from db.models import Execution
 from db.session import new_session
 
 log = logging.getLogger("anvil.api")
-router = APIRouter(prefix="/api/v1/executions", tags=["events"])
+router = APIRouter()
 
 HEARTBEAT_S = 15.0
 # Longest wait for a Redis nudge before the database is read anyway: a nudge lost to a Redis

@@ -1,7 +1,7 @@
 """The execution graph: what an execution came from, what it spawned, and its correlation chain.
 
-Registered before the executions router, so ``/executions/correlation/{id}`` is never read as
-``/executions/{execution_id}``.
+Included first (api/routes/executions/__init__.py), so ``/executions/correlation/{id}`` is never
+read as ``/executions/{execution_id}``.
 """
 
 from __future__ import annotations
@@ -12,12 +12,11 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from api.deps import SessionDep, Viewer
-from api.routes.executions import to_public
-from api.schemas import CorrelationPublic, DescendantPublic, LineagePublic
+from api.execution_schemas import CorrelationPublic, DescendantPublic, ExecutionPublic, LineagePublic
 from db import lineage
 from db.executions import get_execution
 
-router = APIRouter(prefix="/api/v1/executions", tags=["lineage"])
+router = APIRouter()
 
 DEFAULT_DEPTH = 20
 MAX_DEPTH = 100
@@ -31,7 +30,7 @@ def get_correlation_chain(correlation_id: uuid.UUID, _: Viewer, session: Session
         correlation_id=correlation_id,
         total_executions=len(rows),
         root_execution_id=lineage.chain_root(rows).id,
-        executions=[to_public(r) for r in rows],
+        executions=[ExecutionPublic.from_row(r) for r in rows],
     )
 
 
@@ -48,12 +47,12 @@ def get_lineage(
     depth = min(depth, MAX_DEPTH)
     execution = get_execution(session, execution_id)
     return LineagePublic(
-        execution=to_public(execution),
+        execution=ExecutionPublic.from_row(execution),
         depth=depth,
-        ancestors=[to_public(a) for a in lineage.ancestors(session, execution, depth=depth)],
+        ancestors=[ExecutionPublic.from_row(a) for a in lineage.ancestors(session, execution, depth=depth)],
         descendants=[
-            DescendantPublic(**to_public(d).model_dump(), level=level)
+            DescendantPublic.from_row(d, level=level)
             for d, level in lineage.descendants(session, execution, depth=depth)
         ],
-        siblings=[to_public(s) for s in lineage.siblings(session, execution)],
+        siblings=[ExecutionPublic.from_row(s) for s in lineage.siblings(session, execution)],
     )

@@ -15,7 +15,7 @@ from api.junit import junit_xml
 from db.executions import get_execution
 from db.models import Execution, StepTrace
 
-router = APIRouter(prefix="/api/v1/executions", tags=["executions"])
+router = APIRouter()
 
 
 @router.get(
