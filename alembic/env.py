@@ -1,4 +1,8 @@
-"""Alembic environment: the URL comes from Anvil's settings (ANVIL_DATABASE_URL)."""
+"""Alembic environment: the URL comes from Anvil's settings (ANVIL_DATABASE_URL).
+
+This directory is installed as the package anvil_migrations (pyproject.toml); anvil/migrate.py
+finds it in a checkout and in an installation alike.
+"""
 
 from __future__ import annotations
 
@@ -30,6 +34,13 @@ def run_offline() -> None:
 def run_online() -> None:
     engine = make_engine(_url())
     with engine.connect() as connection:
+        sqlite = connection.dialect.name == "sqlite"
+        if sqlite:
+            # Batch migrations copy a table and drop the old one; with foreign keys on, SQLite
+            # refuses to drop a table other rows point at. Off for the migration (it only works
+            # outside a transaction), checked once it is done.
+            connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            connection.commit()
         context.configure(
             connection=connection,
             target_metadata=target_metadata,
@@ -38,6 +49,11 @@ def run_online() -> None:
         )
         with context.begin_transaction():
             context.run_migrations()
+        if sqlite:
+            broken = connection.exec_driver_sql("PRAGMA foreign_key_check").all()
+            connection.commit()
+            if broken:
+                raise RuntimeError(f"the migration left rows pointing at missing rows: {broken[:5]}")
     engine.dispose()
 
 

@@ -114,8 +114,15 @@ def dev_secret_refusal(settings: Settings, *, role: str, listen_host: str | None
 
 def _prctl(option: int, value: int = 0) -> int:
     libc = ctypes.CDLL(None, use_errno=True)
-    result = int(libc.prctl(ctypes.c_int(option), ctypes.c_ulong(value), ctypes.c_ulong(0),
-                            ctypes.c_ulong(0), ctypes.c_ulong(0)))
+    result = int(
+        libc.prctl(
+            ctypes.c_int(option),
+            ctypes.c_ulong(value),
+            ctypes.c_ulong(0),
+            ctypes.c_ulong(0),
+            ctypes.c_ulong(0),
+        )
+    )
     if result < 0:
         errno = ctypes.get_errno()
         raise OSError(errno, f"prctl({option}): {os.strerror(errno)}")

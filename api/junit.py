@@ -2,7 +2,7 @@
 
 One ``<testsuite>`` per case execution, inside one ``<testsuites>``; one ``<testcase>`` per test:
 
-- a pytest node (a generic case with a ``pytest`` spec): mirrors pytest's own ``--junitxml``
+- a pytest node (a case of kind ``pytest``): mirrors pytest's own ``--junitxml``
   (xunit2): classname/name from the node id (``tests/test_x.py::TestA::test_b[1]`` becomes
   ``tests.test_x.TestA`` / ``test_b[1]``); a failing call is a ``<failure>``, a failing setup or
   teardown an ``<error>`` ("failed on setup with ..."), skips and xfails ``<skipped>``, an xpass
@@ -102,7 +102,7 @@ def cases_of(execution: Execution, steps: Sequence[StepTrace]) -> list[Case]:
         cases = [_manual_case(title, steps)] if steps else []
     elif kind == "bdd":
         cases = _scenario_cases(steps)
-    elif kind == "generic" and "pytest" in (snapshot.get("spec") or {}):
+    elif kind == "pytest":
         cases = [case for step in steps for case in _pytest_cases(step)]
     else:
         cases = [_generic_case(title, step) for step in steps]

@@ -43,7 +43,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from anvil.dev import free_port  # noqa: E402
+from anvil.cli.bootstrap import free_port  # noqa: E402
 from bench.bench import Bench, auth, setup  # noqa: E402
 from bench.report import machine_info, percentile  # noqa: E402
 
@@ -143,8 +143,8 @@ def start_api(bench: Bench, *, workers: int) -> tuple[str, str, str, int]:
     """`anvil api` on a free loopback port; an admin token and a trivial case."""
     import secrets
 
+    from anvil.cli.processes import spawn, wait_http
     from anvil.domain.enums import Role
-    from anvil.processes import spawn, wait_http
     from anvil.settings import get_settings
     from api.security import issue_token
     from db.session import new_session

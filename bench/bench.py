@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # The raw worker imports bench.noop from the repository root; so does this process.
 sys.path.insert(0, str(ROOT))
 
-from anvil.dev import free_port  # noqa: E402
+from anvil.cli.bootstrap import free_port  # noqa: E402
 from bench.cpu import CpuMeter, with_descendants  # noqa: E402
 from bench.report import machine_info, report  # noqa: E402
 from bench.waits import passed, status_of, wait_until  # noqa: E402
@@ -215,12 +215,12 @@ def setup(bench: Bench) -> None:
 
 def measure_raw_celery(bench: Bench, *, n: int, warmup: int) -> dict[str, Any]:
     """(a): seconds from the first publish until the no-op task has run ``n`` times, and CPU."""
+    from anvil.cli.processes import Child, wait_log
     from anvil.domain.enums import QUEUES
-    from anvil.processes import Child, wait_log
     from bench.noop import NOOP_TASK, app
 
     log = bench.logs / "celery-noop.log"
-    # The same options `anvil worker` gives Celery (anvil/cli.py).
+    # The same options `anvil worker` gives Celery (anvil/cli/servers.py).
     argv = [sys.executable, "-m", "celery", "-A", "bench.noop", "worker", "-Q", ",".join(QUEUES)]
     argv += ["-c", str(CONCURRENCY), "-l", "INFO", "-O", "fair", "--without-gossip", "--without-mingle"]
     argv += ["-n", f"bench-noop-{uuid.uuid4().hex[:6]}@%h"]
@@ -254,8 +254,8 @@ def measure_raw_celery(bench: Bench, *, n: int, warmup: int) -> dict[str, Any]:
 
 def start_anvil(bench: Bench) -> tuple[str, str, str]:
     """`anvil api` and one `anvil worker -c 2`; an admin token and the trivial case."""
+    from anvil.cli.processes import spawn, wait_http, wait_log
     from anvil.domain.enums import Role
-    from anvil.processes import spawn, wait_http, wait_log
     from anvil.settings import get_settings
     from api.security import issue_token
     from db.session import new_session

@@ -2,7 +2,7 @@
 
 The claim bumps ``attempt`` (the fencing token); every later write here is conditional on it, so a
 stale worker can never write over a newer attempt. The hot-path statements are built once per
-process (db.session.built_once).
+process (db.sql.built_once).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from anvil.settings import get_settings
 from db import events
 from db.events import EXECUTIONS
 from db.models import StepTrace
-from db.session import built_once, clock, clock_params
+from db.sql import built_once, clock, clock_params
 from db.transitions import transition
 from db.types import utcnow
 
@@ -37,7 +37,7 @@ class Claimed(NamedTuple):
     params: dict[str, Any]
 
 
-def claim_run(session: Session, execution_id: uuid.UUID, *, worker: str, lease_s: float) -> Claimed | None:
+def claim(session: Session, execution_id: uuid.UUID, *, worker: str, lease_s: float) -> Claimed | None:
     """QUEUED -> RUNNING with a new attempt (the fencing token) and a lease; None if lost.
 
     Returns what the worker needs to run it, read back by the same UPDATE.
@@ -78,12 +78,6 @@ def _claim_shape(dialect: str) -> tuple[dict[str, Any], list[Any]]:
     return values, [or_(c.expires_at.is_(None), c.expires_at > clock(dialect))]
 
 
-def claim(session: Session, execution_id: uuid.UUID, *, worker: str, lease_s: float) -> int | None:
-    """Like claim_run, returning only the new attempt number."""
-    claimed = claim_run(session, execution_id, worker=worker, lease_s=lease_s)
-    return claimed.attempt if claimed else None
-
-
 class Lease(enum.Enum):
     """What a running attempt learns when it renews its lease."""
 
@@ -92,19 +86,7 @@ class Lease(enum.Enum):
     LOST = "lost"  # the attempt no longer owns the execution: it must stop and write nothing
 
 
-def renew_lease(session: Session, execution_id: uuid.UUID, *, attempt: int, lease_s: float) -> bool:
-    """Extend the lease of a running attempt. False means the attempt no longer owns the row."""
-    return hold(session, execution_id, attempt=attempt, lease_s=lease_s) is not Lease.LOST
-
-
-def write_step(
-    session: Session, execution_id: uuid.UUID, *, attempt: int, step: StepRecord, lease_s: float
-) -> bool:
-    """Insert one step row for this attempt, fenced. False (nothing written) when it lost the row."""
-    return hold(session, execution_id, attempt=attempt, lease_s=lease_s, steps=[step]) is not Lease.LOST
-
-
-def hold(
+def renew_lease(
     session: Session,
     execution_id: uuid.UUID,
     *,

@@ -1,4 +1,4 @@
-"""Case executions submitted through the API, one or many at once: three bulk statements.
+"""Case executions submitted through the API, one or many at once.
 
 Each item becomes its own execution (the root of its own tree, unless it names a parent); a
 single submission is a batch of one. With an Idempotency-Key, item i of a batch stores
@@ -9,19 +9,16 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import Table, insert, select
 from sqlalchemy.orm import Session
 
 from anvil.domain.enums import Priority, TriggerKind
-from anvil.domain.states import Status
 from anvil.errors import InvalidInput
-from db import events
-from db.executions import case_snapshot, find_idempotent
+from db.executions import NewExecution, case_snapshot, find_idempotent, insert_executions
 from db.models import Execution, ExecutionTransition, TestCase
-from db.types import utcnow
 
 EXECUTIONS = cast(Table, Execution.__table__)
 TRANSITIONS = cast(Table, ExecutionTransition.__table__)
@@ -96,93 +93,29 @@ def create_batch(
     max_attempts: int,
     request_hash: str | None = None,
 ) -> list[Execution]:
-    """Insert one QUEUED execution per item with its transition and event rows; the caller commits,
+    """Insert one QUEUED execution per item (db.executions.insert_executions); the caller commits,
     then publishes. Returns the executions (not attached to the session), in the items' order."""
-    now = utcnow()
-    rows: list[dict[str, Any]] = []
-    for index, item in enumerate(items):
-        execution_id = uuid.uuid4()
-        root_id = item.root_execution_id or execution_id
-        rows.append(
-            {
-                **_EMPTY,
-                "id": execution_id,
-                "test_case_id": item.case.id,
-                "case_snapshot": case_snapshot(item.case),
-                "status": Status.QUEUED.value,
-                "priority": item.priority.value,
-                "max_attempts": max_attempts,
-                "trigger_kind": item.trigger_kind.value,
-                "correlation_id": item.correlation_id or execution_id,
-                "root_execution_id": root_id,
-                # A new root's QUEUED event is number 1 of its own stream.
-                "event_seq": 1 if root_id == execution_id else 0,
-                "parent_execution_id": item.parent_execution_id,
-                "run_id": item.run_id,
-                "requested_by": requested_by,
-                "idempotency_key": item.idempotency_key,
-                "request_hash": request_hash,
-                "params": item.params,
-                # Distinct and increasing: the batch lists newest-first in reverse of its order.
-                "created_at": now + timedelta(microseconds=index),
-                "queued_at": now,
-                "published_at": now,
-                "publish_count": 1,
-                "retry_policy": item.retry_policy,
-                "expires_at": item.expires_at,
-            }
-        )
-    session.execute(INSERT_EXECUTIONS, rows)
-    transition_ids = session.scalars(
-        INSERT_TRANSITIONS,
+    return insert_executions(
+        session,
         [
-            {"execution_id": row["id"], "attempt": 0, "from_status": None, "to_status": Status.QUEUED.value,
-             "at": now, "actor": actor, "reason": "submitted"}
-            for row in rows
-        ],
-    ).all()  # fmt: skip
-    numbered: list[dict[str, Any]] = []
-    for row, transition_id in zip(rows, transition_ids, strict=True):
-        data = {
-            "execution_id": str(row["id"]),
-            "transition_id": transition_id,
-            "attempt": 0,
-            "from": None,
-            "to": Status.QUEUED.value,
-            "actor": actor,
-            "reason": "submitted",
-            "at": now.isoformat(),
-        }
-        root_id = row["root_execution_id"]
-        if root_id == row["id"]:
-            numbered.append(
-                {"root_execution_id": root_id, "seq": 1, "execution_id": root_id, "type": "transition",
-                 "data": data, "at": now}
-            )  # fmt: skip
-        else:  # under a parent's tree: that root's next number
-            events.append(
-                session, execution_id=row["id"], root_id=root_id, seq=None, type_="transition", data=data
+            NewExecution(
+                snapshot=case_snapshot(item.case),
+                test_case_id=item.case.id,
+                priority=item.priority,
+                trigger_kind=item.trigger_kind,
+                requested_by=requested_by,
+                run_id=item.run_id,
+                params=item.params,
+                retry_policy=item.retry_policy,
+                expires_at=item.expires_at,
+                idempotency_key=item.idempotency_key,
+                request_hash=request_hash,
+                parent_execution_id=item.parent_execution_id,
+                correlation_id=item.correlation_id,
+                root_execution_id=item.root_execution_id,
             )
-    events.insert_new_roots(session, numbered)
-    return [Execution(**row) for row in rows]
-
-
-# Every other column of a new execution, as its model defaults would set it.
-_EMPTY: dict[str, Any] = {
-    "test_suite_id": None,
-    "attempt": 0,
-    "started_at": None,
-    "finished_at": None,
-    "run_at": None,
-    "lease_expires_at": None,
-    "worker": None,
-    "summary": {},
-    "error": None,
-    "retry_index": 0,
-    "flaky": False,
-    "cancel_requested_at": None,
-    "schedule_id": None,
-    "slot_at": None,
-    "assigned_to": None,
-    "assigned_at": None,
-}
+            for item in items
+        ],
+        actor=actor,
+        max_attempts=max_attempts,
+    )

@@ -11,7 +11,7 @@ from anvil.domain.states import FINISHED, Status
 from anvil.errors import Conflict
 from db.executions import get_execution
 from db.models import Execution
-from db.session import db_now
+from db.sql import db_now
 from db.transitions import transition
 
 # Cancelled at once; a later delivery of their message finds them CANCELLED and drops it.

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import logging
 import uuid
+from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, event, insert, select, update
+from sqlalchemy import Table, insert, select, update
 from sqlalchemy.orm import Session
 
 from db.models import Execution, ExecutionEvent
@@ -109,6 +110,34 @@ def insert_new_roots(session: Session, rows: list[dict[str, Any]]) -> None:
         session.execute(INSERT_EVENT, rows)
 
 
+def transition_data(
+    execution_id: uuid.UUID,
+    *,
+    src: str | None,
+    to: str,
+    actor: str,
+    reason: str | None,
+    at: datetime,
+    attempt: int | None = None,
+    transition_id: int | None = None,
+) -> dict[str, Any]:
+    """The data of a transition event, as the live stream shows it. ``attempt`` and
+    ``transition_id`` are left out when the statement that writes the row adds them."""
+    data: dict[str, Any] = {
+        "execution_id": str(execution_id),
+        "from": src,
+        "to": to,
+        "actor": actor,
+        "reason": reason,
+        "at": at.isoformat(),
+    }
+    if transition_id is not None:
+        data["transition_id"] = transition_id
+    if attempt is not None:
+        data["attempt"] = attempt
+    return data
+
+
 def list_events(
     session: Session,
     *,
@@ -129,15 +158,14 @@ def channel(root_id: uuid.UUID) -> str:
     return f"anvil:events:{root_id}"
 
 
-@event.listens_for(Session, "after_commit")
-def _notify(session: Session) -> None:
+def nudge_listeners(session: Session) -> None:
+    """After a commit: wake the streams of the roots that got events (db/session.py registers it)."""
     roots = session.info.pop(_PENDING, None)
     if roots:
-        from db.notify import nudge
+        from db.notify import nudge  # Redis is loaded only by processes that write events
 
         nudge([channel(r) for r in roots])
 
 
-@event.listens_for(Session, "after_rollback")
-def _forget(session: Session) -> None:
+def forget_written(session: Session) -> None:
     session.info.pop(_PENDING, None)

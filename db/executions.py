@@ -1,22 +1,30 @@
-"""Data access for executions: create, find, list. What a running attempt writes: db/attempts.py."""
+"""Data access for executions: the one insert path, find, list. What a running attempt writes:
+db/attempts.py."""
 
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, cast
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Table, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from anvil.domain.enums import Priority, TriggerKind
 from anvil.domain.states import Status
 from anvil.errors import InvalidInput, NotFound
+from db import events
+from db.events import EXECUTIONS
 from db.models import Execution, ExecutionTransition, StepTrace, TestCase
 from db.pagination import page
-from db.session import db_now
-from db.transitions import record_initial
+from db.sql import db_now
 from db.types import utcnow
+
+TRANSITIONS = cast(Table, ExecutionTransition.__table__)
+INSERT_EXECUTIONS = insert(EXECUTIONS)
+INSERT_TRANSITIONS = insert(TRANSITIONS).returning(TRANSITIONS.c.id, sort_by_parameter_order=True)
 
 
 def case_snapshot(case: TestCase) -> dict[str, Any]:
@@ -30,87 +38,175 @@ def case_snapshot(case: TestCase) -> dict[str, Any]:
     }
 
 
-def create_execution(
-    session: Session,
-    *,
-    case: TestCase | None = None,
-    snapshot: dict[str, Any] | None = None,
-    test_case_id: uuid.UUID | None = None,
-    priority: Priority,
-    trigger_kind: TriggerKind,
-    requested_by: uuid.UUID | None,
-    actor: str,
-    run_id: str | None = None,
-    params: dict[str, Any] | None = None,
-    idempotency_key: str | None = None,
-    request_hash: str | None = None,
-    parent_execution_id: uuid.UUID | None = None,
-    correlation_id: uuid.UUID | None = None,
-    root_execution_id: uuid.UUID | None = None,
-    max_attempts: int = 3,
-    status: Status = Status.QUEUED,
-    run_at: Any = None,
-    retry_policy: dict[str, Any] | None = None,
-    retry_index: int = 0,
-    test_suite_id: uuid.UUID | None = None,
-    expires_at: datetime | None = None,
-    schedule_id: uuid.UUID | None = None,
-    slot_at: datetime | None = None,
-    reason: str = "submitted",
-) -> Execution:
-    """Insert a QUEUED (or SCHEDULED, with ``run_at``) execution of a case; the caller commits, then
-    publishes. Give ``case``, or its ``test_case_id`` and ``snapshot`` (a retry copies its parent's)."""
-    if case is not None:
-        test_case_id, snapshot = case.id, case_snapshot(case)
-    assert snapshot is not None, "create_execution needs a case or a snapshot"
-    execution_id = uuid.uuid4()
-    # One Python timestamp for the insert: a SQL now() would cost a read-back on the hot path.
+@dataclass(frozen=True)
+class NewExecution:
+    """One execution to insert: what it runs, who asked, and where it sits in its tree.
+
+    ``root_execution_id`` None: the execution is the root of a tree of its own. A member of a
+    tree (a suite's child, a retry) names its root, which may be inserted in the same call
+    (before it in the list) or exist already.
+    """
+
+    snapshot: dict[str, Any]
+    priority: Priority
+    trigger_kind: TriggerKind
+    requested_by: uuid.UUID | None
+    test_case_id: uuid.UUID | None = None
+    test_suite_id: uuid.UUID | None = None
+    status: Status = Status.QUEUED
+    run_at: datetime | None = None  # SCHEDULED: when it is due
+    params: dict[str, Any] = field(default_factory=dict)
+    retry_policy: dict[str, Any] = field(default_factory=dict)
+    retry_index: int = 0
+    run_id: str | None = None
+    idempotency_key: str | None = None
+    request_hash: str | None = None
+    parent_execution_id: uuid.UUID | None = None
+    correlation_id: uuid.UUID | None = None
+    root_execution_id: uuid.UUID | None = None
+    expires_at: datetime | None = None
+    schedule_id: uuid.UUID | None = None
+    slot_at: datetime | None = None
+    summary: dict[str, Any] = field(default_factory=dict)
+    reason: str = "submitted"  # of its first transition
+    id: uuid.UUID = field(default_factory=uuid.uuid4)
+
+
+def insert_executions(
+    session: Session, items: Sequence[NewExecution], *, actor: str, max_attempts: int
+) -> list[Execution]:
+    """Insert executions with their first transition and its live event, in three bulk statements;
+    the caller commits, then publishes the QUEUED ones. Every way an execution is created (a
+    submission, a batch, a suite's expansion, a retry, a schedule's slot) comes through here.
+
+    Returns the executions (not attached to the session), in the items' order.
+    """
+    if not items:
+        return []
+    # One Python timestamp for the inserts: a SQL now() would cost a read-back on the hot path.
     now = utcnow()
-    queued = status is Status.QUEUED
-    execution = Execution(
-        id=execution_id,
-        test_case_id=test_case_id,
-        test_suite_id=test_suite_id,
-        case_snapshot=snapshot,
-        status=status.value,
-        priority=priority.value,
-        attempt=0,
-        max_attempts=max_attempts,
-        trigger_kind=trigger_kind.value,
-        correlation_id=correlation_id or execution_id,
-        root_execution_id=root_execution_id or execution_id,
-        # A new root's first event (its QUEUED transition) is number 1: no extra UPDATE needed.
-        event_seq=0 if root_execution_id else 1,
-        parent_execution_id=parent_execution_id,
-        run_id=run_id,
-        requested_by=requested_by,
-        idempotency_key=idempotency_key,
-        request_hash=request_hash,
-        params=params or {},
-        created_at=now,
-        queued_at=now if queued else None,
+    seqs, stream_lengths = _number_events(session, items)
+    rows = [
+        _row(item, now=now, index=index, max_attempts=max_attempts, event_seq=stream_lengths.get(item.id, 0))
+        for index, item in enumerate(items)
+    ]
+    session.execute(INSERT_EXECUTIONS, rows)
+    transition_ids = session.scalars(
+        INSERT_TRANSITIONS,
+        [
+            {"execution_id": item.id, "attempt": 0, "from_status": None, "to_status": item.status.value,
+             "at": now, "actor": actor, "reason": item.reason}
+            for item in items
+        ],
+    ).all()  # fmt: skip
+    session.execute(
+        events.INSERT_EVENT,
+        [
+            {
+                "root_execution_id": item.root_execution_id or item.id,
+                "seq": seq,
+                "execution_id": item.id,
+                "type": "transition",
+                "at": now,
+                "data": events.transition_data(
+                    item.id, src=None, to=item.status.value, actor=actor, reason=item.reason, at=now,
+                    attempt=0, transition_id=transition_id,
+                ),
+            }
+            for item, seq, transition_id in zip(items, seqs, transition_ids, strict=True)
+        ],
+    )  # fmt: skip
+    for root_id in {item.root_execution_id for item in items} - {item.id for item in items} - {None}:
+        events.note_written(session, root_id)  # type: ignore[arg-type]  # an existing stream's listeners
+    return [Execution(**row) for row in rows]
+
+
+def _number_events(session: Session, items: Sequence[NewExecution]) -> tuple[list[int], dict[uuid.UUID, int]]:
+    """Each item's event number in its root's stream, and how long the new roots' streams are.
+
+    A new root's stream starts here (its own event is number 1, then its members' in order);
+    an existing root's next numbers are taken under its row lock (db/events.next_seq).
+    """
+    new = {item.id for item in items}
+    lengths: dict[uuid.UUID, int] = {}
+    wanted: dict[uuid.UUID, int] = {}
+    for item in items:
+        root = item.root_execution_id or item.id
+        if root in new:
+            assert root in lengths or root == item.id, "a new root must come before its members"
+            lengths[root] = lengths.get(root, 0) + 1
+        else:
+            wanted[root] = wanted.get(root, 0) + 1
+    # The last number each existing root hands out; a root's numbers go to its items in order.
+    next_free = {
+        root: events.next_seq(session, root, count) - count + 1 for root, count in sorted(wanted.items())
+    }
+    counters = dict.fromkeys(lengths, 0)
+    seqs: list[int] = []
+    for item in items:
+        root = item.root_execution_id or item.id
+        if root in counters:
+            counters[root] += 1
+            seqs.append(counters[root])
+        else:
+            seqs.append(next_free[root])
+            next_free[root] += 1
+    return seqs, lengths
+
+
+def _row(
+    item: NewExecution, *, now: datetime, index: int, max_attempts: int, event_seq: int
+) -> dict[str, Any]:
+    queued = item.status is Status.QUEUED
+    return {
+        **_UNSET,
+        "id": item.id,
+        "test_case_id": item.test_case_id,
+        "test_suite_id": item.test_suite_id,
+        "case_snapshot": item.snapshot,
+        "status": item.status.value,
+        "priority": item.priority.value,
+        "max_attempts": max_attempts,
+        "trigger_kind": item.trigger_kind.value,
+        "correlation_id": item.correlation_id or item.id,
+        "root_execution_id": item.root_execution_id or item.id,
+        # A new root's counter starts at the events inserted with it; a member's stays 0.
+        "event_seq": event_seq,
+        "parent_execution_id": item.parent_execution_id,
+        "run_id": item.run_id,
+        "requested_by": item.requested_by,
+        "idempotency_key": item.idempotency_key,
+        "request_hash": item.request_hash,
+        "params": item.params,
+        # Distinct and increasing: a batch or a suite's members list in their order.
+        "created_at": now + timedelta(microseconds=index),
+        "queued_at": now if queued else None,
         # Published right after the commit; the reconciler measures silence from here.
-        published_at=now if queued else None,
-        publish_count=1 if queued else 0,
-        run_at=run_at,
-        retry_policy=retry_policy or {},
-        retry_index=retry_index,
-        expires_at=expires_at,
-        schedule_id=schedule_id,
-        slot_at=slot_at,
-    )
-    session.add(execution)
-    session.flush()
-    record_initial(
-        session,
-        execution_id,
-        execution.root_execution_id,
-        status,
-        seq=None if root_execution_id else 1,
-        actor=actor,
-        reason=reason,
-    )
-    return execution
+        "published_at": now if queued else None,
+        "publish_count": 1 if queued else 0,
+        "run_at": item.run_at,
+        "retry_policy": item.retry_policy,
+        "retry_index": item.retry_index,
+        "expires_at": item.expires_at,
+        "schedule_id": item.schedule_id,
+        "slot_at": item.slot_at,
+        "summary": item.summary,
+    }
+
+
+# Every other column of a new execution, as its model defaults would set it.
+_UNSET: dict[str, Any] = {
+    "attempt": 0,
+    "started_at": None,
+    "finished_at": None,
+    "lease_expires_at": None,
+    "worker": None,
+    "error": None,
+    "flaky": False,
+    "cancel_requested_at": None,
+    "assigned_to": None,
+    "assigned_at": None,
+}
 
 
 def find_idempotent(

@@ -20,7 +20,7 @@ from db import events
 from db.attempts import step_event
 from db.executions import get_execution
 from db.models import Execution, ManualStepResult, StepTrace, User
-from db.session import db_now
+from db.sql import db_now
 from db.transitions import transition
 from db.types import utcnow
 

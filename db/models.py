@@ -22,7 +22,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from anvil.domain.enums import CaseKind, Priority, Role, TriggerKind
+from anvil.domain.enums import Priority, Role, TriggerKind
 from anvil.domain.states import Status
 from db.types import BigIntPK, JSONType, UTCDateTime, utcnow
 
@@ -91,7 +91,6 @@ class LoginThrottle(Base):
 class TestCase(Base):
     __tablename__ = "test_cases"
     __table_args__ = (
-        CheckConstraint(check_in("kind", CaseKind), name="kind"),
         CheckConstraint("timeout_s > 0", name="timeout_positive"),
         Index(
             "uq_test_cases_live_name",

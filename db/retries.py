@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import random
 import uuid
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -29,9 +30,9 @@ from anvil.domain.enums import Priority, TriggerKind
 from anvil.domain.policy import backoff_s, resolve_retry_policy, should_retry
 from anvil.domain.states import ACTIVE, RETRYABLE, Status
 from anvil.errors import Conflict, InvalidInput, NotFound
-from db.executions import case_snapshot, create_execution
+from db.executions import NewExecution, case_snapshot, insert_executions
 from db.models import Execution, TestCase
-from db.session import db_now
+from db.sql import read_db_now
 from db.transitions import transition
 
 log = logging.getLogger("anvil.retries")
@@ -148,24 +149,29 @@ def _follow_up(
 ) -> Execution:
     """The SCHEDULED child that runs ``snapshot`` (``previous``'s, or for a repair the case's current
     one) again, in the same correlation, run and tree."""
-    return create_execution(
+    (child,) = insert_executions(
         session,
-        test_case_id=previous.test_case_id,
-        snapshot=snapshot,
-        test_suite_id=previous.test_suite_id,
-        priority=Priority(previous.priority),
-        trigger_kind=kind,
-        requested_by=previous.requested_by,
+        [
+            NewExecution(
+                test_case_id=previous.test_case_id,
+                snapshot=snapshot,
+                test_suite_id=previous.test_suite_id,
+                priority=Priority(previous.priority),
+                trigger_kind=kind,
+                requested_by=previous.requested_by,
+                run_id=previous.run_id,
+                params=previous.params,
+                parent_execution_id=previous.id,
+                correlation_id=previous.correlation_id,
+                root_execution_id=previous.root_execution_id,
+                status=Status.SCHEDULED,
+                run_at=read_db_now(session) + timedelta(seconds=delay_s),
+                retry_policy=previous.retry_policy,
+                retry_index=retry_index,
+                reason=f"{kind.value} of {previous.id}",
+            )
+        ],
         actor=actor,
-        run_id=previous.run_id,
-        params=previous.params,
-        parent_execution_id=previous.id,
-        correlation_id=previous.correlation_id,
-        root_execution_id=previous.root_execution_id,
         max_attempts=previous.max_attempts,
-        status=Status.SCHEDULED,
-        run_at=db_now(session, delay_s),
-        retry_policy=previous.retry_policy,
-        retry_index=retry_index,
-        reason=f"{kind.value} of {previous.id}",
     )
+    return child

@@ -23,10 +23,10 @@ from anvil.errors import Conflict, InvalidInput, NotFound
 from anvil.settings import get_settings
 from db.cancel import cancel
 from db.cases import get_case
-from db.executions import create_execution
+from db.executions import NewExecution, case_snapshot, insert_executions
 from db.models import Execution, Schedule, TestCase, TestSuite
 from db.pagination import page
-from db.session import read_db_now
+from db.sql import read_db_now
 from db.suite_runs import create_suite_execution
 from db.suites import get_suite
 from db.types import utcnow
@@ -197,27 +197,43 @@ def fire(session: Session, schedule: Schedule, *, slot_at: datetime, actor: str,
         return []
     if running and schedule.overlap == "cancel_previous":
         _cancel_runs(session, running, actor=actor, reason=f"schedule {schedule.name}: a newer run started")
-    common: dict[str, Any] = {
+    item: dict[str, Any] = {
         "priority": Priority(schedule.priority),
         "trigger_kind": TriggerKind.SCHEDULED,
         "requested_by": schedule.created_by,
-        "actor": f"schedule:{schedule.name}",
         "params": schedule.params,
         "schedule_id": schedule.id,
         "slot_at": slot_at,
         "run_id": f"{schedule.name}@{slot_at.isoformat()}",
-        "max_attempts": get_settings().max_attempts,
     }
+    actor_name, max_attempts = f"schedule:{schedule.name}", get_settings().max_attempts
     try:
         with session.begin_nested():  # a second beat firing the same slot loses here, harmlessly
             if schedule.test_suite_id is not None:
                 suite = get_suite(session, schedule.test_suite_id)
                 # Each member's policy is its case's under the suite's (no submission layer here).
-                _, children = create_suite_execution(session, suite=suite, retry_policy=None, **common)
+                _, children = create_suite_execution(
+                    session,
+                    suite=suite,
+                    retry_policy=None,
+                    actor=actor_name,
+                    max_attempts=max_attempts,
+                    **item,
+                )
                 return children
             case = get_case(session, schedule.test_case_id)  # type: ignore[arg-type]
-            execution = create_execution(
-                session, case=case, retry_policy=resolve_retry_policy(case.retry_policy).as_dict(), **common
+            (execution,) = insert_executions(
+                session,
+                [
+                    NewExecution(
+                        snapshot=case_snapshot(case),
+                        test_case_id=case.id,
+                        retry_policy=resolve_retry_policy(case.retry_policy).as_dict(),
+                        **item,
+                    )
+                ],
+                actor=actor_name,
+                max_attempts=max_attempts,
             )
             return [(execution.id, execution.priority)]
     except IntegrityError:

@@ -1,7 +1,7 @@
 """Test secrets: values tests need (a deploy token, a password), kept encrypted, named in specs.
 
 A spec names a secret instead of holding its value: ``"env": {"TOKEN": {"secret": "deploy-token"}}``
-(in a generic step's ``env``, a pytest run's ``pytest.env``, a BDD spec's ``env``). The worker reads
+(in a generic step's ``env``, a pytest or BDD spec's ``env``). The worker reads
 and decrypts the value when it runs the test, gives it only to that test's processes, and redacts
 it from what they print (workers/redact.py).
 
@@ -33,8 +33,6 @@ from anvil.settings import Settings
 from db.models import TestCase, TestSecret
 from db.types import utcnow
 
-NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
-NAME_RULE = "1-64 characters of A-Z, a-z, 0-9, '.', '_' and '-', starting with a letter or digit"
 # An environment variable's value: Linux refuses single strings above 128 KiB in exec.
 MAX_VALUE_CHARS = 32 * 1024
 KEY_INFO = b"anvil test secrets v1"
@@ -210,12 +208,9 @@ def reveal(session: Session, *, names: Collection[str], box: Fernet | None) -> d
 
 
 def _env_maps(spec: Mapping[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
-    """Each env map of a spec, with its place: ``env`` (BDD), ``pytest.env``, ``steps.N.env``."""
+    """Each env map of a spec, with its place: ``env`` (pytest, BDD), ``steps.N.env`` (generic)."""
     if isinstance(spec.get("env"), dict):
         yield "env", spec["env"]
-    runner = spec.get("pytest")
-    if isinstance(runner, dict) and isinstance(runner.get("env"), dict):
-        yield "pytest.env", runner["env"]
     for index, step in enumerate(spec.get("steps") or []):
         if isinstance(step, dict) and isinstance(step.get("env"), dict):
             yield f"steps.{index}.env", step["env"]

@@ -1,22 +1,18 @@
-"""Engine and session factory. One engine per process (rebuilt after fork, e.g. in Celery's pool)."""
+"""Engine and session factory: the one place Anvil's sessions are made, and where their commit
+hooks are registered. One engine per process (rebuilt after fork, e.g. in Celery's pool)."""
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
-from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any
 
-from sqlalchemy import Interval, bindparam, create_engine, event, exc, func
+from sqlalchemy import create_engine, event, exc
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
-from sqlalchemy.sql.elements import ColumnElement
 
 from anvil.settings import Settings, get_settings
-from db.types import UTCDateTime, utcnow
-
-T = TypeVar("T")
+from db import changes, events, reactions
 
 _engines: dict[tuple[int, str], Engine] = {}
 
@@ -99,57 +95,26 @@ def get_engine() -> Engine:
 _factories: dict[Engine, sessionmaker[Session]] = {}
 
 
-def new_session() -> Session:
-    engine = get_engine()
+def new_session(engine: Engine | None = None) -> Session:
+    """A session of Anvil's: on the process's engine (or ``engine``), with the commit hooks below."""
+    engine = engine or get_engine()
     factory = _factories.get(engine)
     if factory is None:
-        factory = _factories[engine] = sessionmaker(engine, expire_on_commit=False)
+        factory = _factories[engine] = session_factory(engine)
     return factory()
 
 
-def db_now(session: Session, offset_s: float = 0.0) -> Any:
-    """The database clock (plus an offset) as a SQL expression.
+def session_factory(engine: Engine) -> sessionmaker[Session]:
+    """Sessions that react to what they changed, when they commit:
 
-    Every "is it due" decision and every lease uses it, so hosts with skewed clocks agree.
-    SQLite (standalone mode, one host) has no interval arithmetic, so the local clock stands in.
+    - before the commit, in the same transaction: retries are scheduled for attempts that ended
+      with retries left, and suites whose members changed are settled (db/reactions.py);
+    - after it: the live-event streams of the executions that got events are nudged (db/events.py);
+    - after a rollback, the notes of what changed are dropped with the changes.
     """
-    if session.get_bind().dialect.name == "sqlite":
-        return utcnow() + timedelta(seconds=offset_s)
-    expr: ColumnElement[Any] = func.now()
-    if offset_s:
-        expr = expr + timedelta(seconds=offset_s)
-    return expr
-
-
-def clock(dialect: str, offset: str | None = None) -> Any:
-    """The database clock, plus the interval in bind parameter ``offset``, for statements built
-    once (``built_once``); ``clock_params`` gives the values to execute them with."""
-    if dialect == "sqlite":
-        return bindparam(f"clock_{offset or 'now'}", type_=UTCDateTime())
-    return func.now() + bindparam(offset, type_=Interval()) if offset else func.now()
-
-
-def clock_params(dialect: str, **offsets_s: float) -> dict[str, Any]:
-    if dialect == "sqlite":
-        now = utcnow()
-        return {"clock_now": now, **{f"clock_{k}": now + timedelta(seconds=v) for k, v in offsets_s.items()}}
-    return {k: timedelta(seconds=v) for k, v in offsets_s.items()}
-
-
-_built: dict[tuple[Any, ...], Any] = {}
-
-
-def built_once(key: tuple[Any, ...], build: Callable[[], T]) -> T:
-    """A statement built on the first call and reused: building one and computing its cache key
-    costs more than executing it, and the hot path (claim, steps, finish) runs a few per test."""
-    stmt = _built.get(key)
-    if stmt is None:
-        stmt = _built[key] = build()
-    return stmt
-
-
-def read_db_now(session: Session) -> Any:
-    """The database clock's current value, read once (for pure policy functions that take ``now``)."""
-    if session.get_bind().dialect.name == "sqlite":
-        return utcnow()
-    return session.scalar(func.now(type_=UTCDateTime()).select())
+    factory = sessionmaker(engine, expire_on_commit=False)
+    event.listen(factory, "before_commit", reactions.react)
+    event.listen(factory, "after_commit", events.nudge_listeners)
+    event.listen(factory, "after_rollback", changes.forget)
+    event.listen(factory, "after_rollback", events.forget_written)
+    return factory

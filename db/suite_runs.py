@@ -9,10 +9,9 @@ one of those transactions sees none left and finishes the suite.
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, insert, or_, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from anvil.domain.enums import Priority, TriggerKind
@@ -20,11 +19,11 @@ from anvil.domain.policy import resolve_retry_policy
 from anvil.domain.states import FINISHED, Status
 from anvil.errors import InvalidInput, InvalidTransition
 from db.aggregation import Counts, any_failure, progress, started, suite_result
-from db.executions import case_snapshot
-from db.models import Execution, ExecutionEvent, ExecutionTransition, TestSuite
-from db.reactions import forget_suite
+from db.changes import forget_suite
+from db.executions import NewExecution, case_snapshot, insert_executions
+from db.models import Execution, TestSuite
 from db.suites import resolve_members
-from db.transitions import record_initial, transition
+from db.transitions import transition
 from db.types import utcnow
 
 SUITE = "suite"
@@ -62,109 +61,51 @@ def create_suite_execution(
     members = resolve_members(session, suite)
     if not members:
         raise InvalidInput(f"suite {suite.name!r} has no live members to run", field="body.test_suite_id")
-    suite_id, now = uuid.uuid4(), utcnow()
-    correlation_id = correlation_id or suite_id
-    execution = Execution(
-        id=suite_id,
-        test_suite_id=suite.id,
-        root_execution_id=suite_id,
-        event_seq=1 + len(members),  # its own QUEUED event, then one per child
-        case_snapshot={
+    common: dict[str, Any] = {
+        "priority": priority,
+        "requested_by": requested_by,
+        "run_id": run_id,
+        "params": params or {},
+        "expires_at": expires_at,
+        "test_suite_id": suite.id,
+    }
+    root = NewExecution(
+        snapshot={
             "name": suite.name,
             "kind": SUITE,
             "fail_fast": suite.fail_fast,
             "version": suite.version,
             "total": len(members),
         },
-        status=Status.QUEUED.value,
-        priority=priority.value,
-        max_attempts=max_attempts,
-        trigger_kind=trigger_kind.value,
-        correlation_id=correlation_id,
-        parent_execution_id=parent_execution_id,
-        run_id=run_id,
-        requested_by=requested_by,
+        trigger_kind=trigger_kind,
         idempotency_key=idempotency_key,
         request_hash=request_hash,
-        params=params or {},
-        created_at=now,
-        queued_at=now,
+        parent_execution_id=parent_execution_id,
+        correlation_id=correlation_id,
         summary=progress({Status.QUEUED.value: len(members)}),
         # What a member without a case policy of its own runs with (members store their own).
         retry_policy=resolve_retry_policy(suite.retry_policy, retry_policy).as_dict(),
-        expires_at=expires_at,
         schedule_id=schedule_id,
         slot_at=slot_at,
+        **common,
     )
-    session.add(execution)
-    session.flush()
-    record_initial(session, suite_id, suite_id, Status.QUEUED, seq=1, actor=actor, reason="submitted")
-
-    child_ids = [uuid.uuid4() for _ in members]
     children = [
-        {
-            "id": child_id,
-            "test_case_id": case.id,
-            "test_suite_id": suite.id,
-            "root_execution_id": suite_id,
-            "event_seq": 0,
-            "case_snapshot": case_snapshot(case),
-            "status": Status.QUEUED.value,
-            "priority": priority.value,
-            "attempt": 0,
-            "max_attempts": max_attempts,
-            "trigger_kind": TriggerKind.CHILD.value,
-            "correlation_id": correlation_id,
-            "parent_execution_id": suite_id,
-            "run_id": run_id,
-            "requested_by": requested_by,
-            "params": params or {},
-            # Distinct, increasing: members list in the suite's order wherever creation order is used.
-            "created_at": now + timedelta(microseconds=position + 1),
-            "queued_at": now,
-            "published_at": now,
-            "publish_count": 1,
-            "summary": {},
+        NewExecution(
+            snapshot=case_snapshot(case),
+            test_case_id=case.id,
+            trigger_kind=TriggerKind.CHILD,
+            correlation_id=correlation_id or root.id,
+            parent_execution_id=root.id,
+            root_execution_id=root.id,
             # Its case's policy, overridden by the suite's, overridden by the submission's.
-            "retry_policy": resolve_retry_policy(
-                case.retry_policy, suite.retry_policy, retry_policy
-            ).as_dict(),
-            "expires_at": expires_at,
-        }
-        for position, (child_id, case) in enumerate(zip(child_ids, members, strict=True))
+            retry_policy=resolve_retry_policy(case.retry_policy, suite.retry_policy, retry_policy).as_dict(),
+            reason=f"member of suite {suite.name}",
+            **common,
+        )
+        for case in members
     ]
-    session.execute(insert(Execution), children)
-    reason = f"member of suite {suite.name}"
-    rows = (
-        session.execute(
-            insert(ExecutionTransition).returning(
-                ExecutionTransition.execution_id, ExecutionTransition.id, sort_by_parameter_order=True
-            ),
-            [
-                {"execution_id": ident, "attempt": 0, "from_status": None, "to_status": Status.QUEUED.value,
-                 "actor": actor, "reason": reason, "at": now}
-                for ident in child_ids
-            ],
-        ).tuples()
-    )  # fmt: skip
-    transition_ids = {execution_id: transition_id for execution_id, transition_id in rows}
-    session.execute(
-        insert(ExecutionEvent),
-        [
-            {
-                "root_execution_id": suite_id,
-                "seq": 2 + i,
-                "execution_id": ident,
-                "type": "transition",
-                "at": now,
-                "data": {"execution_id": str(ident), "transition_id": transition_ids[ident],
-                         "attempt": 0, "from": None, "to": "QUEUED", "actor": actor, "reason": reason,
-                         "at": now.isoformat()},
-            }
-            for i, ident in enumerate(child_ids)
-        ],
-    )  # fmt: skip
-    return execution, [(ident, priority.value) for ident in child_ids]
+    execution, *_ = insert_executions(session, [root, *children], actor=actor, max_attempts=max_attempts)
+    return execution, [(child.id, priority.value) for child in children]
 
 
 def settle(session: Session, suite_id: uuid.UUID, *, members_finished: bool = True) -> Status | None:

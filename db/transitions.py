@@ -23,10 +23,10 @@ from sqlalchemy.orm import Session
 
 from anvil.domain.states import ALLOWED, FINISHED, Status, sources_of
 from anvil.errors import InvalidTransition, NotFound
-from db import events, reactions
+from db import changes, events
 from db.events import EVENTS, EXECUTIONS
 from db.models import Execution, ExecutionTransition
-from db.session import built_once, clock, clock_params
+from db.sql import built_once, clock, clock_params
 from db.types import utcnow
 
 TRANSITIONS = cast(Table, ExecutionTransition.__table__)
@@ -62,6 +62,10 @@ def transition(
 ) -> Transitioned:
     """Move one execution to ``to``; raise InvalidTransition when it is not allowed right now.
 
+    The change is noted (db/changes.py) for the commit: committing the session then also schedules
+    a retry when ``to`` is FAILED/ERROR/TIMEOUT with retries left, and settles the suite the
+    execution belongs to (db/reactions.py, registered on Anvil's sessions in db/session.py).
+
     ``from_`` narrows the allowed sources; a single source status costs one statement, several
     cost a locking read first (so the transition row can name where it came from).
     ``attempt`` is the fencing token: the change only applies while the row is at that attempt.
@@ -72,7 +76,7 @@ def transition(
 
     On the hot path (claim, finish) the UPDATE is built once per process: ``reuse`` names the
     call site, whose ``values`` and ``where`` then hold only bind parameters (given in ``params``)
-    and expressions that never change (``db.session.clock``).
+    and expressions that never change (``db.sql.clock``).
 
     ``reserve_events`` takes that many event numbers just before the transition's own, for events
     the caller inserts in the same transaction (a test's last steps, listed before its result).
@@ -115,7 +119,9 @@ def transition(
             "p_at": at,
             "p_actor": actor,
             "p_reason": reason,
-            "p_data": _event_data(execution_id, src, to, actor, reason, at),
+            "p_data": events.transition_data(
+                execution_id, src=src.value, to=to.value, actor=actor, reason=reason, at=at
+            ),
         }
     # The Core UPDATE bypasses the unit of work: write pending changes first, and make a loaded
     # copy of the row (if any) reload on its next use.
@@ -132,7 +138,7 @@ def transition(
     loaded = session.identity_map.get(session.identity_key(Execution, execution_id))
     if loaded is not None:
         session.expire(loaded)
-    reactions.note_change(session, execution_id, root_id, to, finished=to in FINISHED)
+    changes.note_change(session, execution_id, root_id, to, finished=to in FINISHED)
     if one_statement:
         events.note_written(session, root_id)
     else:
@@ -243,37 +249,6 @@ def _with_log(moved_stmt: Any, src: Status, to: Status, returning: tuple[Any, ..
     return select(moved.c.attempt, moved.c.root_execution_id, seq, *kept).add_cte(evented)
 
 
-def _event_data(
-    execution_id: uuid.UUID, src: Status | None, to: Status, actor: str, reason: str | None, at: datetime
-) -> dict[str, Any]:
-    """The transition event's data, less ``transition_id`` and ``attempt`` (known once written)."""
-    return {
-        "execution_id": str(execution_id),
-        "from": src.value if src else None,
-        "to": to.value,
-        "actor": actor,
-        "reason": reason,
-        "at": at.isoformat(),
-    }
-
-
-def record_initial(
-    session: Session,
-    execution_id: uuid.UUID,
-    root_id: uuid.UUID,
-    status: Status,
-    *,
-    seq: int | None,
-    actor: str,
-    reason: str | None,
-) -> None:
-    """The transition row for a newly inserted execution (from nothing to its first status).
-
-    ``seq`` is the event number when the caller already took it (a new root inserted with it).
-    """
-    _log(session, execution_id, root_id, seq, attempt=0, src=None, to=status, actor=actor, reason=reason)
-
-
 def _log(
     session: Session,
     execution_id: uuid.UUID,
@@ -301,15 +276,17 @@ def _log(
             "reason": reason,
         },
     ).scalar_one()
-    data = _event_data(execution_id, src, to, actor, reason, at)
-    events.append(
-        session,
-        execution_id=execution_id,
-        root_id=root_id,
-        seq=seq,
-        type_="transition",
-        data={**data, "transition_id": transition_id, "attempt": attempt},
+    data = events.transition_data(
+        execution_id,
+        src=src.value if src else None,
+        to=to.value,
+        actor=actor,
+        reason=reason,
+        at=at,
+        attempt=attempt,
+        transition_id=transition_id,
     )
+    events.append(session, execution_id=execution_id, root_id=root_id, seq=seq, type_="transition", data=data)
 
 
 def _refused(

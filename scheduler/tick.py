@@ -1,7 +1,8 @@
 """One scheduler tick. Runs inside the beat process (scheduler/beat.py), about once a second.
 
 Several beat processes may run; the one holding the ``tick`` lease acts. Every "is it due"
-decision uses the database clock, read once per tick, and the pure functions in policy.py.
+decision uses the database clock, read once per tick, and the pure functions in anvil/domain/policy.py.
+A new duty is a function (session, settings, report) -> what to publish, added to SWEEPS below.
 Each sweep commits on its own; publishing happens after the commit.
 """
 
@@ -22,7 +23,8 @@ from anvil.settings import Settings, get_settings
 from db import sweeps
 from db.executions import mark_republished, queued_candidates
 from db.schedules import fire_due_schedules
-from db.session import new_session, read_db_now
+from db.session import new_session
+from db.sql import read_db_now
 from db.transitions import transition
 from workers.publish import publish_many
 

@@ -8,9 +8,12 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from anvil.domain.enums import Role
+from anvil.domain.steps import StepRecord
 from anvil.settings import get_settings
 from api.security import issue_token
-from db.models import TestCase
+from db.attempts import Lease, claim, renew_lease
+from db.executions import NewExecution, case_snapshot, insert_executions
+from db.models import Execution, TestCase
 from db.users import create_user
 
 
@@ -64,3 +67,32 @@ def make_suite_run(session: Session, size: int) -> tuple[uuid.UUID, list[uuid.UU
             actor="t",
         )
     return run.id, [member_id for member_id, _ in members]
+
+
+def create_execution(
+    session: Session, *, case: TestCase, actor: str = "test", max_attempts: int = 3, **fields: Any
+) -> Execution:
+    """One execution of ``case``, through the product's one insert path; ``fields`` as NewExecution's."""
+    item = NewExecution(snapshot=case_snapshot(case), test_case_id=case.id, **fields)
+    (execution,) = insert_executions(session, [item], actor=actor, max_attempts=max_attempts)
+    return execution
+
+
+def claim_attempt(session: Session, execution_id: uuid.UUID, *, worker: str, lease_s: float) -> int | None:
+    """Claim as a worker does; the new attempt number, or None when the claim was lost."""
+    claimed = claim(session, execution_id, worker=worker, lease_s=lease_s)
+    return claimed.attempt if claimed else None
+
+
+def lease_held(session: Session, execution_id: uuid.UUID, *, attempt: int, lease_s: float) -> bool:
+    """Renew a lease as a worker does; False when the attempt no longer owns the execution."""
+    return renew_lease(session, execution_id, attempt=attempt, lease_s=lease_s) is not Lease.LOST
+
+
+def write_step(
+    session: Session, execution_id: uuid.UUID, *, attempt: int, step: StepRecord, lease_s: float
+) -> bool:
+    """Record one step as a worker does (with a lease renewal); False when nothing was written."""
+    return (
+        renew_lease(session, execution_id, attempt=attempt, lease_s=lease_s, steps=[step]) is not Lease.LOST
+    )

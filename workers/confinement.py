@@ -30,6 +30,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -328,16 +329,18 @@ def prepare_scratch(scratch: Path, sandbox: Sandbox | None) -> None:
 
 def probe(sandbox: Sandbox) -> str | None:
     """Start ``true`` in the sandbox once: None when it works, else what bwrap said."""
-    scratch = Path(os.environ.get("TMPDIR", "/tmp"))
-    argv = wrap(
-        ["true"],
-        confinement=Confinement(sandbox, Limits(256, 64, 10, 16), True, scratch),
-        cwd=scratch,
-    )
-    try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=20, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return str(exc)
+    # An empty directory of its own, where tests' scratch directories go, as workspace and scratch:
+    # the workspace's entries are bound one by one, and in a shared /tmp one may vanish meanwhile.
+    with tempfile.TemporaryDirectory(prefix="anvil-probe-") as empty:
+        argv = wrap(
+            ["true"],
+            confinement=Confinement(sandbox, Limits(256, 64, 10, 16), True, Path(empty)),
+            cwd=Path(empty),
+        )
+        try:
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=20, check=False)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return str(exc)
     return None if done.returncode == 0 else (done.stderr.strip() or f"exit code {done.returncode}")
 
 

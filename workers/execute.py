@@ -25,7 +25,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from anvil.domain.states import Status
 from anvil.domain.steps import Outcome, StepRecord, summarize
 from anvil.settings import Settings, get_settings
-from db.attempts import Claimed, Lease, claim_run, finish, hold
+from db.attempts import Claimed, Lease, claim, finish, renew_lease
 from db.cancel import cancel_requested
 from db.secrets import SecretUnavailable
 from db.session import new_session
@@ -53,7 +53,7 @@ def execute(execution_id: uuid.UUID, *, worker: str) -> str:
 
     def _claim() -> Claimed | None:
         with new_session() as session, session.begin():
-            return claim_run(session, execution_id, worker=worker, lease_s=settings.lease_ttl_s)
+            return claim(session, execution_id, worker=worker, lease_s=settings.lease_ttl_s)
 
     # Ride out a short database outage here rather than dropping the message: otherwise the
     # execution would wait for the reconciler's next re-publish once the database is back.
@@ -120,6 +120,9 @@ def execute(execution_id: uuid.UUID, *, worker: str) -> str:
     last_steps = pending.take()  # the heartbeat has stopped: what it did not write goes with the result
 
     def _finish() -> bool:
+        # Committing the result also schedules its retry (FAILED/ERROR/TIMEOUT with retries left)
+        # and settles its suite, in the same transaction: the session's before_commit hook
+        # (db/session.py -> db/reactions.py).
         with new_session() as session, session.begin():
             return finish(
                 session,
@@ -259,7 +262,7 @@ class _Heartbeat:
         """Renew (writing ``steps``) when asked to, else only read the cancel flag (None: no renewal)."""
         with new_session() as session, session.begin():
             if renew:
-                return hold(
+                return renew_lease(
                     session,
                     self.execution_id,
                     attempt=self.attempt,

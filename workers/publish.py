@@ -1,4 +1,5 @@
-"""Publishing "execution X is ready" on its priority queue. Always after the commit.
+"""The one client of the broker: publishing "execution X is ready" on its priority queue (always
+after the commit), and checking that the broker answers.
 
 A failed publish is logged, not raised: the scheduler's reconciler publishes again any QUEUED
 execution no worker has claimed, so the execution is delayed, never lost.
@@ -51,3 +52,15 @@ def publish_many(items: Iterable[tuple[uuid.UUID, str]]) -> int:
     except Exception as exc:  # the pool could not give a connection: the reconciler covers for it
         log.warning("publishing %d executions failed, the reconciler will retry: %s", len(items), exc)
         return 0
+
+
+def broker_problem() -> str | None:
+    """Why the broker cannot be reached right now, or None when it answers (for /readyz)."""
+    from workers.celery_app import app
+
+    try:
+        with app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, timeout=2)
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return None

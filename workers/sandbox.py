@@ -26,6 +26,8 @@ from workers.confinement import Confinement, limit_reached, wrap
 # Variables a test may see from the worker's environment; everything else (ANVIL_*, broker and
 # database URLs, secrets) stays out.
 PASSTHROUGH = ("PATH", "HOME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "USER", "LOGNAME", "SHELL", "TERM")
+
+
 def scrubbed_env(extra: Mapping[str, str] | None = None, passthrough: tuple[str, ...] = ()) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k in PASSTHROUGH or k in passthrough or k.startswith("LC_")}
     env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")

@@ -35,12 +35,6 @@ class TriggerKind(StrEnum):
     AGENT = "agent"
 
 
-class CaseKind(StrEnum):
-    GENERIC = "generic"
-    BDD = "bdd"
-    MANUAL = "manual"
-
-
 class Role(StrEnum):
     ADMIN = "admin"
     MAINTAINER = "maintainer"
@@ -65,4 +59,3 @@ class StepStatus(StrEnum):
     BLOCKED = "blocked"
     NOT_RUN = "not_run"
     CANCELLED = "cancelled"
-

@@ -27,7 +27,7 @@ import redis
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
-from anvil.processes import Child, spawn, wait_http, wait_log
+from anvil.cli.processes import Child, spawn, wait_http, wait_log
 
 # Nothing follows these; FAILED, ERROR and TIMEOUT may still become RETRYING.
 TERMINAL = {"PASSED", "CANCELLED", "SKIPPED", "ABORTED", "RETRYING"}

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from junitparser import JUnitXml
 
-from anvil.processes import anvil_argv
+from anvil.cli.processes import anvil_argv
 from tests.e2e.conftest import AttemptCounter, Stack, free_port
 
 

@@ -8,7 +8,7 @@ import subprocess
 import httpx
 import pytest
 
-from anvil.processes import anvil_argv
+from anvil.cli.processes import anvil_argv
 from tests.e2e.conftest import Stack, StackFactory
 
 GOOD_PASSWORD = "correct-horse-battery-staple"

@@ -15,8 +15,8 @@ from typing import Any
 
 from junitparser import JUnitXml
 
+from anvil.cli.processes import anvil_argv
 from anvil.migrate import ROOT
-from anvil.processes import anvil_argv
 from tests.e2e.conftest import AttemptCounter, Stack
 from tests.e2e.test_cli import anvil, token_of, unboxed
 from tests.e2e.test_dev import Dev

@@ -9,7 +9,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from anvil.processes import anvil_argv
+from anvil.cli.processes import anvil_argv
 from tests.e2e.conftest import AttemptCounter, Stack, StackFactory
 
 # Short timings so recovery paths take seconds.

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from anvil.processes import Child, anvil_argv, wait_http, wait_log
+from anvil.cli.processes import Child, anvil_argv, wait_http, wait_log
 from anvil.settings import REMOVED_MARKER, SECRET_SETTINGS
 from tests.e2e.conftest import START_TIMEOUT_S, Stack, StackFactory, free_port
 

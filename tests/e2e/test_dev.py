@@ -14,8 +14,8 @@ import httpx
 import jwt
 import pytest
 
+from anvil.cli.processes import anvil_argv
 from anvil.migrate import ROOT
-from anvil.processes import anvil_argv
 from anvil.settings import DEV_SECRET
 from tests.e2e.conftest import free_port
 

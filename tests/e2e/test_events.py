@@ -184,8 +184,8 @@ def test_the_junit_export_of_the_pytest_example_counts_what_pytest_counts(
     )
     body = {
         "name": f"pytest-demo-{uuid.uuid4().hex[:6]}",
-        "kind": "generic",
-        "spec": {"workspace": "pytest-demo", "pytest": {"args": ["-v"]}},
+        "kind": "pytest",
+        "spec": {"workspace": "pytest-demo", "args": ["-v"]},
         "timeout_s": 120,
     }
     created = stack.client.post("/api/v1/test-cases", json=body)

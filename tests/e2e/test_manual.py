@@ -117,7 +117,7 @@ def test_cli_manual_run_records_answers(stack: Stack) -> None:
     token = stack.client.headers["Authorization"].removeprefix("Bearer ")
     answers = "p\nform shown\n\nf\nerror 500\nticket 42\ns\n\n\n"
     result = subprocess.run(
-        [sys.executable, "-c", "from anvil.cli import main; main()", "manual", "run", ex],
+        [sys.executable, "-m", "anvil.cli", "manual", "run", ex],
         input=answers,
         capture_output=True,
         text=True,
@@ -131,7 +131,7 @@ def test_cli_manual_run_records_answers(stack: Stack) -> None:
     assert steps[1]["details"]["actual"] == "error 500" and steps[1]["error"] == "ticket 42"
     assert stack.get(ex)["status"] == "FAILED"
     queue = subprocess.run(
-        [sys.executable, "-c", "from anvil.cli import main; main()", "manual", "queue"],
+        [sys.executable, "-m", "anvil.cli", "manual", "queue"],
         capture_output=True, text=True, timeout=60,
         env={**stack.env, "ANVIL_API_URL": stack.api_url, "ANVIL_TOKEN": token, "PATH": "/usr/bin:/bin"},
     )  # fmt: skip

@@ -84,7 +84,7 @@ def test_a_suite_of_generic_pytest_and_bdd_cases_aggregates_correctly(make_stack
     assert sorted((k["test_case_name"], k["kind"], k["status"]) for k in kids) == [
         ("bdd-demo-smoke", "bdd", "PASSED"),
         ("generic-ok", "generic", "PASSED"),
-        ("pytest-demo-smoke", "generic", "PASSED"),
+        ("pytest-demo-smoke", "pytest", "PASSED"),
     ]
     for kid in kids:
         steps = stack.get(kid["id"], include="steps")["steps"]

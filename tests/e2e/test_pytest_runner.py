@@ -59,8 +59,8 @@ def add_workspace(stack: Stack, name: str, files: dict[str, str] | None = None) 
 def pytest_case(stack: Stack, workspace: str, args: list[str], *, timeout_s: int = 120) -> str:
     body = {
         "name": f"pytest-{uuid.uuid4().hex[:8]}",
-        "kind": "generic",
-        "spec": {"workspace": workspace, "pytest": {"args": args}},
+        "kind": "pytest",
+        "spec": {"workspace": workspace, "args": args},
         "timeout_s": timeout_s,
     }
     response = stack.client.post("/api/v1/test-cases", json=body)
@@ -402,25 +402,15 @@ def test_workspace_listing_and_bad_specs(make_stack: StackFactory) -> None:
 
     before = stack.client.get("/api/v1/test-cases").json()["items"]
     bad = [
-        (
-            {"workspace": "pytest-demo", "pytest": {"args": []}, "steps": [{"run": ["true"]}]},
-            "body.spec.pytest",
-        ),
-        ({"workspace": "pytest-demo"}, "body.spec.steps"),
-        (
-            {"workspace": "pytest-demo", "pytest": {"args": [], "markers": "smoke"}},
-            "body.spec.pytest.markers",
-        ),
-        ({"workspace": "pytest-demo", "pytest": {"args": []}, "env": {}}, "body.spec.env"),
-        (
-            {"workspace": "pytest-demo", "pytest": {"args": ["-p", "no:workers.pytest_plugin"]}},
-            "body.spec.pytest.args.1",
-        ),
-        ({"workspace": "pytest-demo", "pytest": {"args": ["../demo"]}}, "body.spec.pytest.args.0"),
-        ({"workspace": "../pytest-demo", "pytest": {"args": []}}, "body.spec.workspace"),
+        ({"workspace": "pytest-demo", "args": [], "steps": [{"run": ["true"]}]}, "body.spec.steps"),
+        ({"args": []}, "body.spec.workspace"),
+        ({"workspace": "pytest-demo", "args": [], "markers": "smoke"}, "body.spec.markers"),
+        ({"workspace": "pytest-demo", "args": ["-p", "no:workers.pytest_plugin"]}, "body.spec.args.1"),
+        ({"workspace": "pytest-demo", "args": ["../demo"]}, "body.spec.args.0"),
+        ({"workspace": "../pytest-demo", "args": []}, "body.spec.workspace"),
     ]
     for spec, field in bad:
-        body = {"name": "bad", "kind": "generic", "spec": spec}
+        body = {"name": "bad", "kind": "pytest", "spec": spec}
         response = stack.client.post("/api/v1/test-cases", json=body)
         assert response.status_code == 422, (spec, response.text)
         problem = response.json()

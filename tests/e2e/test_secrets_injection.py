@@ -11,7 +11,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from anvil.processes import anvil_argv
+from anvil.cli.processes import anvil_argv
 from tests.e2e.conftest import Stack, StackFactory
 
 PYTEST_FILE = '''
@@ -73,10 +73,10 @@ def test_a_pytest_run_gets_its_secret_and_its_failure_is_redacted(stack: Stack) 
     workspace = stack.root / "workspaces" / "py-secrets"
     workspace.mkdir()
     (workspace / "test_token.py").write_text(PYTEST_FILE)
-    spec = {"workspace": "py-secrets", "pytest": {"args": ["-q"], "env": {"TOKEN": {"secret": "ci-key"}}}}
+    spec = {"workspace": "py-secrets", "args": ["-q"], "env": {"TOKEN": {"secret": "ci-key"}}}
     case = stack.client.post(
         "/api/v1/test-cases",
-        json={"name": "pytest with a secret", "kind": "generic", "spec": spec, "timeout_s": 120},
+        json={"name": "pytest with a secret", "kind": "pytest", "spec": spec, "timeout_s": 120},
     )
     assert case.status_code == 201, case.text
 

@@ -30,7 +30,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from anvil.processes import Child, spawn, wait_http, wait_log
+from anvil.cli.processes import Child, spawn, wait_http, wait_log
 from tests.e2e.conftest import START_TIMEOUT_S, Stack
 from tests.faults.ledger import REPORTS, Ledger
 from tests.faults.services import PgCluster, RedisServer, free_port, postgres_bin

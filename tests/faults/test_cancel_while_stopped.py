@@ -15,7 +15,7 @@ import time
 import pytest
 import redis
 
-from anvil.processes import Child
+from anvil.cli.processes import Child
 from tests.faults.conftest import FaultStackFactory
 from tests.faults.ledger import assert_clean, report
 

@@ -16,10 +16,9 @@ from sqlalchemy.orm import Session
 from anvil.domain.enums import Priority, Role, TriggerKind
 from anvil.settings import get_settings
 from api.security import issue_token
-from db.executions import create_execution
 from db.models import TestCase, User
 from db.session import new_session
-from tests.helpers import make_case
+from tests.helpers import create_execution, make_case
 from tests.integration.support import count_rows
 
 with warnings.catch_warnings():

@@ -15,11 +15,11 @@ from sqlalchemy.orm import Session
 
 from anvil.domain.states import Status
 from anvil.settings import Settings
-from db.attempts import claim, finish
+from db.attempts import finish
 from db.models import Execution, ExecutionTransition, TestCase
 from db.session import new_session
 from scheduler.tick import TickReport, run_tick
-from tests.helpers import generic_spec
+from tests.helpers import claim_attempt, generic_spec
 
 T = TypeVar("T")
 
@@ -49,7 +49,7 @@ def case_in_db(
 
 def claim_one(execution_id: uuid.UUID, *, worker: str = "w", lease_s: float = 30.0) -> int:
     with new_session() as s, s.begin():
-        attempt = claim(s, execution_id, worker=worker, lease_s=lease_s)
+        attempt = claim_attempt(s, execution_id, worker=worker, lease_s=lease_s)
     assert attempt is not None, f"{execution_id} could not be claimed"
     return attempt
 

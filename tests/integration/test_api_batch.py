@@ -13,10 +13,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from anvil.domain.enums import Role
-from db.attempts import claim
 from db.events import list_events
 from db.models import Execution, ExecutionTransition, TestCase
-from tests.helpers import make_case
+from tests.helpers import claim_attempt, make_case
 from tests.integration.support import count_rows, problem, published_ids
 
 BATCH = "/api/v1/executions/batch"
@@ -80,7 +79,7 @@ def test_a_batch_execution_runs_like_any_other(
     case = make_case(session)
     made = post(client, tester, [{"test_case_id": str(case.id)}]).json()["items"]
     with session.begin():
-        assert claim(session, uuid.UUID(made[0]["id"]), worker="w", lease_s=30) == 1
+        assert claim_attempt(session, uuid.UUID(made[0]["id"]), worker="w", lease_s=30) == 1
         row = session.get(Execution, uuid.UUID(made[0]["id"]))
         assert row is not None and row.status == "RUNNING" and row.case_snapshot["name"] == case.name
 

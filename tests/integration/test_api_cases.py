@@ -169,3 +169,23 @@ def test_delete_is_soft_and_keeps_past_executions_readable(
 
     # The name is free again.
     assert create(client, maintainer, name="doomed")["id"] != made["id"]
+
+
+def test_a_pytest_run_in_the_old_generic_form_is_stored_as_kind_pytest(
+    client: TestClient, maintainer: dict[str, str]
+) -> None:
+    """Clients written before pytest became a kind of its own keep working."""
+    old = {"workspace": "pytest-demo", "pytest": {"args": ["-m", "smoke"]}}
+    r = client.post(CASES, json=generic_case_body(spec=old), headers=maintainer)
+    assert r.status_code == 201, r.text
+    assert (r.json()["kind"], r.json()["spec"]) == (
+        "pytest",
+        {"workspace": "pytest-demo", "args": ["-m", "smoke"]},
+    )
+    # A generic case given such a spec later becomes a pytest case; a steps spec stays generic.
+    steps = generic_case_body()
+    made = client.post(CASES, json=steps, headers=maintainer).json()
+    r = client.patch(f"{CASES}/{made['id']}", json={"spec": old}, headers=maintainer)
+    assert r.status_code == 200, r.text
+    assert (r.json()["kind"], r.json()["spec"]["args"]) == ("pytest", ["-m", "smoke"])
+    assert r.json()["version"] == 2

@@ -18,10 +18,9 @@ from sqlalchemy.orm import Session
 from anvil.domain.enums import Priority, Role
 from anvil.domain.states import Status
 from anvil.settings import get_settings
-from db.attempts import claim
 from db.models import Execution, TestCase
 from db.transitions import transition
-from tests.helpers import make_case
+from tests.helpers import claim_attempt, make_case
 from tests.integration.support import count_rows, problem, published_ids
 
 SUBMIT = "/api/v1/executions/case"
@@ -259,7 +258,7 @@ def test_filters(
     in_run = [queued(case_b, run_id="build-9"), queued(case_b, run_id="build-9")]
     child = queued(case_b, correlation_id=plain, priority=Priority.LOW)
     with session.begin():
-        assert claim(session, critical, worker="w", lease_s=30) == 1
+        assert claim_attempt(session, critical, worker="w", lease_s=30) == 1
         transition(session, in_run[0], Status.CANCELLED, actor="test")
     viewer = auth(Role.VIEWER)
 

@@ -157,10 +157,12 @@ def test_a_case_naming_an_unknown_secret_is_refused_naming_the_field_and_secret(
         "body.spec.steps.0.env.TOKEN",
     )
     assert "deploy-token" in refused["detail"] and refused["secret"] == "deploy-token"
-    pytest_case = generic_case_body(
-        spec={"workspace": "demo", "pytest": {"args": [], "env": {"T": {"secret": "ci-key"}}}}
-    )
-    problem(client.post(CASES, json=pytest_case, headers=maintainer), 422, "body.spec.pytest.env.T")
+    pytest_case = {
+        **generic_case_body(),
+        "kind": "pytest",
+        "spec": {"workspace": "demo", "args": [], "env": {"T": {"secret": "ci-key"}}},
+    }
+    problem(client.post(CASES, json=pytest_case, headers=maintainer), 422, "body.spec.env.T")
     assert count_rows() == before
 
     assert put(client, admin, "deploy-token").status_code == 201
@@ -240,7 +242,7 @@ def test_what_a_worker_reads_and_what_stops_it(any_session: Session) -> None:
 def test_cases_naming_a_secret_are_found_in_every_env_map(any_session: Session) -> None:
     specs = {
         "step": {"workspace": "w", "steps": [{"run": ["true"], "env": {"A": {"secret": "s1"}}}]},
-        "pytest": {"workspace": "w", "pytest": {"args": [], "env": {"B": {"secret": "s1"}}}},
+        "pytest": {"workspace": "w", "args": [], "env": {"B": {"secret": "s1"}}},
         "bdd": {"workspace": "w", "feature": "f.feature", "env": {"C": {"secret": "s2"}}},
         "plain": {"workspace": "w", "steps": [{"run": ["true"], "env": {"secret": "s1"}}]},
     }

@@ -12,9 +12,9 @@ from sqlalchemy.orm import Session
 
 from anvil.domain.enums import Role
 from anvil.domain.states import Status
-from db.attempts import claim
 from db.cancel import cancel_requested
 from db.session import new_session
+from tests.helpers import claim_attempt
 from tests.integration.scheduling import (
     case_in_db,
     children_of,
@@ -59,7 +59,7 @@ def test_a_queued_execution_is_cancelled_at_once_and_a_later_delivery_drops_it(
     assert body["status"] == "CANCELLED" and body["finished_at"] is not None
     assert transitions(execution_id)[-1] == ("QUEUED", "CANCELLED", "cancelled by tess")
     with new_session() as s, s.begin():  # the message still in Redis is delivered: the claim fails
-        assert claim(s, execution_id, worker="late", lease_s=30) is None
+        assert claim_attempt(s, execution_id, worker="late", lease_s=30) is None
     assert row(execution_id).status == "CANCELLED" and row(execution_id).attempt == 0
 
 

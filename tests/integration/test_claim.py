@@ -14,20 +14,20 @@ from sqlalchemy.orm import Session
 from anvil.domain.states import Status
 from anvil.domain.steps import StepRecord
 from anvil.errors import InvalidTransition
-from db.attempts import Lease, claim, finish, hold, renew_lease, write_step
+from db.attempts import Lease, finish, renew_lease
 from db.cancel import cancel
 from db.events import list_events
 from db.models import Execution, ExecutionTransition, StepTrace
 from db.session import new_session
 from db.transitions import transition
-from tests.helpers import make_suite_run
+from tests.helpers import claim_attempt, lease_held, make_suite_run, write_step
 
 LEASE_S = 30.0
 
 
 def claim_in_own_session(execution_id: uuid.UUID, worker: str) -> int | None:
     with new_session() as s, s.begin():
-        return claim(s, execution_id, worker=worker, lease_s=LEASE_S)
+        return claim_attempt(s, execution_id, worker=worker, lease_s=LEASE_S)
 
 
 def state(execution_id: uuid.UUID) -> tuple[str, int, datetime | None, str | None]:
@@ -72,7 +72,7 @@ def race(execution_id: uuid.UUID) -> dict[str, int | None]:
             with new_session() as s, s.begin():
                 s.connection()  # connected and in a transaction before the barrier: both start together
                 barrier.wait(timeout=10)
-                results[name] = claim(s, execution_id, worker=name, lease_s=LEASE_S)
+                results[name] = claim_attempt(s, execution_id, worker=name, lease_s=LEASE_S)
         except BaseException as exc:  # a thread's exception would otherwise be lost
             errors.append(exc)
 
@@ -119,7 +119,7 @@ def test_writes_with_a_wrong_attempt_are_refused_and_write_nothing(queued: Calla
     for stale in (0, 2):
         with new_session() as s, s.begin():
             assert write_step(s, execution_id, attempt=stale, step=step(), lease_s=LEASE_S) is False
-            assert renew_lease(s, execution_id, attempt=stale, lease_s=LEASE_S * 10) is False
+            assert lease_held(s, execution_id, attempt=stale, lease_s=LEASE_S * 10) is False
             assert (
                 finish(s, execution_id, attempt=stale, status=Status.PASSED, actor="stale", summary={})
                 is False
@@ -148,7 +148,7 @@ def test_after_a_requeue_the_old_attempt_is_fenced_out(queued: Callable[..., uui
 
     with new_session() as s, s.begin():
         assert write_step(s, execution_id, attempt=1, step=step(2), lease_s=LEASE_S) is False
-        assert renew_lease(s, execution_id, attempt=1, lease_s=LEASE_S * 10) is False
+        assert lease_held(s, execution_id, attempt=1, lease_s=LEASE_S * 10) is False
         assert finish(s, execution_id, attempt=1, status=Status.FAILED, actor="old", summary={}) is False
     assert state(execution_id) == ("RUNNING", 2, lease_before, "new")
     with new_session() as s:
@@ -215,9 +215,10 @@ def test_steps_written_in_batches_and_with_the_result_are_numbered_in_order(
     assert claim_in_own_session(execution_id, "w1") == 1
     with new_session() as s, s.begin():
         assert (
-            hold(s, execution_id, attempt=1, lease_s=LEASE_S, steps=[step(1), step(2), step(3)]) is Lease.HELD
+            renew_lease(s, execution_id, attempt=1, lease_s=LEASE_S, steps=[step(1), step(2), step(3)])
+            is Lease.HELD
         )
-        assert hold(s, execution_id, attempt=1, lease_s=LEASE_S) is Lease.HELD  # a renewal only
+        assert renew_lease(s, execution_id, attempt=1, lease_s=LEASE_S) is Lease.HELD  # a renewal only
     with new_session() as s, s.begin():
         done = finish(
             s, execution_id, attempt=1, status=Status.PASSED, actor="w1", summary={"total": 5},
@@ -289,7 +290,7 @@ def test_a_lost_attempt_writes_none_of_its_pending_steps_with_its_result(
         assert not finish(
             s, execution_id, attempt=1, status=Status.PASSED, actor="old", summary={}, steps=[step(1)]
         )
-        assert hold(s, execution_id, attempt=1, lease_s=LEASE_S, steps=[step(1)]) is Lease.LOST
+        assert renew_lease(s, execution_id, attempt=1, lease_s=LEASE_S, steps=[step(1)]) is Lease.LOST
     assert step_count(execution_id) == 0
     assert state(execution_id)[:2] == ("RUNNING", 2)
 
@@ -300,5 +301,8 @@ def test_the_lease_renewal_tells_the_worker_about_a_cancel_request(queued: Calla
     with new_session() as s, s.begin():
         cancel(s, execution_id, actor="someone")
     with new_session() as s, s.begin():
-        assert hold(s, execution_id, attempt=1, lease_s=LEASE_S, steps=[step(1)]) is Lease.CANCEL_REQUESTED
+        assert (
+            renew_lease(s, execution_id, attempt=1, lease_s=LEASE_S, steps=[step(1)])
+            is Lease.CANCEL_REQUESTED
+        )
     assert step_count(execution_id) == 1  # what finished before the request is kept

@@ -22,16 +22,15 @@ import redis
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from anvil.cli.processes import Child, spawn, wait_http
 from anvil.domain.enums import Priority, StepStatus, TriggerKind
 from anvil.domain.states import Status
 from anvil.domain.steps import StepRecord
-from anvil.processes import Child, spawn, wait_http
-from db.attempts import claim, finish, write_step
+from db.attempts import finish
 from db.events import channel
-from db.executions import create_execution
 from db.models import ExecutionEvent, ExecutionTransition, StepTrace, TestCase
 from db.session import new_session
-from tests.helpers import make_case, make_suite_run
+from tests.helpers import claim_attempt, create_execution, make_case, make_suite_run, write_step
 
 Headers = dict[str, str]
 
@@ -145,7 +144,7 @@ def submit(session: Session, case: TestCase | None = None) -> uuid.UUID:
 
 def start(execution_id: uuid.UUID) -> int:
     with new_session() as s, s.begin():
-        attempt = claim(s, execution_id, worker="w1", lease_s=60)
+        attempt = claim_attempt(s, execution_id, worker="w1", lease_s=60)
     assert attempt is not None
     return attempt
 

@@ -24,13 +24,13 @@ from sqlalchemy.orm import Session
 from anvil.domain.enums import Priority, Role, StepStatus, TriggerKind
 from anvil.domain.states import Status
 from anvil.domain.steps import Outcome, StepRecord
-from db.attempts import claim, finish, write_step
-from db.executions import create_execution
+from db.attempts import finish
 from db.models import Execution, TestCase
 from db.session import new_session
 from db.suite_runs import create_suite_execution
 from db.suites import create_suite
 from db.transitions import transition
+from tests.helpers import claim_attempt, create_execution, write_step
 from tests.integration.conftest import Headers, TestClient
 from workers.runners import bdd, pytest_runner
 from workers.runners.base import RunContext
@@ -74,7 +74,7 @@ def submit(session: Session, case: TestCase, **kw: Any) -> uuid.UUID:
 
 def start(execution_id: uuid.UUID) -> int:
     with new_session() as s, s.begin():
-        attempt = claim(s, execution_id, worker="junit-host", lease_s=60)
+        attempt = claim_attempt(s, execution_id, worker="junit-host", lease_s=60)
     assert attempt is not None
     return attempt
 
@@ -145,7 +145,7 @@ def test_the_pytest_example_reports_what_pytests_own_junitxml_reports(
     own = tmp_path / "pytest-own.xml"
     # One pytest run writes both Anvil's steps (through the worker's plugin) and pytest's own report.
     args = ["-m", "not slow", f"--junitxml={own}"]
-    case = new_case(session, "generic", {"workspace": "pytest-demo", "pytest": {"args": args}}, "pytest-demo")
+    case = new_case(session, "pytest", {"workspace": "pytest-demo", "args": args}, "pytest-demo")
     execution_id = run_with_runner(session, case, pytest_runner.run)
 
     ours = export(client, execution_id, viewer)

@@ -14,10 +14,9 @@ from sqlalchemy.orm import Session
 
 from anvil.domain.enums import Priority, Role, TriggerKind
 from db import lineage
-from db.executions import create_execution
 from db.models import Execution, TestCase
 from db.session import get_engine
-from tests.helpers import make_case
+from tests.helpers import create_execution, make_case
 from tests.integration.support import problem
 
 EXECUTIONS = "/api/v1/executions"

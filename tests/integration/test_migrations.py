@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -86,3 +87,73 @@ def test_migrations_keep_existing_rows(template_db: str) -> None:
         assert str(row[0]) == "00000000-0000-0000-0000-000000000001" and row[1:] == (0, 0, False)
     finally:
         _drop(EMPTY_DB)
+
+
+OLD_PYTEST_SPEC = {"workspace": "py", "network": False, "pytest": {"args": ["-k", "fast"], "env": {"A": "1"}}}
+NEW_PYTEST_SPEC = {"workspace": "py", "network": False, "args": ["-k", "fast"], "env": {"A": "1"}}
+STEPS_SPEC = {"workspace": "demo", "steps": [{"run": ["true"]}]}
+
+
+def test_pytest_cases_become_their_own_kind_and_back(empty_url: str) -> None:
+    """0008: stored generic cases with a pytest spec, and the snapshots executions run from, turn
+    into kind pytest (other generic cases stay as they are); the downgrade turns them back."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy import insert, select
+
+    from db.models import Execution, TestCase
+
+    upgrade(empty_url, "0007")
+    engine = make_engine(empty_url)
+    now = datetime.now(UTC)
+    case_row = {"tags": [], "timeout_s": 60, "version": 1, "created_at": now, "updated_at": now}
+    ids = {"pytest": uuid.uuid4(), "steps": uuid.uuid4()}
+    with engine.begin() as conn:
+        conn.execute(
+            insert(TestCase.__table__),
+            [
+                {**case_row, "id": ids["pytest"], "name": "py", "kind": "generic", "spec": OLD_PYTEST_SPEC},
+                {**case_row, "id": ids["steps"], "name": "steps", "kind": "generic", "spec": STEPS_SPEC},
+            ],
+        )
+        for name, spec in (("pytest", OLD_PYTEST_SPEC), ("steps", STEPS_SPEC)):
+            snapshot = {
+                "name": name,
+                "kind": "generic",
+                "spec": spec,
+                "timeout_s": 60,
+                "version": 1,
+                "tags": [],
+            }
+            conn.execute(
+                insert(Execution.__table__).values(
+                    id=ids[name], test_case_id=ids[name], case_snapshot=snapshot, status="QUEUED",
+                    priority="NORMAL", attempt=0, max_attempts=3, trigger_kind="api",
+                    correlation_id=ids[name], root_execution_id=ids[name], event_seq=0, params={},
+                    created_at=now, publish_count=0, summary={}, retry_policy={}, retry_index=0, flaky=False,
+                )
+            )  # fmt: skip
+
+    def stored() -> dict[str, tuple[str, dict[str, object], str, dict[str, object]]]:
+        with engine.connect() as conn:
+            cases = {r.id: r for r in conn.execute(select(TestCase.kind, TestCase.spec, TestCase.id))}
+            runs = {
+                r.id: r.case_snapshot for r in conn.execute(select(Execution.id, Execution.case_snapshot))
+            }
+        return {
+            name: (cases[i].kind, cases[i].spec, runs[i]["kind"], runs[i]["spec"]) for name, i in ids.items()
+        }
+
+    try:
+        upgrade(empty_url)
+        assert stored() == {
+            "pytest": ("pytest", NEW_PYTEST_SPEC, "pytest", NEW_PYTEST_SPEC),
+            "steps": ("generic", STEPS_SPEC, "generic", STEPS_SPEC),
+        }
+        downgrade(empty_url, "0007")
+        assert stored() == {
+            "pytest": ("generic", OLD_PYTEST_SPEC, "generic", OLD_PYTEST_SPEC),
+            "steps": ("generic", STEPS_SPEC, "generic", STEPS_SPEC),
+        }
+    finally:
+        engine.dispose()

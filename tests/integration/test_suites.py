@@ -16,13 +16,12 @@ from sqlalchemy.orm import Session
 
 from anvil.domain.enums import Priority, Role, TriggerKind
 from anvil.domain.states import Status
-from db.attempts import claim, finish
-from db.executions import create_execution
+from db.attempts import finish
 from db.models import Execution, ExecutionTransition, TestCase, TestSuite
 from db.session import new_session
 from db.suite_runs import create_suite_execution
 from db.suites import create_suite
-from tests.helpers import generic_spec
+from tests.helpers import claim_attempt, create_execution, generic_spec
 from tests.integration.support import count_rows, problem, published_ids
 
 SUITES = "/api/v1/test-suites"
@@ -79,7 +78,7 @@ def run_suite(session: Session, suite: TestSuite) -> tuple[uuid.UUID, list[uuid.
 
 def claim_one(execution_id: uuid.UUID, worker: str = "w") -> int:
     with new_session() as s, s.begin():
-        attempt = claim(s, execution_id, worker=worker, lease_s=60)
+        attempt = claim_attempt(s, execution_id, worker=worker, lease_s=60)
     assert attempt is not None
     return attempt
 

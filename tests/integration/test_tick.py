@@ -15,9 +15,9 @@ from sqlalchemy.orm import Session
 from anvil.domain.enums import Role
 from anvil.domain.states import Status
 from anvil.settings import Settings, get_settings
-from db.attempts import claim
 from db.session import new_session
 from scheduler.tick import TickReport, run_tick
+from tests.helpers import claim_attempt
 from tests.integration.scheduling import (
     case_in_db,
     claim_one,
@@ -148,7 +148,7 @@ def test_an_expired_execution_is_never_claimed_even_before_the_tick_marks_it(
     execution_id = submit(client, tester, case_in_db(session).id, expires_in_s=60)
     sql("UPDATE executions SET expires_at = now() - interval '1 second' WHERE id = :id", id=execution_id)
     with new_session() as s, s.begin():
-        assert claim(s, execution_id, worker="late", lease_s=30) is None
+        assert claim_attempt(s, execution_id, worker="late", lease_s=30) is None
     tick()
     assert row(execution_id).status == "SKIPPED"
 

@@ -10,10 +10,11 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from anvil.domain.states import Status
-from db.attempts import claim, finish
+from db.attempts import finish
 from db.models import Execution, ExecutionTransition
 from db.session import new_session
 from db.transitions import transition
+from tests.helpers import claim_attempt
 
 
 def seen_from_outside(execution_id: uuid.UUID) -> tuple[str, int]:
@@ -81,14 +82,14 @@ def test_a_rolled_back_transaction_keeps_neither_the_status_nor_the_row(
 def test_claim_and_finish_roll_back_together_with_their_rows(queued: Callable[..., uuid.UUID]) -> None:
     execution_id = queued()
     with pytest.raises(Boom), new_session() as s, s.begin():
-        assert claim(s, execution_id, worker="w", lease_s=30) == 1
+        assert claim_attempt(s, execution_id, worker="w", lease_s=30) == 1
         raise Boom
     assert seen_from_outside(execution_id) == ("QUEUED", 1)
     with new_session() as s:
         assert s.scalar(select(Execution.attempt).where(Execution.id == execution_id)) == 0
 
     with new_session() as s, s.begin():
-        assert claim(s, execution_id, worker="w", lease_s=30) == 1
+        assert claim_attempt(s, execution_id, worker="w", lease_s=30) == 1
     with pytest.raises(Boom), new_session() as s, s.begin():
         assert finish(s, execution_id, attempt=1, status=Status.PASSED, actor="w", summary={"total": 0})
         raise Boom

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
+from anvil.domain.runners import validate_spec
 from anvil.errors import InvalidInput
 from anvil.settings import get_settings
-from api.specs import validate_spec
 from workers.runners.bdd import scenario_name_pattern
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "workspaces" / "bdd-demo"

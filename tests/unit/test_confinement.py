@@ -140,7 +140,7 @@ def test_the_workspace_is_read_only_under_a_writable_top_level(tmp_path: Path) -
 def test_anvil_dev_runs_unsandboxed_with_a_warning_where_bubblewrap_is_missing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from anvil.dev import sandbox_env
+    from anvil.cli.bootstrap import sandbox_env
     from anvil.settings import Settings
 
     monkeypatch.setenv("PATH", str(tmp_path))  # no bwrap on it

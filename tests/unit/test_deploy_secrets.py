@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from anvil.dev import generated_key, secret_key_env
+from anvil.cli.bootstrap import generated_key, secret_key_env
 from anvil.hardening import dev_secret_refusal, forget_secret_environment
 from anvil.settings import DEV_SECRET, REMOVED_MARKER, SECRET_SETTINGS, Settings, SettingsFileError
 

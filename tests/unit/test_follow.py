@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from anvil.follow import SseEvent, SseParser, SuiteTally
+from anvil.cli.follow import SuiteTally
+from anvil.cli.sse import SseEvent, SseParser
 
 
 def parse(text: str, parser: SseParser | None = None) -> list[SseEvent]:

@@ -16,10 +16,10 @@ START = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
 
 
 def execution(
-    kind: str = "generic", status: str = "FAILED", spec: dict[str, Any] | None = None, **kw: Any
+    kind: str = "pytest", status: str = "FAILED", spec: dict[str, Any] | None = None, **kw: Any
 ) -> Execution:
     if spec is None:
-        spec = {"workspace": "w", "pytest": {"args": []}} if kind == "generic" else {}
+        spec = {"workspace": "w", "args": []} if kind == "pytest" else {}
     return Execution(
         id=uuid.uuid4(),
         test_case_id=uuid.uuid4(),

@@ -1,4 +1,5 @@
-"""The pytest form of a generic spec: exactly one of steps or pytest, and the arguments Anvil refuses."""
+"""pytest specs (kind ``pytest``): their shape, the arguments Anvil refuses, and the old form
+(a generic spec holding ``pytest``) still taken."""
 
 from __future__ import annotations
 
@@ -6,42 +7,50 @@ from typing import Any
 
 import pytest
 
+from anvil.domain.runners import upgrade_legacy, validate_spec
 from anvil.errors import InvalidInput
-from api.specs import validate_spec
 
 
 def pytest_spec(*args: str, **extra: Any) -> dict[str, Any]:
-    return {"workspace": "pytest-demo", "pytest": {"args": list(args)}, **extra}
+    return {"workspace": "pytest-demo", "args": list(args), **extra}
 
 
 def refusal(body: Any) -> InvalidInput:
     with pytest.raises(InvalidInput) as info:
-        validate_spec("generic", body)
+        validate_spec("pytest", body)
     return info.value
 
 
 def test_pytest_spec_is_stored_as_given() -> None:
     args = ["tests/test_basics.py::test_addition", "tests/test_params.py", "-k", "not slow", "-m", "smoke"]
-    assert validate_spec("generic", pytest_spec(*args)) == {
-        "workspace": "pytest-demo",
-        "pytest": {"args": args},
-    }
+    assert validate_spec("pytest", pytest_spec(*args)) == {"workspace": "pytest-demo", "args": args}
 
 
 def test_no_args_runs_the_whole_workspace() -> None:
-    stored = validate_spec("generic", {"workspace": "w", "pytest": {}})
-    assert stored == {"workspace": "w", "pytest": {"args": []}}
+    stored = validate_spec("pytest", {"workspace": "w"})
+    assert stored == {"workspace": "w", "args": []}
+
+
+def test_the_old_generic_form_is_taken_as_kind_pytest() -> None:
+    old = {"workspace": "w", "network": False, "pytest": {"args": ["-q"], "env": {"A": "1"}}}
+    kind, spec = upgrade_legacy("generic", old)
+    assert (kind, validate_spec(kind, spec)) == (
+        "pytest",
+        {"workspace": "w", "network": False, "args": ["-q"], "env": {"A": "1"}},
+    )
+    steps = {"workspace": "w", "steps": [{"run": ["true"]}]}
+    assert upgrade_legacy("generic", steps) == ("generic", steps)  # only the pytest form changes
 
 
 @pytest.mark.parametrize(
     ("body", "field", "message"),
     [
-        (pytest_spec(steps=[{"run": ["true"]}]), "body.spec.pytest", "either steps or pytest, not both"),
-        ({"workspace": "w"}, "body.spec.steps", "give steps"),
-        ({"workspace": "w", "pytest": {"args": [], "argz": []}}, "body.spec.pytest.argz", "Extra inputs"),
+        (pytest_spec(steps=[{"run": ["true"]}]), "body.spec.steps", "Extra inputs"),
+        ({"args": []}, "body.spec.workspace", "Field required"),
+        ({"workspace": "w", "args": [], "argz": []}, "body.spec.argz", "Extra inputs"),
         ({**pytest_spec(), "junit": True}, "body.spec.junit", "Extra inputs"),
-        ({"workspace": "w", "pytest": {"args": "-k x"}}, "body.spec.pytest.args", "valid list"),
-        ({"workspace": "w", "pytest": {"args": [""]}}, "body.spec.pytest.args.0", "at least 1"),
+        ({"workspace": "w", "args": "-k x"}, "body.spec.args", "valid list"),
+        ({"workspace": "w", "args": [""]}, "body.spec.args.0", "at least 1"),
     ],
 )
 def test_shape_errors_name_the_field(body: dict[str, Any], field: str, message: str) -> None:
@@ -70,7 +79,7 @@ def test_shape_errors_name_the_field(body: dict[str, Any], field: str, message: 
 )
 def test_arguments_that_would_break_recording_are_refused(args: list[str], index: int, why: str) -> None:
     err = refusal(pytest_spec(*args))
-    assert err.field == f"body.spec.pytest.args.{index}"
+    assert err.field == f"body.spec.args.{index}"
     assert why in err.detail
 
 
@@ -85,4 +94,4 @@ def test_arguments_that_would_break_recording_are_refused(args: list[str], index
     ],
 )
 def test_ordinary_arguments_pass(args: list[str]) -> None:
-    assert validate_spec("generic", pytest_spec(*args))["pytest"]["args"] == args
+    assert validate_spec("pytest", pytest_spec(*args))["args"] == args

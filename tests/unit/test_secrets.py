@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from anvil.dev import secrets_key_env
+from anvil.cli.bootstrap import secrets_key_env
+from anvil.domain.runners import validate_spec
 from anvil.errors import InvalidInput
 from anvil.settings import Settings, get_settings
-from api.specs import validate_spec
 from db.secrets import (
     Reference,
     SecretsNotConfigured,
@@ -49,13 +49,10 @@ def test_a_step_env_may_name_a_secret_beside_plain_values() -> None:
 
 
 def test_a_pytest_run_has_an_env_of_its_own() -> None:
-    spec = {"workspace": "demo", "pytest": {"args": ["-q"], "env": {"TOKEN": {"secret": "a.b_c-1"}}}}
-    assert validate_spec("generic", spec) == spec
+    spec = {"workspace": "demo", "args": ["-q"], "env": {"TOKEN": {"secret": "a.b_c-1"}}}
+    assert validate_spec("pytest", spec) == spec
     # Left out, it stays out of the stored spec.
-    assert validate_spec("generic", {"workspace": "demo", "pytest": {}}) == {
-        "workspace": "demo",
-        "pytest": {"args": []},
-    }
+    assert validate_spec("pytest", {"workspace": "demo"}) == {"workspace": "demo", "args": []}
 
 
 def test_a_bdd_spec_has_an_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -97,18 +94,16 @@ def test_bad_env_values_are_refused_naming_the_variable(env: dict[str, Any], fie
 def test_references_are_found_in_every_env_map_and_replaced_by_values() -> None:
     spec = {
         "workspace": "w",
-        "env": {"A": {"secret": "one"}, "PLAIN": "x"},
-        "pytest": {"args": [], "env": {"B": {"secret": "two"}}},
+        "env": {"A": {"secret": "one"}, "PLAIN": "x", "B": {"secret": "two"}},
         "steps": [{"run": ["true"]}, {"run": ["true"], "env": {"C": {"secret": "one"}}}],
     }
     assert references(spec) == [
         Reference("env.A", "one"),
-        Reference("pytest.env.B", "two"),
+        Reference("env.B", "two"),
         Reference("steps.1.env.C", "one"),
     ]
     resolved = with_values(spec, {"one": "1!", "two": "2!"})
-    assert resolved["env"] == {"A": "1!", "PLAIN": "x"}
-    assert resolved["pytest"]["env"] == {"B": "2!"}
+    assert resolved["env"] == {"A": "1!", "PLAIN": "x", "B": "2!"}
     assert resolved["steps"][1]["env"] == {"C": "1!"}
     assert spec["env"]["A"] == {"secret": "one"}, "the snapshot itself keeps the reference"
     assert references({"steps": [{"action": "look"}]}) == [], "manual specs name none"
@@ -215,7 +210,7 @@ def _context(spec: dict[str, Any]) -> RunContext:
     "spec",
     [
         {"workspace": "w", "feature": "f.feature", "env": {"TOKEN": "v", "PYTHONPATH": "src"}},
-        {"workspace": "w", "pytest": {"args": [], "env": {"TOKEN": "v", "PYTHONPATH": "src"}}},
+        {"workspace": "w", "args": [], "env": {"TOKEN": "v", "PYTHONPATH": "src"}},
     ],
 )
 def test_pytest_and_bdd_runs_get_their_spec_env(spec: dict[str, Any], tmp_path: Path) -> None:

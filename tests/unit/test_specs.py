@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
+from anvil.domain.runners import validate_spec
 from anvil.errors import InvalidInput
-from api.specs import validate_spec
 
 
 def spec(**step: Any) -> dict[str, Any]:

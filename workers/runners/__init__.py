@@ -1,20 +1,22 @@
-"""Runners turn a case snapshot into step records and one outcome. One module per kind."""
+"""Runners turn a case snapshot into step records and one outcome, one module per kind.
+
+Which module runs which kind is listed once, in anvil/domain/runners.RUNNERS.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
+import importlib
 
-from anvil.domain.steps import Outcome
-from workers.runners.base import RunContext
-
-Runner = Callable[[RunContext], Outcome]
+from anvil.domain.runners import RUNNERS
+from workers.runners.base import Runner
 
 
+@functools.cache
 def runner_for(kind: str) -> Runner:
-    from workers.runners import bdd, generic, manual
-
-    runners: dict[str, Runner] = {"generic": generic.run, "manual": manual.run, "bdd": bdd.run}
-    try:
-        return runners[kind]
-    except KeyError:
-        raise LookupError(f"no runner for test kind {kind!r} on this worker") from None
+    entry = RUNNERS.get(kind)
+    if entry is None:
+        raise LookupError(f"no runner for test kind {kind!r} on this worker")
+    module, _, function = entry.runner.partition(":")
+    runner: Runner = getattr(importlib.import_module(module), function)
+    return runner

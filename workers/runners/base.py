@@ -7,9 +7,9 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from anvil.domain.steps import StepRecord
+from anvil.domain.steps import Outcome, StepRecord
 from workers.confinement import Confinement, Limits, Sandbox
 
 
@@ -51,3 +51,15 @@ class RunContext:
             "ANVIL_EXECUTION_ID": str(self.execution_id),
             "ANVIL_ATTEMPT": str(self.attempt),
         }
+
+
+class Runner(Protocol):
+    """What a runner is: given the attempt's RunContext, it runs the test and returns its Outcome.
+
+    It reports each step as soon as the step finishes, through ``ctx.emit(StepRecord(...))``;
+    ``emit`` returning False, or ``ctx.stop`` being set, means the attempt lost the execution (or it
+    was cancelled): the runner stops its processes and returns at once. It never writes to the
+    database itself. Steps are numbered from 1 in the order they ran.
+    """
+
+    def __call__(self, ctx: RunContext, /) -> Outcome: ...

@@ -1,7 +1,4 @@
-"""Generic tests: a list of argv steps, each with an expected exit code and optional output regex.
-
-A generic spec with ``pytest`` instead of ``steps`` runs a pytest suite (workers/runners/pytest_runner.py).
-"""
+"""Generic tests: a list of argv steps, each with an expected exit code and optional output regex."""
 
 from __future__ import annotations
 
@@ -17,7 +14,6 @@ from anvil.domain.steps import Outcome, StepRecord, summarize
 from anvil.domain.workspaces import WorkspaceError, resolve_workspace
 from db.types import utcnow
 from workers.confinement import prepare_scratch
-from workers.runners import pytest_runner
 from workers.runners.base import RunContext
 from workers.sandbox import ProcessResult, run_process, scrubbed_env
 
@@ -28,8 +24,6 @@ EXPECT_BUDGET_S = 5.0
 
 def run(ctx: RunContext) -> Outcome:
     spec = ctx.spec
-    if "pytest" in spec:
-        return pytest_runner.run(ctx)
     try:
         cwd = resolve_workspace(ctx.workspace_root, spec["workspace"])
     except WorkspaceError as exc:

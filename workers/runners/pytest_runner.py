@@ -1,4 +1,4 @@
-"""pytest tests (a generic spec with ``pytest``): one step per test item, recorded as each one finishes.
+"""pytest tests (kind ``pytest``): one step per test item, recorded as each one finishes.
 
 The worker runs ``python -m pytest`` with its own interpreter, in the workspace, inside the sandbox,
 with workers.pytest_plugin loaded (``-p``). The plugin appends one JSON line per finished item to a
@@ -78,7 +78,7 @@ def run(ctx: RunContext) -> Outcome:
         recorder = StepRecorder(ctx, report)
         env = tool_env(ctx, private)
         result = run_process(
-            pytest_argv(report=report, text_cap=ctx.output_cap, args=list(spec["pytest"]["args"])),
+            pytest_argv(report=report, text_cap=ctx.output_cap, args=list(spec.get("args", []))),
             cwd=cwd,
             env=env,
             timeout_s=ctx.timeout_s,

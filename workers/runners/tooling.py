@@ -34,10 +34,10 @@ def private_dir(prefix: str) -> Iterator[Path]:
 
 
 def tool_env(ctx: RunContext, private: Path) -> dict[str, str]:
-    """The scrubbed test environment with the spec's env (BDD: ``env``, pytest: ``pytest.env``),
+    """The scrubbed test environment with the spec's ``env``,
     plus the plugin's import path (before a PYTHONPATH the spec or the operator gives) and no
     bytecode written into the workspace."""
-    spec_env = dict(ctx.spec.get("env") or (ctx.spec.get("pytest") or {}).get("env") or {})
+    spec_env = dict(ctx.spec.get("env") or {})
     path = [str(private / "path")]
     if spec_env.get("PYTHONPATH"):
         path.append(spec_env["PYTHONPATH"])

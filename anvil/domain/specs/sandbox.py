@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, model_validator
+from pydantic import BaseModel, Field, StrictBool, StrictInt, model_validator
 from pydantic_core import PydanticCustomError
 
+from anvil.domain.specs.base import Strict
 from anvil.settings import get_settings
 
 
-class TestLimits(BaseModel):
+class TestLimits(Strict):
     """Per-test resource limits; each unset one is the worker's default (ANVIL_SANDBOX_*)."""
 
-    model_config = ConfigDict(extra="forbid")
     __test__ = False  # not a pytest test class
 
     memory_mb: StrictInt | None = Field(default=None, ge=16, description="address space, MiB")
@@ -27,8 +27,7 @@ class TestLimits(BaseModel):
             if value is not None and value > ceiling:
                 raise PydanticCustomError(
                     "limit_too_high",
-                    "{key} is {value}, above this server's maximum of {ceiling} "
-                    "(ANVIL_SANDBOX_{upper}_MAX)",
+                    "{key} is {value}, above this server's maximum of {ceiling} (ANVIL_SANDBOX_{upper}_MAX)",
                     {"key": key, "value": value, "ceiling": ceiling, "upper": key.upper()},
                 )
         return self

@@ -16,32 +16,29 @@ from behave.tag_expression import make_tag_expression
 from gherkin.errors import CompositeParserException, ParserError, ParserException
 from gherkin.parser import Parser
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     StringConstraints,
     ValidationError,
     field_validator,
     model_validator,
 )
-from pydantic_core import InitErrorDetails, PydanticCustomError
+from pydantic_core import PydanticCustomError
 
-from anvil.domain.workspaces import WORKSPACE_NAME, WorkspaceError, resolve_feature, resolve_workspace
+from anvil.domain.specs.base import Strict, WorkspaceName, field_error
+from anvil.domain.specs.env import ENV_DESCRIPTION, Env, no_anvil_variables
+from anvil.domain.specs.sandbox import SandboxOptions
+from anvil.domain.workspaces import WorkspaceError, resolve_feature, resolve_workspace
 from anvil.settings import get_settings
-from api.env_spec import ENV_DESCRIPTION, Env, no_anvil_variables
-from api.sandbox_spec import SandboxOptions
 
 MAX_FEATURE_CHARS = 200_000
 GHERKIN_ERRORS_SHOWN = 3
 LOCATION_PREFIX = re.compile(r"^\(\d+:\d+\): ")
 
 
-class BddSpec(SandboxOptions, BaseModel):
+class BddSpec(SandboxOptions, Strict):
     """``feature`` (a .feature file of the workspace) or ``feature_text`` (Gherkin), not both."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    workspace: Annotated[str, StringConstraints(pattern=WORKSPACE_NAME.pattern)]
+    workspace: WorkspaceName
     feature: Annotated[str, StringConstraints(min_length=1, max_length=1024)] | None = None
     feature_text: Annotated[str, StringConstraints(min_length=1, max_length=MAX_FEATURE_CHARS)] | None = None
     scenario: Annotated[str, StringConstraints(min_length=1, max_length=500)] | None = None
@@ -130,8 +127,4 @@ def _read_feature(workspace: Path, feature: str) -> str:
 
 
 def _field_error(field: str, message: str) -> ValidationError:
-    # A model-level rule reported at the field it concerns, so the 422 names that field.
-    error = PydanticCustomError("bdd_spec", message)
-    return ValidationError.from_exception_data(
-        "BddSpec", [InitErrorDetails(type=error, loc=(field,), input=None)]
-    )
+    return field_error("BddSpec", field, message, kind="bdd_spec")

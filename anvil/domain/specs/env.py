@@ -15,8 +15,9 @@ from pydantic import StringConstraints, WithJsonSchema
 from pydantic.functional_validators import PlainValidator
 from pydantic_core import PydanticCustomError
 
-from db.secrets import NAME_PATTERN, NAME_RULE
-
+# A test secret's name (db/secrets.py stores them).
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+NAME_RULE = "1-64 characters of A-Z, a-z, 0-9, '.', '_' and '-', starting with a letter or digit"
 ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 MAX_VALUE_CHARS = 4096
 SECRET_NAME = re.compile(NAME_PATTERN)
@@ -36,9 +37,7 @@ def _env_value(value: Any) -> str | dict[str, str]:
                 "secret_reference", 'a secret reference is {"secret": "<name>"} and nothing else'
             )
         if not SECRET_NAME.match(name):
-            raise PydanticCustomError(
-                "secret_reference", "a secret name is {rule}", {"rule": NAME_RULE}
-            )
+            raise PydanticCustomError("secret_reference", "a secret name is {rule}", {"rule": NAME_RULE})
         return {"secret": name}
     raise PydanticCustomError(
         "env_value", 'an env value is a string, or {"secret": "<name>"} to use a test secret'

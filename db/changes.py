@@ -1,0 +1,49 @@
+"""What a transaction changed that its commit must react to, noted in ``session.info``.
+
+transition() notes each status change here; db/reactions.py reads the notes just before the
+commit (retries to schedule, suites to settle). A neutral module, so the writer of statuses and
+the reactions to them do not import each other.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy.orm import Session
+
+from anvil.domain.states import RETRYABLE, Status
+
+_RETRY = "anvil_retry_candidates"
+_SUITES = "anvil_dirty_suites"
+
+
+def note_change(
+    session: Session, execution_id: uuid.UUID, root_id: uuid.UUID, to: Status, *, finished: bool
+) -> None:
+    if to in RETRYABLE:
+        session.info.setdefault(_RETRY, []).append(execution_id)
+    if root_id != execution_id:
+        dirty = session.info.setdefault(_SUITES, {})
+        dirty[root_id] = dirty.get(root_id, False) or finished
+
+
+def forget_suite(session: Session, root_id: uuid.UUID) -> None:
+    session.info.get(_SUITES, {}).pop(root_id, None)
+
+
+def take_retry_candidates(session: Session) -> list[uuid.UUID]:
+    return session.info.pop(_RETRY, [])
+
+
+def take_dirty_suites(session: Session) -> dict[uuid.UUID, bool]:
+    """Roots whose members changed, each with whether a member finished."""
+    return session.info.pop(_SUITES, {})
+
+
+def pending(session: Session) -> bool:
+    return bool(session.info.get(_RETRY) or session.info.get(_SUITES))
+
+
+def forget(session: Session) -> None:
+    session.info.pop(_RETRY, None)
+    session.info.pop(_SUITES, None)
