@@ -26,16 +26,17 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends tini bubblewrap util-linux \
     && rm -rf /var/lib/apt/lists/*
 
+# A plain install from a copy of the sources, which is then removed: the image runs what the wheel
+# holds (the migrations too, as the package anvil_migrations), nothing from a checkout.
+COPY pyproject.toml README.md /tmp/anvil-src/
+COPY alembic /tmp/anvil-src/alembic
+COPY anvil /tmp/anvil-src/anvil
+COPY api /tmp/anvil-src/api
+COPY db /tmp/anvil-src/db
+COPY scheduler /tmp/anvil-src/scheduler
+COPY workers /tmp/anvil-src/workers
+RUN pip install /tmp/anvil-src && rm -rf /tmp/anvil-src && anvil --help >/dev/null
 WORKDIR /app
-COPY pyproject.toml README.md alembic.ini ./
-COPY alembic ./alembic
-COPY anvil ./anvil
-COPY api ./api
-COPY db ./db
-COPY scheduler ./scheduler
-COPY workers ./workers
-# Editable install: `anvil db upgrade` reads alembic.ini and alembic/ next to the package sources.
-RUN pip install -e . && anvil --help >/dev/null
 
 # Two unprivileged users. anvil runs the API, beat, Flower and migrations (the image's default
 # user). anvil-sandbox runs the tests: no home, no login shell, nothing of its own; the worker runs

@@ -1,4 +1,10 @@
-"""Apply Alembic migrations programmatically (`anvil db upgrade`)."""
+"""Apply Alembic migrations programmatically (`anvil db upgrade`).
+
+The migrations are the checkout's alembic/ directory; a wheel installs them as the package
+``anvil_migrations`` beside ``anvil`` (pyproject.toml), as the top-level name ``alembic`` is the
+library's. No alembic.ini is read: an installed Anvil has none, and everything it holds beyond the
+script location is for the `alembic` command in a checkout.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +13,24 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 
+# The checkout; for an installed wheel, site-packages.
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def script_location() -> Path:
+    """The migrations that came with this copy of Anvil: the installed anvil_migrations, else the
+    checkout's alembic/ (an editable install or none)."""
+    # Looked up beside the running code, not on sys.path: a checkout's code must not pick up the
+    # migrations of a wheel installed in the same environment, nor the other way round. Not
+    # importlib.resources: alembic/ has no __init__.py (one would shadow the library whenever the
+    # checkout is on sys.path), and a namespace package has no single directory to hand over.
+    installed = ROOT / "anvil_migrations"
+    return installed if (installed / "env.py").is_file() else ROOT / "alembic"
+
+
 def alembic_config(database_url: str | None = None) -> Config:
-    config = Config(str(ROOT / "alembic.ini"))
-    config.set_main_option("script_location", str(ROOT / "alembic"))
+    config = Config()
+    config.set_main_option("script_location", str(script_location()))
     if database_url:
         config.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
     return config

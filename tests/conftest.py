@@ -21,8 +21,26 @@ REDIS_BASE = os.environ.get("ANVIL_TEST_REDIS", "redis://127.0.0.1:6379")
 RUN = uuid.uuid4().hex[:8]
 TEMPLATE_DB = f"anvil_tpl_{RUN}"
 SESSION_DB = f"anvil_t_{RUN}"
-# Redis DB 0 is left to users; tests use 9..15 (session: 9, fresh ones cycle through 10..15).
-SESSION_REDIS_DB = 9
+
+
+def redis_dbs(worker: str | None, workers: int) -> tuple[int, list[int]]:
+    """(the session's Redis DB, the DBs fresh ones cycle through) for one pytest process.
+
+    DB 0 is left to users. A serial session takes 9 and cycles through 10..15; the workers of a
+    parallel (xdist) session split 1..8 between them, so a serial and a parallel session can run side by side.
+    """
+    if worker is None:
+        return 9, list(range(10, 16))
+    size = 8 // workers
+    if size == 0:
+        raise RuntimeError(f"{workers} xdist workers: at most 8 can share a Redis (DBs 1..8)")
+    first = 1 + int(worker.removeprefix("gw")) * size
+    return first, list(range(first + 1, first + size))
+
+
+SESSION_REDIS_DB, FRESH_REDIS_DBS = redis_dbs(
+    os.environ.get("PYTEST_XDIST_WORKER"), int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+)
 
 
 def sqlalchemy_url(dbname: str) -> str:
@@ -140,8 +158,10 @@ def fresh_database(template_db: str) -> Iterator[str]:
 
 @pytest.fixture
 def fresh_redis() -> Iterator[str]:
-    """A flushed Redis DB of its own (10..15) for a test that starts Anvil processes."""
-    db = 10 + next(_fresh_counter) % 6
+    """A flushed Redis DB of its own (one of FRESH_REDIS_DBS) for a test that starts Anvil processes."""
+    if not FRESH_REDIS_DBS:
+        pytest.fail("no Redis DB left for fresh_redis: run tests that start processes on fewer xdist workers")
+    db = FRESH_REDIS_DBS[next(_fresh_counter) % len(FRESH_REDIS_DBS)]
     url = f"{REDIS_BASE}/{db}"
     client = redis.Redis.from_url(url)
     client.flushdb()
