@@ -58,6 +58,9 @@ def api(
         workers=workers,
         log_level=settings.log_level.lower(),
         access_log=False,
+        # Idle connections are kept longer than clients keep theirs (httpx: 5 s, uvicorn's default too),
+        # so a client never sends a request on a connection the server is closing at that moment.
+        timeout_keep_alive=75,
     )
 
 

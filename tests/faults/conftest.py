@@ -59,15 +59,30 @@ CREATE TABLE detector_runs (
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[Any]:
     report = yield
     setattr(item, f"rep_{report.when}", report)
+    # The figures travel with the report: under xdist the test ran in a worker process, and only
+    # reports reach the process that prints the summary.
+    global _reported
+    report.user_properties += [("fault_report", entry) for entry in REPORTS[_reported:]]
+    _reported = len(REPORTS)
     return report
 
 
-def pytest_terminal_summary(terminalreporter: Any) -> None:
-    if REPORTS:
-        import json
+_reported = 0
 
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    import json
+
+    entries = [
+        value
+        for reports in terminalreporter.stats.values()
+        for report in reports
+        for name, value in getattr(report, "user_properties", [])
+        if name == "fault_report"
+    ]
+    if entries:
         terminalreporter.section("fault-test figures")
-        for entry in REPORTS:
+        for entry in entries:
             terminalreporter.write_line("FAULT-REPORT " + json.dumps(entry))
 
 
