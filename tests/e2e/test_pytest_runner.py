@@ -347,14 +347,16 @@ def test_timeout_and_cancel_kill_the_test_process(stack: Stack) -> None:
 
     signals = StartSignals()
     add_workspace(stack, "sleepy", {"tests/test_sleep.py": SLEEPER.replace("PORT", str(signals.port))})
-    timed = submit(stack, "sleepy", [], timeout_s=5)
+    # Long enough for pytest to start in the sandbox on a loaded machine (CI runs three test
+    # workers on two cores): a timeout before the test began would kill nothing to look at.
+    timed = submit(stack, "sleepy", [], timeout_s=20)
     cancelled = submit(stack, "sleepy", [], timeout_s=120)
 
     timed_pids = signals.wait_pids(timed)
     execution = stack.wait_final(timed, timeout=60)
     assert execution["status"] == "TIMEOUT"
     assert execution["error"] == (
-        "test timeout after 5s: process group killed while running tests/test_sleep.py::test_sleeps"
+        "test timeout after 20s: process group killed while running tests/test_sleep.py::test_sleeps"
     )
     assert [(s["name"], s["status"]) for s in execution["steps"]] == [
         ("tests/test_sleep.py::test_sleeps", "timeout")
