@@ -11,6 +11,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -190,3 +191,21 @@ def sqlite_session(tmp_path: Path) -> Iterator[object]:
         s.close()
         os.environ["ANVIL_DATABASE_URL"] = before
         get_settings.cache_clear()
+
+
+# Here, not in tests/faults/conftest.py: under xdist the controlling process collects no tests, so
+# only this conftest is loaded where the summary is printed. The figures come in the reports.
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    import json
+
+    entries = [
+        value
+        for reports in terminalreporter.stats.values()
+        for report in reports
+        for name, value in getattr(report, "user_properties", [])
+        if name == "fault_report"
+    ]
+    if entries:
+        terminalreporter.section("fault-test figures")
+        for entry in entries:
+            terminalreporter.write_line("FAULT-REPORT " + json.dumps(entry))

@@ -70,22 +70,6 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 _reported = 0
 
 
-def pytest_terminal_summary(terminalreporter: Any) -> None:
-    import json
-
-    entries = [
-        value
-        for reports in terminalreporter.stats.values()
-        for report in reports
-        for name, value in getattr(report, "user_properties", [])
-        if name == "fault_report"
-    ]
-    if entries:
-        terminalreporter.section("fault-test figures")
-        for entry in entries:
-            terminalreporter.write_line("FAULT-REPORT " + json.dumps(entry))
-
-
 @pytest.fixture(scope="session")
 def pg_cluster() -> Iterator[PgCluster]:
     """A PostgreSQL cluster of this session, with a migrated template database."""
