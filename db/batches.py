@@ -10,20 +10,16 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Table, insert, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from anvil.domain.enums import Priority, TriggerKind
 from anvil.errors import InvalidInput
 from db.executions import NewExecution, case_snapshot, find_idempotent, insert_executions
-from db.models import Execution, ExecutionTransition, TestCase
+from db.models import Execution, TestCase
 
-EXECUTIONS = cast(Table, Execution.__table__)
-TRANSITIONS = cast(Table, ExecutionTransition.__table__)
-INSERT_EXECUTIONS = insert(EXECUTIONS)
-INSERT_TRANSITIONS = insert(TRANSITIONS).returning(TRANSITIONS.c.id, sort_by_parameter_order=True)
 # "#<index>" is appended to a batch's key per item; the column holds 200 characters.
 MAX_BATCH_KEY = 190
 

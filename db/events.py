@@ -101,15 +101,6 @@ def append_many(
     note_written(session, root_id)
 
 
-def insert_new_roots(session: Session, rows: list[dict[str, Any]]) -> None:
-    """Insert the first event (number 1) of new executions' own streams.
-
-    No nudge: nobody can be listening yet to a stream whose id has not been handed out.
-    """
-    if rows:
-        session.execute(INSERT_EVENT, rows)
-
-
 def transition_data(
     execution_id: uuid.UUID,
     *,
