@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, Stri
 
 from anvil.domain.enums import Priority, StepStatus, TriggerKind
 from api.schemas import RETRY_POLICY_HELP, Params, RetryPolicyIn, Strict
+from db.executions import Source
 from db.models import Execution
 from db.suite_runs import SUITE
 
@@ -22,7 +23,35 @@ MAX_EXPIRES_S = 30 * 24 * 3600
 EXPIRES_HELP = "not started within this many seconds: SKIPPED with reason expired"
 
 
-class CaseExecutionCreate(Strict):
+Revision = Annotated[
+    str,
+    StringConstraints(pattern=r"^[0-9A-Za-z._/-]{1,64}$"),
+    Field(description="what was tested: a commit SHA (the CLI fills it from git); kept with every result"),
+]
+Branch = Annotated[
+    str,
+    StringConstraints(pattern=r"^[^\s\x00-\x1f\x7f~^:?*\[\\]{1,255}$"),
+    Field(description="the branch tested, e.g. main (the CLI fills it from git)"),
+]
+Environment = Annotated[
+    str,
+    StringConstraints(pattern=r"^[^\x00-\x1f\x7f]{1,100}$"),
+    Field(description="a free label for where it ran, e.g. staging or py3.12"),
+]
+
+
+class SourceFields(Strict):
+    """What was tested; members of a suite, retries and every test result inherit it."""
+
+    revision: Revision | None = None
+    branch: Branch | None = None
+    environment: Environment | None = None
+
+    def source(self) -> Source:
+        return Source(self.revision, self.branch, self.environment)
+
+
+class CaseExecutionCreate(SourceFields):
     test_case_id: uuid.UUID
     priority: Priority = Priority.NORMAL
     run_id: RunId | None = None
@@ -43,7 +72,7 @@ class BatchExecutionCreate(Strict):
     )
 
 
-class SuiteExecutionCreate(Strict):
+class SuiteExecutionCreate(SourceFields):
     test_suite_id: uuid.UUID
     priority: Priority | None = Field(default=None, description="default: the suite's default_priority")
     run_id: RunId | None = None
@@ -151,6 +180,12 @@ class ExecutionPublic(BaseModel):
     )
     schedule_id: uuid.UUID | None = None
     slot_at: datetime | None = Field(default=None, description="the schedule slot that fired it")
+    revision: str | None = None
+    branch: str | None = None
+    environment: str | None = None
+    selection: dict[str, Any] | None = Field(
+        default=None, description="the selection it ran: its rules, counts and the tests selected"
+    )
     steps: list[StepPublic] | None = None
     transitions: list[TransitionPublic] | None = None
 

@@ -232,6 +232,7 @@ def submit_suite(
             max_attempts=max_attempts,
             retry_policy=body.retry_policy.layer() if body.retry_policy else None,
             expires_at=expires,
+            source=body.source(),
         )
 
     return submit_once(
@@ -267,6 +268,7 @@ def _case_item(
         parent_execution_id=lineage.parent_execution_id,
         correlation_id=lineage.correlation_id,
         root_execution_id=lineage.root_execution_id,
+        source=body.source(),
     )
 
 

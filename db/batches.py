@@ -8,7 +8,7 @@ single submission is a batch of one. With an Idempotency-Key, item i of a batch 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from anvil.domain.enums import Priority, TriggerKind
 from anvil.errors import InvalidInput
-from db.executions import NewExecution, case_snapshot, find_idempotent, insert_executions
+from db.executions import NewExecution, Source, case_snapshot, find_idempotent, insert_executions
 from db.models import Execution, TestCase
 
 # "#<index>" is appended to a batch's key per item; the column holds 200 characters.
@@ -39,6 +39,8 @@ class BatchItem:
     parent_execution_id: uuid.UUID | None = None
     correlation_id: uuid.UUID | None = None
     root_execution_id: uuid.UUID | None = None
+    source: Source = field(default_factory=Source)
+    selection: dict[str, Any] | None = None
 
 
 def item_key(key: str, index: int) -> str:
@@ -109,6 +111,8 @@ def create_batch(
                 parent_execution_id=item.parent_execution_id,
                 correlation_id=item.correlation_id,
                 root_execution_id=item.root_execution_id,
+                source=item.source,
+                selection=item.selection,
             )
             for item in items
         ],

@@ -15,6 +15,10 @@ from anvil.domain.states import RETRYABLE, Status
 
 _RETRY = "anvil_retry_candidates"
 _SUITES = "anvil_dirty_suites"
+_RESULTS = "anvil_results_due"
+# An execution reaching one of these has its per-test results recorded (db/test_results.py).
+# Not RETRYING (the FAILED it follows recorded them), SKIPPED or ABORTED (nothing ran to a result).
+RESULT_BEARING = frozenset({Status.PASSED, Status.FAILED, Status.ERROR, Status.TIMEOUT, Status.CANCELLED})
 
 
 def note_change(
@@ -22,6 +26,8 @@ def note_change(
 ) -> None:
     if to in RETRYABLE:
         session.info.setdefault(_RETRY, []).append(execution_id)
+    if to in RESULT_BEARING:
+        session.info.setdefault(_RESULTS, []).append(execution_id)
     if root_id != execution_id:
         dirty = session.info.setdefault(_SUITES, {})
         dirty[root_id] = dirty.get(root_id, False) or finished
@@ -40,10 +46,16 @@ def take_dirty_suites(session: Session) -> dict[uuid.UUID, bool]:
     return session.info.pop(_SUITES, {})
 
 
+def take_results_due(session: Session) -> list[uuid.UUID]:
+    """Executions that reached a result in this transaction, for their per-test results."""
+    return session.info.pop(_RESULTS, [])
+
+
 def pending(session: Session) -> bool:
-    return bool(session.info.get(_RETRY) or session.info.get(_SUITES))
+    return bool(session.info.get(_RETRY) or session.info.get(_SUITES) or session.info.get(_RESULTS))
 
 
 def forget(session: Session) -> None:
     session.info.pop(_RETRY, None)
     session.info.pop(_SUITES, None)
+    session.info.pop(_RESULTS, None)

@@ -39,6 +39,25 @@ def case_snapshot(case: TestCase) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
+class Source:
+    """What was tested, as the submission said: a commit, a branch, a free environment label.
+
+    Members of a suite, retries and shards inherit it; every test result carries it.
+    """
+
+    revision: str | None = None
+    branch: str | None = None
+    environment: str | None = None
+
+    @classmethod
+    def of(cls, execution: Execution) -> Source:
+        return cls(execution.revision, execution.branch, execution.environment)
+
+    def columns(self) -> dict[str, str | None]:
+        return {"revision": self.revision, "branch": self.branch, "environment": self.environment}
+
+
+@dataclass(frozen=True)
 class NewExecution:
     """One execution to insert: what it runs, who asked, and where it sits in its tree.
 
@@ -68,6 +87,8 @@ class NewExecution:
     schedule_id: uuid.UUID | None = None
     slot_at: datetime | None = None
     summary: dict[str, Any] = field(default_factory=dict)
+    source: Source = field(default_factory=Source)
+    selection: dict[str, Any] | None = None  # anvil/domain/selection.py
     reason: str = "submitted"  # of its first transition
     id: uuid.UUID = field(default_factory=uuid.uuid4)
 
@@ -191,6 +212,8 @@ def _row(
         "schedule_id": item.schedule_id,
         "slot_at": item.slot_at,
         "summary": item.summary,
+        **item.source.columns(),
+        "selection": item.selection,
     }
 
 

@@ -117,6 +117,8 @@ class TestCase(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     # Soft delete: executions keep pointing at the case they ran.
     deleted_at: Mapped[datetime | None] = mapped_column()
+    # Changed-files selection: glob of source paths -> the tests they select ({"src/pay/**": [...]}).
+    file_map: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
 
 
 class TestSuite(Base):
@@ -148,6 +150,7 @@ class TestSuite(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     deleted_at: Mapped[datetime | None] = mapped_column()
+    file_map: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
 
 
 class Execution(Base):
@@ -168,6 +171,7 @@ class Execution(Base):
         Index("ix_executions_root", "root_execution_id"),
         Index("ix_executions_status_run_at", "status", "run_at"),
         Index("ix_executions_status_lease", "status", "lease_expires_at"),
+        Index("ix_executions_branch", "branch", "created_at"),
         UniqueConstraint("schedule_id", "slot_at", name="uq_executions_schedule_slot"),
     )
 
@@ -220,6 +224,13 @@ class Execution(Base):
     # Manual tests: the tester performing it while PAUSED.
     assigned_to: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id"))
     assigned_at: Mapped[datetime | None] = mapped_column()
+    # What was tested, as the submission said (a commit SHA, a branch, a free label); inherited by
+    # a suite's members, retries and shards, and copied into every test result.
+    revision: Mapped[str | None] = mapped_column(String(64))
+    branch: Mapped[str | None] = mapped_column(String(255))
+    environment: Mapped[str | None] = mapped_column(String(100))
+    # The selection it ran (rules, counts, the selected tests): anvil/domain/selection.py.
+    selection: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
 
 
 class Schedule(Base):
@@ -358,4 +369,92 @@ class ExecutionEvent(Base):
     execution_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("executions.id"))
     type: Mapped[str] = mapped_column(String(16))  # "transition" | "step"
     data: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Test(Base):
+    """One test a team recognises from run to run: a pytest node id, a BDD scenario (feature file,
+    scenario, example row), or a whole generic or manual case (anvil/domain/results.py)."""
+
+    __tablename__ = "tests"
+    __table_args__ = (
+        UniqueConstraint("test_case_id", "key", name="uq_tests_case_key"),
+        Index("ix_tests_name", "name", "id"),
+    )
+    __test__ = False
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    test_case_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("test_cases.id"))
+    key: Mapped[str] = mapped_column(Text)
+    kind: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(Text)
+    # The workspace path it lives in (changed-files selection), when the kind has one.
+    file: Mapped[str | None] = mapped_column(Text)
+    first_seen_at: Mapped[datetime] = mapped_column()
+    last_seen_at: Mapped[datetime] = mapped_column()
+    last_status: Mapped[str | None] = mapped_column(String(16))
+    last_execution_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    # Quarantined: still run and recorded, but its failures do not fail an execution or suite.
+    quarantined_at: Mapped[datetime | None] = mapped_column()
+    quarantined_by: Mapped[str | None] = mapped_column(String(255))
+    quarantine_reason: Mapped[str | None] = mapped_column(Text)
+    quarantine_expires_at: Mapped[datetime | None] = mapped_column()
+
+
+class TestResult(Base):
+    """One result of one test in one finished execution, written with the execution's result.
+
+    ``execution_id`` is not a foreign key: retention deletes executions before their results.
+    """
+
+    __tablename__ = "test_results"
+    __table_args__ = (
+        CheckConstraint("status IN ('passed', 'failed', 'error', 'skipped')", name="status"),
+        UniqueConstraint("execution_id", "test_id", name="uq_test_results_execution_test"),
+        Index("ix_test_results_test", "test_id", "recorded_at"),
+        Index("ix_test_results_case", "test_case_id", "recorded_at"),
+        Index("ix_test_results_recorded", "recorded_at"),
+    )
+    __test__ = False
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    test_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tests.id", ondelete="CASCADE"))
+    test_case_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    test_suite_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    execution_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    root_execution_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    run_id: Mapped[str | None] = mapped_column(String(200))
+    trigger_kind: Mapped[str] = mapped_column(String(16))
+    attempt: Mapped[int] = mapped_column(Integer)
+    retry_index: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # passed / failed / error / skipped; ``detail`` keeps xfailed, xpassed, timeout, ...
+    status: Mapped[str] = mapped_column(String(16))
+    detail: Mapped[str | None] = mapped_column(String(16))
+    duration_s: Mapped[float | None] = mapped_column()
+    revision: Mapped[str | None] = mapped_column(String(64))
+    branch: Mapped[str | None] = mapped_column(String(255))
+    environment: Mapped[str | None] = mapped_column(String(100))
+    # Passed on a retry after an earlier execution of the same test failed.
+    flaky_retry: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    # The test was quarantined when it ran: its failure did not fail the execution.
+    quarantined: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    recorded_at: Mapped[datetime] = mapped_column()
+
+
+class TestQuarantineEvent(Base):
+    """Audit of quarantine changes: who quarantined or released a test, when and why."""
+
+    __tablename__ = "test_quarantine_events"
+    __table_args__ = (
+        CheckConstraint("action IN ('quarantined', 'released', 'expired')", name="action"),
+        Index("ix_test_quarantine_events_test", "test_id", "id"),
+    )
+    __test__ = False
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    test_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tests.id", ondelete="CASCADE"))
+    action: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(Text)
+    expires_at: Mapped[datetime | None] = mapped_column()
+    actor: Mapped[str] = mapped_column(String(255))
     at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -2,9 +2,11 @@
 
 db/session.py registers ``react`` as the ``before_commit`` hook of Anvil's sessions. From the
 changes transition() noted (db/changes.py) it
-1. schedules retries for attempts that ended FAILED/ERROR/TIMEOUT with retries left, and
-2. settles the suites whose members changed (db/suite_runs.settle),
-so a result, its retry and its suite's new state are committed together or not at all.
+1. records the per-test results of executions that reached a result (db/test_results.py),
+2. schedules retries for attempts that ended FAILED/ERROR/TIMEOUT with retries left, and
+3. settles the suites whose members changed (db/suite_runs.settle),
+so a result, its test results, its retry and its suite's new state are committed together or
+not at all.
 """
 
 from __future__ import annotations
@@ -14,12 +16,14 @@ from sqlalchemy.orm import Session
 from db import changes
 from db.retries import schedule_retry
 from db.suite_runs import settle
+from db.test_results import record_results
 
 
 def react(session: Session) -> None:
     # A retry or a settled suite is itself a change (a new child, a suite's final status): repeat
     # until nothing is left.
     while changes.pending(session):
+        record_results(session, changes.take_results_due(session))
         for execution_id in changes.take_retry_candidates(session):
             schedule_retry(session, execution_id, actor="retry-policy")
         roots = changes.take_dirty_suites(session)

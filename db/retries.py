@@ -30,7 +30,7 @@ from anvil.domain.enums import Priority, TriggerKind
 from anvil.domain.policy import backoff_s, resolve_retry_policy, should_retry
 from anvil.domain.states import ACTIVE, RETRYABLE, Status
 from anvil.errors import Conflict, InvalidInput, NotFound
-from db.executions import NewExecution, case_snapshot, insert_executions
+from db.executions import NewExecution, Source, case_snapshot, insert_executions
 from db.models import Execution, TestCase
 from db.sql import read_db_now
 from db.transitions import transition
@@ -168,6 +168,8 @@ def _follow_up(
                 run_at=read_db_now(session) + timedelta(seconds=delay_s),
                 retry_policy=previous.retry_policy,
                 retry_index=retry_index,
+                source=Source.of(previous),
+                selection=previous.selection,
                 reason=f"{kind.value} of {previous.id}",
             )
         ],

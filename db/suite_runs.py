@@ -20,7 +20,7 @@ from anvil.domain.states import FINISHED, Status
 from anvil.errors import InvalidInput, InvalidTransition
 from db.aggregation import Counts, any_failure, progress, started, suite_result
 from db.changes import forget_suite
-from db.executions import NewExecution, case_snapshot, insert_executions
+from db.executions import NewExecution, Source, case_snapshot, insert_executions
 from db.models import Execution, TestSuite
 from db.suites import resolve_members
 from db.transitions import transition
@@ -49,6 +49,7 @@ def create_suite_execution(
     expires_at: Any = None,
     schedule_id: uuid.UUID | None = None,
     slot_at: Any = None,
+    source: Source | None = None,
 ) -> tuple[Execution, list[tuple[uuid.UUID, str]]]:
     """Insert the suite execution and one QUEUED child per member (bulk). Returns what to publish.
 
@@ -68,6 +69,7 @@ def create_suite_execution(
         "params": params or {},
         "expires_at": expires_at,
         "test_suite_id": suite.id,
+        "source": source or Source(),
     }
     root = NewExecution(
         snapshot={
