@@ -154,6 +154,19 @@ class Settings(BaseSettings):
     # Longest wait for a connection (in the API: for a turn at the database) before giving up.
     db_pool_timeout_s: float = Field(default=10.0, gt=0)
     max_body_bytes: int = Field(default=1024 * 1024, gt=0)
+    # Test history (anvil/domain/flaky.py): a test is flaky in a window when it passed and failed on
+    # one revision, passed on a retry after failing, or its flip rate (pass<->fail changes / (runs - 1)
+    # on one branch) is at least flaky_flip_rate with flaky_min_flips flips in flaky_min_runs runs.
+    flaky_window_days: int = Field(default=30, ge=1, le=3650)
+    flaky_flip_rate: float = Field(default=0.2, gt=0, le=1)
+    flaky_min_flips: int = Field(default=2, ge=1)
+    flaky_min_runs: int = Field(default=5, ge=2)
+    # Retention (scheduler duty): executions, their steps and events are deleted after
+    # retention_days; per-test results (statistics, flaky detection) after results_retention_days.
+    # Deleted in batches of retention_batch rows, one short transaction each.
+    retention_days: int = Field(default=90, ge=1)
+    results_retention_days: int = Field(default=365, ge=1)
+    retention_batch: int = Field(default=500, ge=1, le=100_000)
     page_limit_max: int = 200
 
     worker_concurrency: int = Field(default=2, gt=0)
