@@ -99,6 +99,9 @@ def pg_url(template_db: str) -> Iterator[str]:
 
 
 TABLES = (
+    "test_quarantine_events",
+    "test_results",
+    "tests",
     "api_tokens",
     "login_throttles",
     "execution_events",

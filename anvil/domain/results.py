@@ -58,6 +58,7 @@ class StepView:
 
 @dataclass(frozen=True)
 class TestOutcome:
+    __test__ = False  # not a pytest class
     key: str
     name: str
     file: str | None
