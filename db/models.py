@@ -404,7 +404,8 @@ class Test(Base):
 class TestResult(Base):
     """One result of one test in one finished execution, written with the execution's result.
 
-    ``execution_id`` is not a foreign key: retention deletes executions before their results.
+    Neither ``execution_id`` nor ``test_id`` is a foreign key: retention deletes executions before
+    their results, and the only writer takes the test id from ``tests`` in the same statement.
     """
 
     __tablename__ = "test_results"
@@ -413,12 +414,12 @@ class TestResult(Base):
         UniqueConstraint("execution_id", "test_id", name="uq_test_results_execution_test"),
         Index("ix_test_results_test", "test_id", "recorded_at"),
         Index("ix_test_results_case", "test_case_id", "recorded_at"),
-        Index("ix_test_results_recorded", "recorded_at"),
+        Index("ix_test_results_recorded", "recorded_at", postgresql_using="brin"),
     )
     __test__ = False
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
-    test_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tests.id", ondelete="CASCADE"))
+    test_id: Mapped[uuid.UUID] = mapped_column(Uuid)
     test_case_id: Mapped[uuid.UUID] = mapped_column(Uuid)
     test_suite_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
     execution_id: Mapped[uuid.UUID] = mapped_column(Uuid)

@@ -206,3 +206,40 @@ def test_a_generic_case_is_one_test_and_a_cancelled_one_records_nothing(session:
     attempt = claim(stopped, "w1")
     assert finish_with(stopped, attempt, Status.CANCELLED, [item_step(1, "step 1", "cancelled")])
     assert results_of(stopped) == {}
+
+
+def test_results_are_recorded_the_same_way_on_sqlite(sqlite_session: Session) -> None:
+    """Standalone mode (SQLite) takes the portable path of db/test_results.py."""
+    case = pytest_case(sqlite_session)
+    first = new_execution(case)
+    attempt = claim(first, "w1")
+    assert finish_with(
+        first, attempt, Status.FAILED, [item_step(1, "t.py::a", "passed"), item_step(2, "t.py::b", "failed")]
+    )
+    second = new_execution(case)
+    attempt = claim(second, "w1")
+    assert finish_with(
+        second, attempt, Status.PASSED, [item_step(1, "t.py::a", "passed"), item_step(2, "t.py::b", "passed")]
+    )
+    assert {k: r.status for k, r in results_of(first).items()} == {"t.py::a": "passed", "t.py::b": "failed"}
+    assert {k: r.status for k, r in results_of(second).items()} == {"t.py::a": "passed", "t.py::b": "passed"}
+    with new_session() as s:
+        tests = s.scalars(select(Test).where(Test.test_case_id == case.id)).all()
+        assert sorted((t.key, t.last_status) for t in tests) == [("t.py::a", "passed"), ("t.py::b", "passed")]
+
+
+def test_a_test_keeps_its_last_status_and_a_quarantined_one_is_marked_in_its_results(
+    session: Session,
+) -> None:
+    case = pytest_case(session)
+    first = new_execution(case)
+    finish_with(first, claim(first, "w1"), Status.FAILED, [item_step(1, "t.py::a", "failed")])
+    with new_session() as s, s.begin():
+        s.execute(update(Test).where(Test.key == "t.py::a").values(quarantined_at=datetime.now(UTC)))
+    second = new_execution(case)
+    finish_with(second, claim(second, "w1"), Status.PASSED, [item_step(1, "t.py::a", "passed")])
+    assert results_of(first)["t.py::a"].quarantined is False
+    assert results_of(second)["t.py::a"].quarantined is True
+    with new_session() as s:
+        test = s.scalars(select(Test).where(Test.test_case_id == case.id)).one()
+        assert (test.last_status, test.last_execution_id) == ("passed", second)
