@@ -294,6 +294,9 @@ def list_executions(
     trigger_kind: list[str] | None = None,
     correlation_id: uuid.UUID | None = None,
     run_id: str | None = None,
+    revision: str | None = None,
+    branch: str | None = None,
+    environment: str | None = None,
 ) -> tuple[list[Execution], str | None]:
     """Newest first, keyset-paginated on (created_at, id). Returns the page and the next cursor."""
     stmt = select(Execution)
@@ -313,6 +316,10 @@ def list_executions(
         stmt = stmt.where(Execution.correlation_id == correlation_id)
     if run_id:
         stmt = stmt.where(Execution.run_id == run_id)
+    for column, value in ((Execution.revision, revision), (Execution.branch, branch),
+                          (Execution.environment, environment)):  # fmt: skip
+        if value:
+            stmt = stmt.where(column == value)
     return page(
         session, stmt, created_at=Execution.created_at, ident=Execution.id, limit=limit, cursor=cursor
     )

@@ -283,3 +283,45 @@ def test_filters(
     problem(client.get(LIST, params={"status": "DONE"}, headers=viewer), 422, field="query.status.0")
     problem(client.get(LIST, params={"priority": "URGENT"}, headers=viewer), 422, field="query.priority.0")
     problem(client.get(LIST, params={"test_case_id": "x"}, headers=viewer), 422, field="query.test_case_id")
+
+
+def test_a_submission_names_what_it_tests_and_runs_can_be_found_by_it(
+    client: TestClient, tester: dict[str, str], case: TestCase
+) -> None:
+    source = {
+        "revision": "9f86d081884c7d659a2feaa0c55ad015",
+        "branch": "feature/pay-2",
+        "environment": "py3.11",
+    }
+    r = submit(client, tester, {"test_case_id": str(case.id), **source})
+    assert r.status_code == 201, r.text
+    assert {k: r.json()[k] for k in source} == source
+    other = submit(client, tester, {"test_case_id": str(case.id), "branch": "main"}).json()
+    assert other["revision"] is None and other["environment"] is None
+
+    def ids(**params: Any) -> list[str]:
+        return [item["id"] for item in client.get(LIST, params=params, headers=tester).json()["items"]]
+
+    assert ids(branch="feature/pay-2") == [r.json()["id"]]
+    assert ids(branch="main") == [other["id"]]
+    assert ids(revision=source["revision"], environment="py3.11") == [r.json()["id"]]
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("revision", "not a sha!"),
+        ("revision", "a" * 65),
+        ("branch", "has space"),
+        ("branch", "bad..\x00"),
+        ("branch", ""),
+        ("environment", "line\nbreak"),
+        ("environment", "x" * 101),
+        ("revision", 123),
+    ],
+)
+def test_a_bad_revision_branch_or_environment_is_refused_naming_it(
+    client: TestClient, tester: dict[str, str], case: TestCase, field: str, value: object
+) -> None:
+    r = submit(client, tester, {"test_case_id": str(case.id), field: value})
+    problem(r, 422, field=f"body.{field}")

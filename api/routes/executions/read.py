@@ -46,6 +46,9 @@ def list_executions(
     trigger_kind: Annotated[list[TriggerKind] | None, CommaList, Query(description=EVERY)] = None,
     correlation_id: uuid.UUID | None = None,
     run_id: str | None = None,
+    revision: Annotated[str | None, Query(max_length=64)] = None,
+    branch: Annotated[str | None, Query(max_length=255)] = None,
+    environment: Annotated[str | None, Query(max_length=100)] = None,
     limit: Annotated[int, Query(ge=1)] = 50,
     cursor: str | None = None,
 ) -> dict[str, object]:
@@ -62,6 +65,9 @@ def list_executions(
         trigger_kind=[t.value for t in trigger_kind] if trigger_kind else None,
         correlation_id=correlation_id,
         run_id=run_id,
+        revision=revision,
+        branch=branch,
+        environment=environment,
     )
     return {"items": [ExecutionPublic.from_row(r) for r in rows], "next_cursor": next_cursor}
 
