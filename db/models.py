@@ -380,6 +380,13 @@ class Test(Base):
     __table_args__ = (
         UniqueConstraint("test_case_id", "key", name="uq_tests_case_key"),
         Index("ix_tests_name", "name", "id"),
+        # The quarantined few, read at every claim and by the expiry duty.
+        Index(
+            "ix_tests_quarantined",
+            "test_case_id",
+            postgresql_where=text("quarantined_at IS NOT NULL"),
+            sqlite_where=text("quarantined_at IS NOT NULL"),
+        ),
     )
     __test__ = False
 

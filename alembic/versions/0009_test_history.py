@@ -64,6 +64,13 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_tests")),
     )
     op.create_index("ix_tests_name", "tests", ["name", "id"])
+    op.create_index(
+        "ix_tests_quarantined",
+        "tests",
+        ["test_case_id"],
+        postgresql_where=sa.text("quarantined_at IS NOT NULL"),
+        sqlite_where=sa.text("quarantined_at IS NOT NULL"),
+    )
     op.create_table(
         "test_results",
         sa.Column("id", BIGINT_PK, autoincrement=True, nullable=False),
