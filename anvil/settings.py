@@ -154,6 +154,9 @@ class Settings(BaseSettings):
     # Longest wait for a connection (in the API: for a turn at the database) before giving up.
     db_pool_timeout_s: float = Field(default=10.0, gt=0)
     max_body_bytes: int = Field(default=1024 * 1024, gt=0)
+    # A JUnit report imported with POST /api/v1/results/junit may be this large (the request's body
+    # limit there, in place of max_body_bytes); parsing it takes about 10x this in memory.
+    import_max_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
     # Test history (anvil/domain/flaky.py): a test is flaky in a window when it passed and failed on
     # one revision, passed on a retry after failing, or its flip rate (pass<->fail changes / (runs - 1)
     # on one branch) is at least flaky_flip_rate with flaky_min_flips flips in flaky_min_runs runs.

@@ -17,10 +17,15 @@ from api.routes import (
     executions,
     health,
     manual,
+    quarantine,
+    results,
+    rules,
     schedules,
     secrets,
+    stats,
     test_cases,
     test_suites,
+    tests,
     tokens,
     users,
     workspaces,
@@ -28,18 +33,22 @@ from api.routes import (
 
 
 class BodyLimit:
-    """Refuses request bodies above ``limit`` bytes with 413, whether or not Content-Length is sent."""
+    """Refuses request bodies above ``limit`` bytes with 413, whether or not Content-Length is sent.
 
-    def __init__(self, app: Any, limit: int) -> None:
-        self.app, self.limit = app, limit
+    ``paths`` give some paths a limit of their own (an imported report may be larger than a JSON body).
+    """
+
+    def __init__(self, app: Any, limit: int, paths: dict[str, int] | None = None) -> None:
+        self.app, self.default, self.paths = app, limit, paths or {}
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        limit = self.paths.get(scope["path"], self.default)
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None:
-            if declared.isdigit() and int(declared) > self.limit:
-                return await self._refuse(scope, receive, send)
+            if declared.isdigit() and int(declared) > limit:
+                return await self._refuse(scope, receive, send, limit)
             # The server never delivers more than the declared length.
             return await self.app(scope, receive, send)
         # No length declared (chunked): read the body, up to the limit, before the app sees it.
@@ -52,8 +61,8 @@ class BodyLimit:
                 return None
             chunks.append(message.get("body", b""))
             size += len(chunks[-1])
-            if size > self.limit:
-                return await self._refuse(scope, receive, send)
+            if size > limit:
+                return await self._refuse(scope, receive, send, limit)
             if not message.get("more_body", False):
                 break
         first: list[Any] = [{"type": "http.request", "body": b"".join(chunks), "more_body": False}]
@@ -64,9 +73,9 @@ class BodyLimit:
 
         await self.app(scope, replay, send)
 
-    async def _refuse(self, scope: Any, receive: Any, send: Any) -> None:
+    async def _refuse(self, scope: Any, receive: Any, send: Any, limit: int) -> None:
         response = problems.problem(
-            413, "Request body too large", f"request bodies may be at most {self.limit} bytes", field="body"
+            413, "Request body too large", f"request bodies may be at most {limit} bytes", field="body"
         )
         await response(scope, receive, send)
 
@@ -105,12 +114,20 @@ def create_app() -> FastAPI:
         secrets,
         users,
         tokens,
+        quarantine,
+        results,
+        rules,
+        tests,
+        stats,
     )
     for module in routers:
         app.include_router(module.router)
     # Outermost first on the way in: the size cap, then the hostile-input checks on what it let through.
     app.add_middleware(InputGuard)
-    app.add_middleware(BodyLimit, limit=get_settings().max_body_bytes)
+    settings = get_settings()
+    # A report's own limit is checked by its route (a 422 naming it); the body may hold the form too.
+    reports = {"/api/v1/results/junit": settings.import_max_bytes + 64 * 1024}
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes, paths=reports)
     return app
 
 

@@ -6,9 +6,11 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StringConstraints, model_validator
 
 from anvil.domain.enums import Priority, StepStatus, TriggerKind
+from anvil.domain.selection import MAX_RULES, Request, RuleError, parse_rules
+from anvil.domain.specs.base import field_error
 from api.schemas import RETRY_POLICY_HELP, Params, RetryPolicyIn, Strict
 from db.executions import Source
 from db.models import Execution
@@ -51,6 +53,82 @@ class SourceFields(Strict):
         return Source(self.revision, self.branch, self.environment)
 
 
+RuleText = Annotated[str, StringConstraints(min_length=1, max_length=220)]
+ChangedPath = Annotated[str, StringConstraints(pattern=r"^[^\x00-\x1f\x7f]{1,1024}$")]
+MAX_CHANGED_FILES = 10_000
+# An execution shows at most this many selected keys (GET /executions/{id}/selection shows all).
+SELECTION_TESTS_SHOWN = 1000
+SELECTION_HELP = (
+    "run only what these rules select (GET /api/v1/rules), with the reasons kept: "
+    '{"rules": ["failed-in-last:3", "flaky"], "exclude": ["tag:slow"], "changed_files": ["src/a.py"]}; '
+    'observation mode runs everything and records what the rules would have selected: {"observe": [rules]}'
+)
+
+
+class SelectionIn(Strict):
+    """Which tests to run: the union of ``rules``, minus what ``exclude`` matches.
+
+    ``{"observe": [rules]}`` (or ``"observe": true`` with ``rules``) runs everything and records
+    what the rules would have selected (GET /api/v1/executions/{id}/selection reports afterwards).
+    ``changed_files`` alone means ``"rules": ["changed-files"]``.
+    """
+
+    rules: list[RuleText] = Field(
+        default_factory=list, max_length=MAX_RULES, description="combined as a union"
+    )
+    exclude: list[RuleText] = Field(
+        default_factory=list, max_length=MAX_RULES, description="dropped afterwards"
+    )
+    changed_files: list[ChangedPath] = Field(
+        default_factory=list,
+        max_length=MAX_CHANGED_FILES,
+        description="changed paths, relative to the repository root (for the changed-files rule)",
+    )
+    observe: StrictBool | list[RuleText] = Field(
+        default=False, description="true, or the rules themselves: run everything, record what they select"
+    )
+
+    @model_validator(mode="after")
+    def _rules_parse(self) -> SelectionIn:
+        self.request()
+        return self
+
+    def request(self, branch: str | None = None) -> Request:
+        """The parsed request; a bad rule is a 422 naming it."""
+        rules, observe = self.rules, bool(self.observe)
+        if isinstance(self.observe, list):
+            if self.rules:
+                raise field_error(
+                    "SelectionIn",
+                    "observe",
+                    'give the rules in "observe", or in "rules" with "observe": true, not both',
+                )
+            rules = self.observe
+        if not rules and self.changed_files:
+            rules = ["changed-files"]
+        if not rules:
+            raise field_error(
+                "SelectionIn", "rules", "give at least one rule, e.g. failed-in-last:3 (GET /api/v1/rules)"
+            )
+        parsed = {}
+        for field, texts in (
+            ("observe" if isinstance(self.observe, list) else "rules", rules),
+            ("exclude", self.exclude),
+        ):
+            try:
+                parsed[field != "exclude"] = parse_rules(texts)
+            except RuleError as exc:
+                raise field_error("SelectionIn", field, str(exc)) from None
+        named = {r.name for group in parsed.values() for r in group}
+        if "changed-files" in named and not self.changed_files:
+            raise field_error("SelectionIn", "changed_files", "the changed-files rule needs changed_files")
+        if self.changed_files and "changed-files" not in named:
+            raise field_error(
+                "SelectionIn", "changed_files", "changed_files are read only by the changed-files rule"
+            )
+        return Request(parsed[True], parsed[False], tuple(dict.fromkeys(self.changed_files)), observe, branch)
+
+
 class CaseExecutionCreate(SourceFields):
     test_case_id: uuid.UUID
     priority: Priority = Priority.NORMAL
@@ -60,6 +138,7 @@ class CaseExecutionCreate(SourceFields):
     params: Params = Field(default_factory=dict)
     retry_policy: RetryPolicyIn | None = Field(default=None, description=RETRY_POLICY_HELP)
     expires_in_s: StrictFloat | None = Field(default=None, gt=0, le=MAX_EXPIRES_S, description=EXPIRES_HELP)
+    selection: SelectionIn | None = Field(default=None, description=SELECTION_HELP)
 
 
 # Items per batch submission: one transaction and a publish per item.
@@ -81,6 +160,74 @@ class SuiteExecutionCreate(SourceFields):
     params: Params = Field(default_factory=dict)
     retry_policy: RetryPolicyIn | None = Field(default=None, description=RETRY_POLICY_HELP)
     expires_in_s: StrictFloat | None = Field(default=None, gt=0, le=MAX_EXPIRES_S, description=EXPIRES_HELP)
+    selection: SelectionIn | None = Field(
+        default=None,
+        description=SELECTION_HELP
+        + "; only the member cases with something selected run, each with its tests",
+    )
+
+
+class SelectionDryRun(SourceFields):
+    """What a submission with ``selection`` would run: exactly one of test_case_id, test_suite_id."""
+
+    test_case_id: uuid.UUID | None = None
+    test_suite_id: uuid.UUID | None = None
+    selection: SelectionIn
+
+    @model_validator(mode="after")
+    def _one_target(self) -> SelectionDryRun:
+        if (self.test_case_id is None) == (self.test_suite_id is None):
+            raise field_error(
+                "SelectionDryRun", "test_case_id", "give exactly one of test_case_id and test_suite_id"
+            )
+        return self
+
+
+class TestChoicePublic(BaseModel):
+    __test__ = False
+    key: str
+    selected: bool
+    rule: str | None = Field(description="the rule that selected it, or the exclude rule that dropped it")
+    reason: str
+
+
+class CaseSelectionPublic(BaseModel):
+    test_case_id: uuid.UUID
+    name: str
+    selected: bool = Field(description="the case runs (whole or some of its tests)")
+    whole: bool = Field(description="it runs as defined, new tests included; else only its selected tests")
+    rule: str | None
+    reason: str | None
+    counts: dict[str, int]
+    tests: list[TestChoicePublic]
+
+
+class SelectionPublic(BaseModel):
+    rules: list[str]
+    exclude: list[str]
+    observe: bool
+    changed_files_total: int
+    counts: dict[str, int] = Field(
+        description="tests selected of the known tests, cases selected of the cases"
+    )
+    notes: list[str] = Field(
+        description="e.g. a changed path no mapping covers (then everything is selected)"
+    )
+    cases: list[CaseSelectionPublic]
+
+
+class SelectionReport(BaseModel):
+    execution_id: uuid.UUID
+    status: str
+    finished: bool
+    observe: bool
+    selection: dict[str, Any] = Field(description="the selection as the execution recorded it")
+    report: dict[str, Any] = Field(
+        description=(
+            "over the test results so far: tests, selected, failures, caught (failures the selection "
+            "ran), missed, missed_tests, time_total_s, time_selected_s, time_saved_s, time_saved_fraction"
+        )
+    )
 
 
 class CancelRequest(Strict):
@@ -184,7 +331,11 @@ class ExecutionPublic(BaseModel):
     branch: str | None = None
     environment: str | None = None
     selection: dict[str, Any] | None = Field(
-        default=None, description="the selection it ran: its rules, counts and the tests selected"
+        default=None,
+        description=(
+            "the selection it ran: its rules, counts and the tests selected (the first "
+            f"{SELECTION_TESTS_SHOWN}; GET /api/v1/executions/{{id}}/selection shows them all)"
+        ),
     )
     steps: list[StepPublic] | None = None
     transitions: list[TransitionPublic] | None = None
@@ -206,9 +357,17 @@ class ExecutionPublic(BaseModel):
                 "duration_s": duration,
                 "progress": execution.summary if snapshot.get("kind") == SUITE else None,
                 "retry_policy": execution.retry_policy or {},
+                "selection": shown_selection(execution.selection),
                 **extra,
             }
         )
+
+
+def shown_selection(selection: dict[str, Any] | None) -> dict[str, Any] | None:
+    tests = (selection or {}).get("tests")
+    if selection is None or tests is None or len(tests) <= SELECTION_TESTS_SHOWN:
+        return selection
+    return {**selection, "tests": tests[:SELECTION_TESTS_SHOWN], "tests_truncated": True}
 
 
 class BatchPublic(BaseModel):

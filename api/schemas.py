@@ -26,6 +26,7 @@ from pydantic import (
 from anvil.domain.enums import Priority
 from anvil.domain.policy import valid_cron
 from anvil.domain.runners import CaseKind
+from anvil.domain.selection import check_file_map
 from anvil.domain.specs.base import Strict
 from db.secrets import MAX_VALUE_CHARS as SECRET_VALUE_MAX
 
@@ -115,6 +116,12 @@ class RetryPolicyIn(Strict):
 
 
 RETRY_POLICY_HELP = "retry policy overrides, key by key; null: inherit every key"
+FILE_MAP_HELP = (
+    "changed-files selection: glob of changed paths -> what they select, each target a test path "
+    'prefix or tag:<t>, e.g. {"src/payments/**": ["tests/payments", "tag:billing"]}; '
+    "** crosses directories, * does not"
+)
+FileMap = Annotated[dict[str, Any], AfterValidator(check_file_map), Field(description=FILE_MAP_HELP)]
 SPEC_HELP = (
     "what to run, checked for the kind: generic - workspace and steps (commands); pytest - workspace "
     "and args; bdd - workspace and exactly one of feature (a file) or feature_text; manual - steps"
@@ -132,6 +139,7 @@ class TestCaseCreate(Strict):
     )
     description: Annotated[str, StringConstraints(max_length=10_000)] | None = None
     retry_policy: RetryPolicyIn | None = Field(default=None, description=RETRY_POLICY_HELP)
+    file_map: FileMap | None = None
 
 
 class TestCaseUpdate(Strict):
@@ -142,6 +150,7 @@ class TestCaseUpdate(Strict):
     timeout_s: StrictInt | None = Field(default=None, gt=0, le=INT4_MAX)
     description: Annotated[str, StringConstraints(max_length=10_000)] | None = None
     retry_policy: RetryPolicyIn | None = Field(default=None, description=RETRY_POLICY_HELP)
+    file_map: FileMap | None = None
 
 
 class TestCasePublic(BaseModel):
@@ -155,6 +164,7 @@ class TestCasePublic(BaseModel):
     timeout_s: int
     description: str | None
     retry_policy: dict[str, Any] | None = None
+    file_map: dict[str, list[str]] | None = None
     version: int
     created_by: uuid.UUID | None
     created_at: datetime
@@ -181,6 +191,7 @@ class TestSuiteCreate(Strict):
     retry_policy: RetryPolicyIn | None = Field(
         default=None, description="overrides its members' case policies, key by key"
     )
+    file_map: FileMap | None = None
 
 
 class TestSuiteUpdate(Strict):
@@ -194,6 +205,7 @@ class TestSuiteUpdate(Strict):
     retry_policy: RetryPolicyIn | None = Field(
         default=None, description="overrides its members' case policies, key by key"
     )
+    file_map: FileMap | None = None
 
 
 class TestSuitePublic(BaseModel):
@@ -207,6 +219,7 @@ class TestSuitePublic(BaseModel):
     fail_fast: bool
     default_priority: str
     retry_policy: dict[str, Any] | None = None
+    file_map: dict[str, list[str]] | None = None
     version: int
     created_by: uuid.UUID | None
     created_at: datetime

@@ -27,6 +27,7 @@ from anvil.domain.enums import Priority, TriggerKind
 from anvil.domain.policy import resolve_retry_policy
 from anvil.errors import AnvilError, InvalidInput, NotFound
 from api.execution_schemas import BatchExecutionCreate, CaseExecutionCreate, SuiteExecutionCreate
+from api.selection import case_selection, suite_selection
 from db.batches import BatchItem, create_batch, find_batch, item_key
 from db.cases import get_case
 from db.executions import find_idempotent
@@ -143,7 +144,14 @@ def submit_case(
     def create(digest: str) -> tuple[Execution, ToPublish]:
         case = get_case(session, body.test_case_id, field="body.test_case_id")
         now = read_db_now(session) if body.expires_in_s else None
-        item = _case_item(case, body, lineage=lineage, now=now, idempotency_key=idempotency_key)
+        item = _case_item(
+            case,
+            body,
+            lineage=lineage,
+            now=now,
+            idempotency_key=idempotency_key,
+            selection=_selection_of(session, case, body, field="body.selection"),
+        )
         (execution,) = create_batch(
             session,
             [item],
@@ -216,6 +224,11 @@ def submit_suite(
     def create(digest: str) -> tuple[Execution, ToPublish]:
         suite = get_suite(session, body.test_suite_id, field="body.test_suite_id")
         expires = read_db_now(session) + timedelta(seconds=body.expires_in_s) if body.expires_in_s else None
+        members, stored, per_member = (
+            suite_selection(session, suite, body.selection, branch=body.branch)
+            if body.selection
+            else (None, None, None)
+        )
         return create_suite_execution(
             session,
             suite=suite,
@@ -233,6 +246,9 @@ def submit_suite(
             retry_policy=body.retry_policy.layer() if body.retry_policy else None,
             expires_at=expires,
             source=body.source(),
+            members=members,  # with a selection: only the cases it selected, each with its own
+            selection=stored,
+            member_selections=per_member,
         )
 
     return submit_once(
@@ -252,6 +268,7 @@ def _case_item(
     lineage: Lineage,
     now: datetime | None,
     idempotency_key: str | None,
+    selection: dict[str, Any] | None = None,
 ) -> BatchItem:
     """What the db takes for one case submission: the case's retry policy under the body's, and
     the expiry counted from ``now`` (the database's clock)."""
@@ -269,7 +286,16 @@ def _case_item(
         correlation_id=lineage.correlation_id,
         root_execution_id=lineage.root_execution_id,
         source=body.source(),
+        selection=selection,
     )
+
+
+def _selection_of(
+    session: Session, case: TestCase, body: CaseExecutionCreate, *, field: str
+) -> dict[str, Any] | None:
+    if body.selection is None:
+        return None
+    return case_selection(session, case, body.selection, branch=body.branch, field=field)
 
 
 def _batch_items(session: Session, body: BatchExecutionCreate, key: str | None) -> list[BatchItem]:
@@ -295,5 +321,8 @@ def _batch_items(session: Session, body: BatchExecutionCreate, key: str | None) 
             exc.field = exc.field and exc.field.replace("body.", f"{where}.", 1)
             raise
         key_of_item = item_key(key, index) if key else None
-        items.append(_case_item(case, item, lineage=lineage, now=now, idempotency_key=key_of_item))
+        selection = _selection_of(session, case, item, field=f"{where}.selection")
+        items.append(
+            _case_item(case, item, lineage=lineage, now=now, idempotency_key=key_of_item, selection=selection)
+        )
     return items

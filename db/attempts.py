@@ -35,6 +35,7 @@ class Claimed(NamedTuple):
     attempt: int
     snapshot: dict[str, Any]
     params: dict[str, Any]
+    selection: dict[str, Any] | None = None  # the tests to run (anvil/domain/selection.py); None: all
 
 
 def claim(session: Session, execution_id: uuid.UUID, *, worker: str, lease_s: float) -> Claimed | None:
@@ -55,14 +56,14 @@ def claim(session: Session, execution_id: uuid.UUID, *, worker: str, lease_s: fl
             reason="claimed",
             values=values,
             where=where,
-            returning=(c.case_snapshot, c.params),
+            returning=(c.case_snapshot, c.params, c.selection),
             params={"p_worker": worker, **clock_params(dialect, p_lease=lease_s)},
             reuse="claim",
         )
     except (InvalidTransition, NotFound):
         return None
-    snapshot, params = done.returned
-    return Claimed(done.attempt, snapshot, params)
+    snapshot, params, selection = done.returned
+    return Claimed(done.attempt, snapshot, params, selection)
 
 
 @functools.cache

@@ -27,6 +27,7 @@ def create_case(
     description: str | None,
     created_by: uuid.UUID | None,
     retry_policy: dict[str, Any] | None = None,
+    file_map: dict[str, Any] | None = None,
 ) -> TestCase:
     ensure_name_free(session, TestCase, name, what="test case")
     case = TestCase(
@@ -39,6 +40,7 @@ def create_case(
         description=description,
         created_by=created_by,
         retry_policy=retry_policy,
+        file_map=file_map,
     )
     session.add(case)
     flush_unique(session, name, what="test case")

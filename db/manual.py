@@ -13,14 +13,17 @@ from sqlalchemy import case, insert, select, update
 from sqlalchemy.orm import Session
 
 from anvil.domain.enums import Priority, StepStatus
+from anvil.domain.quarantine import apply_quarantine, masked_outcome
+from anvil.domain.results import StepView, test_key
 from anvil.domain.states import Status
-from anvil.domain.steps import summarize
+from anvil.domain.steps import Outcome, summarize
 from anvil.errors import Conflict, Forbidden, InvalidInput
 from db import events
 from db.attempts import step_event
 from db.executions import get_execution
 from db.models import Execution, ManualStepResult, StepTrace, User
-from db.sql import db_now
+from db.quarantine import quarantined_keys
+from db.sql import db_now, read_db_now
 from db.transitions import transition
 from db.types import utcnow
 
@@ -168,6 +171,19 @@ def _complete(session: Session, execution: Execution, results: list[str], user: 
     values = {"finished_at": db_now(session), "summary": summary}
     if StepStatus.FAILED in results:
         failed = results.index(StepStatus.FAILED) + 1
+        masked = _quarantine(session, execution, Outcome(Status.FAILED, summary, f"step {failed} failed"))
+        if masked.status is Status.PASSED:  # the case's one test is quarantined: its failure does not count
+            note = masked.summary["quarantine_note"]
+            transition(
+                session,
+                execution.id,
+                Status.PASSED,
+                from_=Status.PAUSED,
+                actor=actor,
+                reason=note,
+                values={**values, "summary": masked.summary},
+            )
+            return Status.PASSED
         transition(
             session,
             execution.id,
@@ -203,3 +219,12 @@ def _complete(session: Session, execution: Execution, results: list[str], user: 
         values=values,
     )
     return Status.PASSED
+
+
+def _quarantine(session: Session, execution: Execution, outcome: Outcome) -> Outcome:
+    """The outcome with quarantine applied (the test of a manual case is the case itself)."""
+    if execution.test_case_id is None:
+        return outcome
+    keys = quarantined_keys(session, execution.test_case_id, now=read_db_now(session))
+    key = test_key(execution.case_snapshot, StepView("", outcome.status.value))
+    return masked_outcome(outcome, apply_quarantine(outcome.status, [key], keys))

@@ -9,6 +9,7 @@ one of those transactions sees none left and finishes the suite.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import func, or_, select, update
@@ -21,7 +22,7 @@ from anvil.errors import InvalidInput, InvalidTransition
 from db.aggregation import Counts, any_failure, progress, started, suite_result
 from db.changes import forget_suite
 from db.executions import NewExecution, Source, case_snapshot, insert_executions
-from db.models import Execution, TestSuite
+from db.models import Execution, TestCase, TestSuite
 from db.suites import resolve_members
 from db.transitions import transition
 from db.types import utcnow
@@ -50,16 +51,21 @@ def create_suite_execution(
     schedule_id: uuid.UUID | None = None,
     slot_at: Any = None,
     source: Source | None = None,
+    members: Sequence[TestCase] | None = None,
+    selection: dict[str, Any] | None = None,
+    member_selections: Mapping[uuid.UUID, dict[str, Any]] | None = None,
 ) -> tuple[Execution, list[tuple[uuid.UUID, str]]]:
     """Insert the suite execution and one QUEUED child per member (bulk). Returns what to publish.
 
     ``retry_policy`` is the submission's layer: each member runs with its case's policy, overridden
     by the suite's, overridden by this. ``expires_at`` applies to every member (not started by
     then: SKIPPED).
+    With a selection (api/selection.py), ``members`` are the cases it selected, ``selection`` what the
+    suite execution records and ``member_selections`` each member's own (anvil/domain/selection.py).
     With a parent, the suite joins the parent's ``correlation_id``, but it stays the root of its
     own tree: its members are counted (and their events numbered) under it.
     """
-    members = resolve_members(session, suite)
+    members = resolve_members(session, suite) if members is None else members
     if not members:
         raise InvalidInput(f"suite {suite.name!r} has no live members to run", field="body.test_suite_id")
     common: dict[str, Any] = {
@@ -89,6 +95,7 @@ def create_suite_execution(
         retry_policy=resolve_retry_policy(suite.retry_policy, retry_policy).as_dict(),
         schedule_id=schedule_id,
         slot_at=slot_at,
+        selection=selection,
         **common,
     )
     children = [
@@ -102,6 +109,7 @@ def create_suite_execution(
             # Its case's policy, overridden by the suite's, overridden by the submission's.
             retry_policy=resolve_retry_policy(case.retry_policy, suite.retry_policy, retry_policy).as_dict(),
             reason=f"member of suite {suite.name}",
+            selection=(member_selections or {}).get(case.id),
             **common,
         )
         for case in members

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,12 +21,13 @@ from sqlalchemy.orm import Session
 from anvil.domain.policy import on_lease_expired, should_republish
 from anvil.domain.states import Status
 from anvil.settings import Settings, get_settings
-from db import sweeps
+from db import quarantine, sweeps
 from db.executions import mark_republished, queued_candidates
 from db.schedules import fire_due_schedules
 from db.session import new_session
 from db.sql import read_db_now
 from db.transitions import transition
+from scheduler.retention import RetentionReport, run_retention
 from workers.publish import publish_many
 
 log = logging.getLogger("anvil.tick")
@@ -45,7 +47,9 @@ class TickReport:
     paused_timeouts: int = 0
     fired: int = 0
     republished: int = 0
+    quarantines_expired: int = 0
     published: Publish = field(default_factory=list)
+    retention: RetentionReport | None = None  # a retention round ran (scheduler/retention.py)
 
 
 def run_tick(settings: Settings | None = None, *, holder: str = HOLDER) -> TickReport:
@@ -69,6 +73,10 @@ def run_tick(settings: Settings | None = None, *, holder: str = HOLDER) -> TickR
         if to_publish:  # after the commit
             publish_many(to_publish)
             report.published += to_publish
+    try:  # many short transactions of its own, not one: not in SWEEPS
+        report.retention = run_retention(settings, holder=holder)
+    except Exception:
+        log.exception("retention round failed")
     return report
 
 
@@ -173,6 +181,23 @@ def _republish(session: Session, settings: Settings, report: TickReport) -> Publ
     return due
 
 
+# Expired quarantines stopped holding at their expiry (every reader compares it with now): clearing
+# them only tidies the rows and audits it, so once a minute is enough, and a tick costs nothing.
+QUARANTINE_SWEEP_S = 60.0
+_quarantine_sweep = {"next": 0.0}
+
+
+def _quarantines(session: Session, settings: Settings, report: TickReport) -> Publish:
+    """Quarantines whose expiry passed -> released, with an 'expired' audit row by 'system'."""
+    if time.monotonic() < _quarantine_sweep["next"]:
+        return []
+    report.quarantines_expired = quarantine.expire_due(session, now=read_db_now(session), limit=sweeps.BATCH)
+    # A full batch: more are due, take the next batch on the next tick.
+    full = report.quarantines_expired == sweeps.BATCH
+    _quarantine_sweep["next"] = time.monotonic() + (0.0 if full else QUARANTINE_SWEEP_S)
+    return []
+
+
 SWEEPS: tuple[Callable[[Session, Settings, TickReport], Publish], ...] = (
     _promote,
     _expire,
@@ -180,4 +205,5 @@ SWEEPS: tuple[Callable[[Session, Settings, TickReport], Publish], ...] = (
     _paused,
     _schedules,
     _republish,
+    _quarantines,
 )

@@ -22,13 +22,16 @@ from typing import TypeVar
 
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from anvil.domain.quarantine import QuarantineWatch
 from anvil.domain.states import Status
 from anvil.domain.steps import Outcome, StepRecord, summarize
 from anvil.settings import Settings, get_settings
 from db.attempts import Claimed, Lease, claim, finish, renew_lease
 from db.cancel import cancel_requested
+from db.quarantine import quarantined_keys_of_execution
 from db.secrets import SecretUnavailable
 from db.session import new_session
+from db.types import utcnow
 from workers.confinement import (
     SandboxUnavailable,
     case_limits,
@@ -51,16 +54,22 @@ def execute(execution_id: uuid.UUID, *, worker: str) -> str:
     worker = f"{worker}/{os.getpid()}"
     sweep_orphans()  # tests left running by a sibling process that died (cheap: one small directory)
 
-    def _claim() -> Claimed | None:
+    def _claim() -> tuple[Claimed, frozenset[str]] | None:
         with new_session() as session, session.begin():
-            return claim(session, execution_id, worker=worker, lease_s=settings.lease_ttl_s)
+            claimed = claim(session, execution_id, worker=worker, lease_s=settings.lease_ttl_s)
+            if claimed is None:
+                return None
+            # Read here, by the worker: the test process never reaches the database.
+            return claimed, quarantined_keys_of_execution(session, execution_id, now=utcnow())
 
     # Ride out a short database outage here rather than dropping the message: otherwise the
     # execution would wait for the reconciler's next re-publish once the database is back.
-    claimed = _retrying(_claim, settings.lease_ttl_s)
-    if claimed is None:
+    claimed_now = _retrying(_claim, settings.lease_ttl_s)
+    if claimed_now is None:
         return "not claimed"
-    attempt, snapshot, params = claimed
+    (attempt, snapshot, params, selection), quarantined = claimed_now
+    # Steps of quarantined tests are marked; a failure of only those tests does not fail the run.
+    watch = QuarantineWatch(snapshot, quarantined)
 
     stop = threading.Event()
     reasons: list[str] = []
@@ -72,7 +81,7 @@ def execute(execution_id: uuid.UUID, *, worker: str) -> str:
 
     def emit(step: StepRecord) -> bool:
         """Keep the step for the heartbeat's next write; False once the attempt was fenced."""
-        pending.add(redact_step(step, hidden))
+        pending.add(watch.see(redact_step(step, hidden)))
         return not heartbeat.fenced
 
     try:
@@ -83,6 +92,7 @@ def execute(execution_id: uuid.UUID, *, worker: str) -> str:
             attempt=attempt,
             snapshot=snapshot,
             params=params,
+            selection=selection,
             workspace_root=settings.workspace_root,
             output_cap=settings.step_output_cap,
             stop=stop,
@@ -117,6 +127,7 @@ def execute(execution_id: uuid.UUID, *, worker: str) -> str:
 
     if hidden and outcome.error:
         outcome = Outcome(outcome.status, outcome.summary, redact(outcome.error, hidden, cut_ends=True))
+    outcome = watch.decide(outcome)  # after the redaction: its note quotes the error
     last_steps = pending.take()  # the heartbeat has stopped: what it did not write goes with the result
 
     def _finish() -> bool:

@@ -45,14 +45,41 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=64 * 1024,
         help="keep at most CHARS characters of each test's failure text and captured output",
     )
+    group.addoption(
+        "--anvil-select",
+        metavar="PATH",
+        default=None,
+        help="run only the tests whose node ids (or files) PATH lists, one per line; deselect the rest",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    listed = config.getoption("anvil_select")
+    if listed:  # in every process that collects (pytest-xdist's workers too)
+        with open(listed, encoding="utf-8") as lines:
+            config.pluginmanager.register(Selector({line.rstrip("\n") for line in lines if line.strip()}))
     path = config.getoption("anvil_report")
     # Under pytest-xdist only the controller records: worker reports reach it through the same hooks.
     if path and not hasattr(config, "workerinput"):
         recorder = Recorder(config, path, max(int(config.getoption("anvil_text_cap")), 256))
         config.pluginmanager.register(recorder, "anvil-recorder")
+
+
+class Selector:
+    """Keeps the selected tests: a test whose node id (or whose file) is listed; deselects the rest."""
+
+    def __init__(self, wanted: set[str]) -> None:
+        self.wanted = wanted
+
+    def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> None:
+        keep: list[pytest.Item] = []
+        drop: list[pytest.Item] = []
+        for item in items:
+            chosen = item.nodeid in self.wanted or item.nodeid.split("::", 1)[0] in self.wanted
+            (keep if chosen else drop).append(item)
+        if drop:
+            config.hook.pytest_deselected(items=drop)
+            items[:] = keep
 
 
 def capped(text: str, cap: int) -> tuple[str, bool]:

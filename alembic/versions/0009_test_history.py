@@ -60,7 +60,9 @@ def upgrade() -> None:
         sa.Column("quarantine_reason", sa.Text(), nullable=True),
         sa.Column("quarantine_expires_at", TS, nullable=True),
         sa.UniqueConstraint("test_case_id", "key", name="uq_tests_case_key"),
-        sa.ForeignKeyConstraint(["test_case_id"], ["test_cases.id"], name=op.f("fk_tests_test_case_id_test_cases")),
+        sa.ForeignKeyConstraint(
+            ["test_case_id"], ["test_cases.id"], name=op.f("fk_tests_test_case_id_test_cases")
+        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_tests")),
     )
     op.create_index("ix_tests_name", "tests", ["name", "id"])
@@ -114,7 +116,10 @@ def upgrade() -> None:
             "action IN ('quarantined', 'released', 'expired')", name=op.f("ck_test_quarantine_events_action")
         ),
         sa.ForeignKeyConstraint(
-            ["test_id"], ["tests.id"], name=op.f("fk_test_quarantine_events_test_id_tests"), ondelete="CASCADE"
+            ["test_id"],
+            ["tests.id"],
+            name=op.f("fk_test_quarantine_events_test_id_tests"),
+            ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_test_quarantine_events")),
     )

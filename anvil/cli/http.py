@@ -55,6 +55,27 @@ class Api:
         _check(response)
         return response.json() if response.content else None
 
+    def upload(
+        self,
+        path: str,
+        *,
+        files: dict[str, tuple[str, bytes, str]],
+        data: dict[str, str],
+        headers: dict[str, str] | None = None,
+    ) -> Any:
+        """One multipart/form-data POST (a report and its form fields); the decoded answer, or ApiError."""
+        accept = {"Accept": "application/json, application/problem+json", **(headers or {})}
+        try:
+            # A large report takes the server a while to read: more time than a JSON call.
+            timeout = max(self.timeout_s, 120.0)
+            response = self._client().post(
+                path, files=files, data=data, headers=self._headers(accept), timeout=timeout
+            )
+        except httpx.HTTPError as exc:
+            raise self._failed(path, exc) from exc
+        _check(response)
+        return response.json() if response.content else None
+
     def download(self, path: str) -> bytes:
         """The raw body of a GET (e.g. a JUnit report)."""
         try:

@@ -12,13 +12,19 @@ from anvil.cli import (
     cases,
     database,
     dev,
+    execute,
     executions,
+    history,
+    imports,
     manual,
+    rules,
     schedules,
     secrets,
     servers,
+    stats,
     submit,
     suites,
+    tests,
     tokens,
     users,
 )
@@ -33,6 +39,7 @@ for command in (
     executions.status,
     executions.cancel,
     executions.retry,
+    execute.execute,
 ):
     app.command()(command)
 
@@ -45,3 +52,8 @@ app.add_typer(suites.app, name="suites")
 app.add_typer(users.app, name="users")
 app.add_typer(tokens.app, name="tokens")
 app.add_typer(secrets.app, name="secrets")
+app.add_typer(imports.app, name="import")
+app.add_typer(tests.app, name="tests")
+app.add_typer(rules.app, name="rules")
+app.add_typer(history.app, name="history")
+app.add_typer(stats.app, name="stats")

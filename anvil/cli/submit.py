@@ -14,6 +14,7 @@ import typer
 from rich.markup import escape
 
 from anvil.cli.follow import follow_case, follow_suite
+from anvil.cli.git import source_from_git
 from anvil.cli.http import Api, exit_on_api_error, make_api
 from anvil.cli.lookup import resolve, resolve_case
 from anvil.cli.options import DEFAULT_API_URL, ApiUrl, PriorityOption, Token
@@ -39,6 +40,15 @@ Trigger = Annotated[str, typer.Option(help="trigger kind: api, ci or manual")]
 IdempotencyKey = Annotated[
     str | None, typer.Option(help="repeat-safe submit: the same key returns the first execution")
 ]
+Revision = Annotated[
+    str | None, typer.Option(help="the commit tested (default: git rev-parse HEAD here)", show_default=False)
+]
+Branch = Annotated[
+    str | None, typer.Option(help="the branch tested (default: the current git branch)", show_default=False)
+]
+Env = Annotated[
+    str | None, typer.Option("--env", help="where it runs, a free label, e.g. staging", show_default=False)
+]
 
 
 @app.command("case")
@@ -48,6 +58,9 @@ def submit_case(
     run_id: RunId = None,
     trigger: Trigger = "api",
     idempotency_key: IdempotencyKey = None,
+    revision: Revision = None,
+    branch: Branch = None,
+    env: Env = None,
     wait: Wait = False,
     junit: Junit = None,
     api_url: ApiUrl = DEFAULT_API_URL,
@@ -57,7 +70,11 @@ def submit_case(
     check_junit_target(junit)
     api = make_api(api_url, token)
     with exit_on_api_error():
-        body = {"test_case_id": resolve_case(api, case), **case_options(priority, trigger, run_id)}
+        body = {
+            "test_case_id": resolve_case(api, case),
+            **case_options(priority, trigger, run_id),
+            **source_options(revision, branch, env),
+        }
         execution = api.call(
             "POST", "/api/v1/executions/case", body=body, headers=idempotency(idempotency_key)
         )
@@ -75,6 +92,9 @@ def submit_cases(
     run_id: RunId = None,
     trigger: Trigger = "api",
     idempotency_key: IdempotencyKey = None,
+    revision: Revision = None,
+    branch: Branch = None,
+    env: Env = None,
     api_url: ApiUrl = DEFAULT_API_URL,
     token: Token = None,
 ) -> None:
@@ -86,7 +106,7 @@ def submit_cases(
         raise typer.BadParameter(f"at most {MAX_BATCH} cases per request", param_hint="CASES")
     api = make_api(api_url, token)
     with exit_on_api_error():
-        common = case_options(priority, trigger, run_id)
+        common = {**case_options(priority, trigger, run_id), **source_options(revision, branch, env)}
         items = [{"test_case_id": resolve_case(api, case), **common} for case in cases]
         batch = api.call(
             "POST", "/api/v1/executions/batch", body={"items": items}, headers=idempotency(idempotency_key)
@@ -105,6 +125,9 @@ def submit_suite(
     run_id: RunId = None,
     trigger: Trigger = "api",
     idempotency_key: IdempotencyKey = None,
+    revision: Revision = None,
+    branch: Branch = None,
+    env: Env = None,
     wait: Wait = False,
     junit: Junit = None,
     api_url: ApiUrl = DEFAULT_API_URL,
@@ -117,6 +140,7 @@ def submit_suite(
         body: dict[str, Any] = {
             "test_suite_id": resolve(api, "/api/v1/test-suites", "test suite", suite),
             "trigger_kind": trigger,
+            **source_options(revision, branch, env),
         }
         if priority is not None:
             body["priority"] = priority.value
@@ -138,6 +162,16 @@ def case_options(priority: Priority, trigger: str, run_id: str | None) -> dict[s
     if run_id:
         options["run_id"] = run_id
     return options
+
+
+def source_options(revision: str | None, branch: str | None, env: str | None) -> dict[str, Any]:
+    """What was tested: as given, else revision and branch from git when run inside a repository."""
+    if revision is None or branch is None:
+        found_revision, found_branch = source_from_git()
+        revision = revision or found_revision
+        branch = branch or found_branch
+    given = {"revision": revision, "branch": branch, "environment": env}
+    return {key: value for key, value in given.items() if value}
 
 
 def idempotency(key: str | None) -> dict[str, str] | None:

@@ -44,6 +44,10 @@ EXECUTION_RESULT: dict[str, tuple[str, str | None]] = {
 # The worse of two statuses wins when a test has several steps (a BDD scenario).
 SEVERITY = {SKIPPED: 0, PASSED: 1, FAILED: 2, ERROR: 3}
 SINGLE_TEST_KINDS = frozenset({"generic", "manual"})
+# Marks the snapshot of an execution imported from a report run elsewhere (db/imports.py): each
+# step is one test, named by the report (a pytest node id, or classname::name), whatever the
+# case's kind. A pytest case's imported steps are read like its own runs' (the same node ids).
+IMPORTED = "imported"
 
 
 @dataclass(frozen=True)
@@ -78,6 +82,8 @@ def outcomes_of(
     kind = snapshot.get("kind")
     if kind == "pytest":
         return _pytest_outcomes(steps)
+    if snapshot.get(IMPORTED):
+        return _imported_outcomes(steps)
     if kind == "bdd":
         return _bdd_outcomes(snapshot, steps)
     if kind in SINGLE_TEST_KINDS:
@@ -92,7 +98,7 @@ def outcomes_of(
 def test_key(snapshot: Mapping[str, Any], step: StepView) -> str | None:
     """The key of the test a step belongs to (None: a step of no test, e.g. pytest's session)."""
     kind = snapshot.get("kind")
-    if kind == "pytest":
+    if kind == "pytest" or snapshot.get(IMPORTED):
         return step.name or None
     if kind == "bdd":
         return _scenario(snapshot, step.details or {})[0]
@@ -118,6 +124,22 @@ def _pytest_outcomes(steps: Iterable[StepView]) -> list[TestOutcome]:
             status=status,
             detail=detail,
             duration_s=step.duration_s,
+        )
+    return list(outcomes.values())
+
+
+def _imported_outcomes(steps: Iterable[StepView]) -> list[TestOutcome]:
+    """Steps of an imported report: each its own test, keyed by its name; the file when it had one."""
+    outcomes: dict[str, TestOutcome] = {}
+    for step in steps:
+        result = STEP_RESULT.get(step.status)
+        if result is None or not step.name:
+            continue
+        details = step.details or {}
+        status, detail = (ERROR, "collection") if details.get("kind") == "collection" else result
+        file = details.get("file")
+        outcomes[step.name] = TestOutcome(
+            step.name, step.name, str(file) if file else None, status, detail, step.duration_s
         )
     return list(outcomes.values())
 

@@ -79,6 +79,7 @@ def create_test_case(
         description=body.description,
         created_by=user.id,
         retry_policy=body.retry_policy.layer() if body.retry_policy else None,
+        file_map=body.file_map,
     )
     session.commit()
     return case

@@ -31,6 +31,8 @@ class RunContext:
     # runner called directly, as unit tests do) the test runs unconfined.
     sandbox: Sandbox | None = None
     limits: Limits | None = None
+    # The submission's selection (anvil/domain/selection.py), None: run the case as defined.
+    selection: dict[str, Any] | None = None
 
     @property
     def spec(self) -> dict[str, Any]:
@@ -45,6 +47,15 @@ class RunContext:
         if self.limits is None:
             return None
         return Confinement(self.sandbox, self.limits, bool(self.spec.get("network", True)), scratch)
+
+    @property
+    def selected(self) -> list[str] | None:
+        """The keys of the tests to run, or None: run the case as defined (no selection, an
+        observation, or a selection that takes the case whole)."""
+        chosen = self.selection
+        if not chosen or chosen.get("observe") or chosen.get("whole"):
+            return None
+        return list(chosen.get("tests") or [])
 
     def base_env(self) -> dict[str, str]:
         return {

@@ -75,13 +75,39 @@ def scenario_name_pattern(name: str) -> str:
     return f"^{escaped}$|^{escaped} -- @"
 
 
-def behave_argv(*, feature: Path, report: Path, spec: dict[str, Any]) -> list[str]:
+def selected_patterns(spec: dict[str, Any], selected: list[str]) -> list[str]:
+    """behave ``--name`` patterns for the selected scenarios (test keys ``<feature>::<scenario>``,
+    ``<feature>::<outline> [<row id>]`` for a row of an outline) of this spec's feature; within
+    the spec's own ``scenario`` when it names one."""
+    feature = str(spec.get("feature") or "feature_text")
+    patterns = []
+    for key in selected:
+        file, _, name = key.partition("::")
+        row = None
+        if name.endswith("]") and " [" in name:
+            name, _, row = name[:-1].rpartition(" [")
+        if file != feature or not name or ("scenario" in spec and name != spec["scenario"]):
+            continue
+        if row is None:
+            patterns.append(scenario_name_pattern(name))
+        else:  # behave names an outline's row "<outline> -- @<row id> <examples name>"
+            patterns.append(f"^{re.escape(name)} -- @{re.escape(row)}(?: |$)")
+    return list(dict.fromkeys(patterns))
+
+
+def behave_argv(
+    *, feature: Path, report: Path, spec: dict[str, Any], names: list[str] | None = None
+) -> list[str]:
+    """``names``: run only the scenarios matching these patterns (a selection), instead of the
+    spec's ``scenario``."""
     argv = [sys.executable, "-m", "behave", str(feature), "--no-color"]
     argv += [f"--format={FORMATTER}", f"--outfile={report}"]
     # "--option=value": a value starting with "-" must not be taken for an option.
     if "tags" in spec:
         argv.append(f"--tags={spec['tags']}")
-    if "scenario" in spec:
+    if names is not None:
+        argv += [f"--name={pattern}" for pattern in names]
+    elif "scenario" in spec:
         argv.append(f"--name={scenario_name_pattern(spec['scenario'])}")
     return argv
 
@@ -94,6 +120,12 @@ def run(ctx: RunContext) -> Outcome:
     except WorkspaceError as exc:
         return Outcome(Status.ERROR, summarize([]), str(exc))
 
+    names = None
+    if ctx.selected is not None:
+        names = selected_patterns(spec, ctx.selected)
+        if not names:
+            why = f"none of the {len(ctx.selected)} selected scenarios is in this case's feature"
+            return Outcome(Status.SKIPPED, summarize([]), why)
     with private_dir("anvil-bdd-") as private:
         if feature is None:
             try:
@@ -106,7 +138,7 @@ def run(ctx: RunContext) -> Outcome:
         recorder = StepRecorder(ctx, report, feature_text=feature if "feature_text" in spec else None)
         env = tool_env(ctx, private)
         result = run_process(
-            behave_argv(feature=feature, report=report, spec=spec),
+            behave_argv(feature=feature, report=report, spec=spec, names=names),
             cwd=cwd,
             env=env,
             timeout_s=ctx.timeout_s,

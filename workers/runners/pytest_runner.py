@@ -25,7 +25,7 @@ import signal
 import sys
 from collections import Counter
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from anvil.domain.enums import StepStatus
@@ -47,6 +47,19 @@ EXIT_MEANING = {2: "interrupted", 3: "internal error", 4: "usage error", 5: "no 
 SUMMARY_ORDER = ("failed", "passed", "skipped", "xfailed", "xpassed", "error")
 MESSAGE_LINES = 12
 DECORATION = re.compile(r"^[=!_-]{3,}\s*(.*?)\s*[=!_-]{3,}$")
+# pytest options (and common plugins') that take their value as the next argument.
+VALUE_OPTIONS = frozenset(
+    (
+        "-k -m -p -c -o -W -r -n --tb --rootdir --confcutdir --ignore --ignore-glob --deselect --junitxml "
+        "--junit-xml --junit-prefix --maxfail --durations --durations-min --basetemp --log-level --log-file "
+        "--log-file-level --log-format --log-date-format --log-cli-level --log-cli-format "
+        "--log-cli-date-format "
+        "--capture --import-mode --override-ini --config-file --dist --numprocesses --maxprocesses --timeout "
+        "--timeout-method --cov --cov-report --cov-config --color --code-highlight --show-capture "
+        "--doctest-glob --assert --verbosity --log-auto-indent --max-worker-restart --hypothesis-seed "
+        "--hypothesis-profile --reruns --reruns-delay"
+    ).split()
+)
 
 
 def pytest_argv(*, report: Path, text_cap: int, args: list[str]) -> list[str]:
@@ -64,6 +77,41 @@ def pytest_argv(*, report: Path, text_cap: int, args: list[str]) -> list[str]:
     ]
 
 
+def options_only(args: list[str]) -> list[str]:
+    """The case's arguments without its positional paths (a selection replaces them)."""
+    kept: list[str] = []
+    takes_value = False
+    for arg in args:
+        if takes_value or arg.startswith("-"):
+            kept.append(arg)
+            takes_value = not takes_value and arg in VALUE_OPTIONS
+    return kept
+
+
+def selected_args(cwd: Path, private: Path, selected: list[str], args: list[str]) -> list[str] | None:
+    """pytest's arguments for running only ``selected`` (node ids), or None when none of their files
+    exists any more.
+
+    The files of the selected tests are pytest's positional arguments, read from an arguments
+    file (``@FILE``) in the private directory, so no other file is collected; the plugin deselects
+    the other tests of those files (``--anvil-select``). Node ids are not passed as positional
+    arguments: pytest refuses the whole run (exit 4) when one names a test that no longer exists.
+    """
+    files = []
+    for key in selected:
+        path = key.split("::", 1)[0]
+        parts = PurePosixPath(path).parts
+        if path and not path.startswith("/") and ".." not in parts and (cwd / path).exists():
+            files.append(path)
+    if not files:
+        return None
+    listed = private / "selected.txt"
+    listed.write_text("".join(f"{key}\n" for key in selected), encoding="utf-8")
+    positional = private / "args.txt"
+    positional.write_text("".join(f"{path}\n" for path in dict.fromkeys(files)), encoding="utf-8")
+    return [*options_only(args), f"--anvil-select={listed}", f"@{positional}"]
+
+
 def run(ctx: RunContext) -> Outcome:
     spec = ctx.spec
     try:
@@ -74,11 +122,19 @@ def run(ctx: RunContext) -> Outcome:
     with private_dir("anvil-pytest-") as private:
         report = private / "report.jsonl"
         report.touch()
+        args = list(spec.get("args", []))
+        selected = ctx.selected
+        if selected is not None:
+            chosen = selected_args(cwd, private, selected, args)
+            if chosen is None:
+                why = f"none of the files of the {len(selected)} selected tests is in the workspace any more"
+                return Outcome(Status.SKIPPED, summarize([]), why)
+            args = chosen
         prepare_scratch(private, ctx.sandbox)
         recorder = StepRecorder(ctx, report)
         env = tool_env(ctx, private)
         result = run_process(
-            pytest_argv(report=report, text_cap=ctx.output_cap, args=list(spec.get("args", []))),
+            pytest_argv(report=report, text_cap=ctx.output_cap, args=args),
             cwd=cwd,
             env=env,
             timeout_s=ctx.timeout_s,

@@ -3,7 +3,7 @@
 Each module holds one concern's routes on a plain ``APIRouter()``; this package gives them the
 prefix and their OpenAPI tags. Starlette tries routes in the order they are included here, and the
 OpenAPI document lists them in it: the literal paths (``/correlation/{id}``, ``/suite``,
-``/batch``, ``/case``) come before the ``/{execution_id}`` ones.
+``/batch``, ``/case``, ``/select``) come before the ``/{execution_id}`` ones.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from api.execution_schemas import ExecutionPublic
-from api.routes.executions import control, events, junit, lineage, manual, read, submit
+from api.routes.executions import control, events, junit, lineage, manual, read, selection, submit
 from api.schemas import Page
 
 router = APIRouter(prefix="/api/v1/executions")
@@ -19,6 +19,7 @@ router = APIRouter(prefix="/api/v1/executions")
 # Tags: the sections of the OpenAPI document.
 router.include_router(lineage.router, tags=["lineage"])
 router.include_router(submit.router, tags=["executions"])
+router.include_router(selection.router, tags=["selection"])
 # The collection's path is the prefix itself, which an included router cannot declare (FastAPI
 # refuses an empty prefix with an empty path): it is added here.
 router.add_api_route(

@@ -1,0 +1,256 @@
+"""Flaky tests in a scope and window, with their evidence (the policy: anvil/domain/flaky.py).
+
+Only a test that failed (or passed on a retry) in the window can be flaky, and failures are few:
+one filtered pass over the window finds those tests, then their results are read through the
+(test_id, recorded_at) index and judged. Where failures are everywhere (more than DIRECT failing
+tests), they are first counted per branch and only those whose counts allow flakiness (a passing
+retry, a flip rate the counts allow, a pass and a failure on one revision) are read.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import cast
+
+from sqlalchemy import ColumnElement, Table, func, or_, select
+from sqlalchemy.orm import Session
+
+from anvil.domain.flaky import STRENGTH, Result, Thresholds, Verdict, could_flip, judge
+from anvil.domain.results import FAILED, FAILING, PASSED, SKIPPED
+from anvil.domain.windows import Window
+from db.models import Test, TestResult
+from db.scopes import Scope, result_filters
+
+CHUNK = 1000  # test ids per IN list
+# Up to this many failing tests, their results are read and judged at once; above, they are first
+# counted per branch and only the candidates by those counts are read (_narrowed).
+DIRECT = 1000
+RESULTS = cast(Table, TestResult.__table__)
+
+
+@dataclass
+class Tally:
+    """One test's results in a window, counted."""
+
+    passed: int = 0
+    failed: int = 0
+    error: int = 0
+    skipped: int = 0
+    retry_passes: int = 0
+    duration_sum: float = 0.0
+    duration_n: int = 0
+    duration_max: float | None = None
+    # branch -> (passed, failed or error), for the flip-rate bound
+    branches: dict[str | None, tuple[int, int]] = field(default_factory=dict)
+
+    @property
+    def failures(self) -> int:
+        return self.failed + self.error
+
+    @property
+    def runs(self) -> int:
+        return self.passed + self.failed + self.error + self.skipped
+
+
+@dataclass(frozen=True)
+class FlakyTest:
+    test: Test
+    verdict: Verdict
+    runs: int  # its results in the window
+    failures: int
+
+
+def tallies(
+    session: Session, filters: Sequence[ColumnElement[bool]], *, by_branch: bool = False
+) -> dict[uuid.UUID, Tally]:
+    """Counts per test of the results matching ``filters`` (one grouped pass over them); with
+    ``by_branch`` also per branch (for the flip-rate bound: keep it to a few tests)."""
+    c = RESULTS.c
+    is_ = c.status.__eq__
+    keys = (c.test_id, c.branch) if by_branch else (c.test_id,)
+    # Plain columns on the connection: a row per test, no ORM row handling.
+    rows = session.connection().execute(
+        select(
+            *keys,
+            func.count().filter(is_(PASSED)),
+            func.count().filter(is_(FAILED)),
+            func.count().filter(is_("error")),
+            func.count().filter(is_(SKIPPED)),
+            func.count().filter(c.flaky_retry.is_(True), is_(PASSED)),
+            func.sum(c.duration_s),
+            func.count(c.duration_s),
+            func.max(c.duration_s),
+        )
+        .where(*filters)
+        .group_by(*keys)
+    )
+    found: dict[uuid.UUID, Tally] = {}
+    for row in rows:
+        test_id, branch = row[0], row[1] if by_branch else None
+        passed, failed, error, skipped, retries, d_sum, d_n, d_max = row[len(keys) :]
+        t = found.setdefault(test_id, Tally())
+        t.passed += passed
+        t.failed += failed
+        t.error += error
+        t.skipped += skipped
+        t.retry_passes += retries
+        t.duration_sum += d_sum or 0.0
+        t.duration_n += d_n
+        if d_max is not None:
+            t.duration_max = d_max if t.duration_max is None else max(t.duration_max, d_max)
+        if by_branch:
+            t.branches[branch] = (passed, failed + error)
+    return found
+
+
+def failing_tests(session: Session, filters: Sequence[ColumnElement[bool]]) -> list[uuid.UUID]:
+    """The tests that failed or passed on a retry in the results matching ``filters``: the only
+    ones that can be flaky (one filtered pass; few rows survive the filter)."""
+    r = TestResult
+    return list(
+        session.scalars(
+            select(r.test_id)
+            .where(*filters, or_(r.status.in_(sorted(FAILING)), r.flaky_retry.is_(True)))
+            .distinct()
+        )
+    )
+
+
+def branch_tallies(
+    session: Session, filters: Sequence[ColumnElement[bool]], test_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, Tally]:
+    """Counts per test and branch of ``test_ids`` only (read through the test index)."""
+    counts: dict[uuid.UUID, Tally] = {}
+    for chunk in _chunks(list(test_ids)):
+        counts.update(tallies(session, [*filters, TestResult.test_id.in_(chunk)], by_branch=True))
+    return counts
+
+
+def candidates(
+    session: Session,
+    filters: Sequence[ColumnElement[bool]],
+    counts: dict[uuid.UUID, Tally],
+    thresholds: Thresholds,
+) -> list[uuid.UUID]:
+    """Tests that may be flaky: a passing retry, a branch whose counts allow the flip rate, or (read
+    from the database for the tests that both passed and failed) a pass and a failure on one revision."""
+    found = {
+        test_id
+        for test_id, t in counts.items()
+        if t.retry_passes or any(could_flip(p, f, thresholds) for p, f in t.branches.values())
+    }
+    mixed = [test_id for test_id, t in counts.items() if t.passed and t.failures and test_id not in found]
+    r = TestResult
+    for chunk in _chunks(mixed):
+        found.update(
+            session.scalars(
+                select(r.test_id)
+                .where(*filters, r.test_id.in_(chunk), r.revision.is_not(None), r.status != SKIPPED)
+                .group_by(r.test_id, r.revision)
+                .having(func.count().filter(r.status == PASSED) > 0)
+                .having(func.count().filter(r.status != PASSED) > 0)
+                .distinct()
+            )
+        )
+    return sorted(found)
+
+
+def verdicts(
+    session: Session,
+    filters: Sequence[ColumnElement[bool]],
+    test_ids: Iterable[uuid.UUID],
+    thresholds: Thresholds,
+) -> dict[uuid.UUID, tuple[Verdict, list[Result]]]:
+    """The flaky tests among ``test_ids``, each judged on its results matching ``filters``."""
+    c = RESULTS.c
+    found: dict[uuid.UUID, tuple[Verdict, list[Result]]] = {}
+    for chunk in _chunks(list(test_ids)):
+        rows: dict[uuid.UUID, list[Result]] = defaultdict(list)
+        # Plain columns on the connection: no ORM row handling for what may be thousands of rows.
+        for test_id, *values in session.connection().execute(
+            select(
+                c.test_id, c.status, c.revision, c.branch, c.recorded_at, c.execution_id, c.flaky_retry
+            ).where(*filters, c.test_id.in_(chunk))
+        ):
+            rows[test_id].append(Result(*values))
+        for test_id, results in rows.items():
+            verdict = judge(results, thresholds)
+            if verdict.flaky:
+                found[test_id] = verdict, results
+    return found
+
+
+def flaky_tests(
+    session: Session, *, scope: Scope, window: Window, thresholds: Thresholds, now: datetime
+) -> list[FlakyTest]:
+    """The flaky tests in ``scope`` and ``window``: strongest evidence first, then most failures."""
+    filters, _ = result_filters(session, scope, window, now)
+    return flaky_list(session, filters, failing_tests(session, filters), thresholds)
+
+
+def flaky_ids(
+    session: Session, *, scope: Scope, window: Window, thresholds: Thresholds, now: datetime
+) -> set[uuid.UUID]:
+    """Just the ids of the flaky tests (the ``flaky`` filter of the tests listing)."""
+    filters, _ = result_filters(session, scope, window, now)
+    return set(
+        verdicts(
+            session,
+            filters,
+            _narrowed(session, filters, failing_tests(session, filters), thresholds),
+            thresholds,
+        )
+    )
+
+
+def flaky_list(
+    session: Session,
+    filters: Sequence[ColumnElement[bool]],
+    failing: Sequence[uuid.UUID],
+    thresholds: Thresholds,
+    *,
+    direct: int | None = None,
+) -> list[FlakyTest]:
+    """The flaky tests among ``failing`` (see failing_tests), strongest evidence first, then most
+    failures. ``direct``: see _narrowed."""
+    judged = verdicts(session, filters, _narrowed(session, filters, failing, thresholds, direct), thresholds)
+    tests = {
+        t.id: t
+        for chunk in _chunks(list(judged))
+        for t in session.scalars(select(Test).where(Test.id.in_(chunk)))
+    }
+    found = [
+        FlakyTest(
+            tests[i],
+            verdict,
+            runs=len(results),
+            failures=sum(r.status in FAILING for r in results),
+        )
+        for i, (verdict, results) in judged.items()
+        if i in tests
+    ]
+    found.sort(key=lambda f: (STRENGTH.index(f.verdict.strongest or STRENGTH[-1]), -f.failures, f.test.name))
+    return found
+
+
+def _narrowed(
+    session: Session,
+    filters: Sequence[ColumnElement[bool]],
+    failing: Sequence[uuid.UUID],
+    thresholds: Thresholds,
+    direct: int | None = None,
+) -> Sequence[uuid.UUID]:
+    """The failing tests whose results are worth judging. Up to ``direct`` (DIRECT) of them: all,
+    their rows are read once. More (failures are everywhere): first counted per branch, and only
+    the candidates by those counts are read."""
+    if len(failing) <= (DIRECT if direct is None else direct):
+        return failing
+    return candidates(session, filters, branch_tallies(session, filters, failing), thresholds)
+
+
+def _chunks(items: list[uuid.UUID]) -> list[list[uuid.UUID]]:
+    return [items[i : i + CHUNK] for i in range(0, len(items), CHUNK)]

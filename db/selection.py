@@ -1,0 +1,242 @@
+"""What selection rules read from the history, and the selection of a case or a suite's members.
+
+Only what the rules ask for is read, one grouped query each over the cases in scope:
+``failed-in-last:N`` the latest N results of each test (one index probe per test on PostgreSQL,
+a window function on SQLite), ``failure-rate-above`` and ``flaky`` the counts of the window
+(flaky: db/flaky.py's detection, anvil/domain/flaky.py), ``slowest`` the median durations,
+``new`` which tests have a result on the branch. The rules themselves: anvil/domain/selection.py.
+"""
+
+from __future__ import annotations
+
+import statistics
+import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any, cast
+
+from sqlalchemy import Table, exists, func, select, true
+from sqlalchemy.dialects.postgresql import aggregate_order_by
+from sqlalchemy.orm import Session
+
+from anvil.domain.flaky import Thresholds
+from anvil.domain.results import FAILING, SKIPPED
+from anvil.domain.selection import CaseFacts, Observed, Request, Selection, TestFacts, choose, with_suite_map
+from anvil.domain.windows import days
+from anvil.errors import InvalidInput
+from db.flaky import flaky_tests, tallies
+from db.models import Execution, Test, TestCase, TestResult, TestSuite
+from db.scopes import Scope
+from db.suites import resolve_members
+
+CHUNK = 1000
+TESTS = cast(Table, Test.__table__)
+RESULTS = cast(Table, TestResult.__table__)
+
+
+def select_cases(
+    session: Session,
+    *,
+    cases: Sequence[TestCase],
+    request: Request,
+    settings: Any,
+    now: datetime,
+    suite: TestSuite | None = None,
+) -> Selection:
+    """The selection over ``cases`` (a suite's members, with the suite's file map merged in)."""
+    facts = case_facts(session, cases, request, settings=settings, now=now)
+    if suite is not None:
+        facts = with_suite_map(facts, suite.file_map or {})
+    return choose(request, facts)
+
+
+def case_facts(
+    session: Session, cases: Sequence[TestCase], request: Request, *, settings: Any, now: datetime
+) -> list[CaseFacts]:
+    every = (*request.rules, *request.exclude)
+    names = {r.name for r in every}
+    ids = [case.id for case in cases]
+    tests: dict[uuid.UUID, list[tuple[uuid.UUID, str, str | None]]] = defaultdict(list)
+    for chunk in _chunks(ids):
+        t = TESTS.c  # Core columns: thousands of rows, no ORM bookkeeping
+        for test_id, case_id, key, file in session.execute(
+            select(t.id, t.test_case_id, t.key, t.file).where(t.test_case_id.in_(chunk)).order_by(t.key)
+        ):
+            tests[case_id].append((test_id, key, file))
+    all_ids = [t[0] for found in tests.values() for t in found]
+    since = now - timedelta(days=settings.flaky_window_days)
+    window = [TestResult.test_case_id.in_(ids), TestResult.recorded_at >= since]
+    recent: dict[uuid.UUID, tuple[str, ...]] = {}
+    if "failed-in-last" in names:
+        recent = latest_statuses(
+            session, ids, max(int(r.value or 1) for r in every if r.name == "failed-in-last")
+        )
+    counts = tallies(session, window) if "failure-rate-above" in names else {}
+    flaky: dict[uuid.UUID, str] = {}
+    if "flaky" in names:
+        found = flaky_tests(
+            session,
+            scope=Scope(tuple(ids)),
+            window=days(settings.flaky_window_days),
+            thresholds=Thresholds.of(settings),
+            now=now,
+        )
+        flaky = {f.test.id: _evidence(f.verdict.evidence[0]) for f in found}
+    medians = median_durations(session, window) if "slowest" in names else {}
+    on_branch = seen_on_branch(session, all_ids, request.branch) if "new" in names else None
+    groups = _groups(session, [str(r.value) for r in every if r.name == "group"])
+    return [
+        CaseFacts(
+            id=case.id,
+            name=case.name,
+            kind=case.kind,
+            tags=frozenset(case.tags or ()),
+            groups=frozenset(name for name, members in groups.items() if case.id in members),
+            file_map=case.file_map or {},
+            tests=tuple(
+                TestFacts(
+                    key=key,
+                    file=file,
+                    recent=recent.get(test_id, ()),
+                    runs=counts[test_id].passed + counts[test_id].failures if test_id in counts else 0,
+                    failures=counts[test_id].failures if test_id in counts else 0,
+                    flaky=flaky.get(test_id),
+                    p50_s=medians.get(test_id),
+                    on_branch=True if on_branch is None else test_id in on_branch,
+                )
+                for test_id, key, file in tests.get(case.id, [])
+            ),
+        )
+        for case in cases
+    ]
+
+
+def latest_statuses(
+    session: Session, case_ids: Sequence[uuid.UUID], n: int
+) -> dict[uuid.UUID, tuple[str, ...]]:
+    """The latest ``n`` statuses (skipped results left out: the test did not run), newest first,
+    of each test that failed in any of them (the others cannot match failed-in-last)."""
+    r, t = RESULTS.c, TESTS.c
+    failing = sorted(FAILING)
+    if session.get_bind().dialect.name == "postgresql":
+        # One short index scan (ix_test_results_test, in its order) per test, n rows each; only the
+        # tests with a failure among them come back.
+        last = (
+            select(r.status, r.recorded_at)
+            .where(r.test_id == t.id, r.status != SKIPPED)
+            .order_by(r.recorded_at.desc())
+            .limit(n)
+            .lateral()
+        )
+        statement = (
+            select(t.id, func.array_agg(aggregate_order_by(last.c.status, last.c.recorded_at.desc())))
+            .select_from(TESTS.join(last, true()))
+            .where(t.test_case_id.in_(case_ids))
+            .group_by(t.id)
+            .having(func.bool_or(last.c.status.in_(failing)))
+        )
+        return {test_id: tuple(statuses) for test_id, statuses in session.execute(statement)}
+    ranked = (
+        select(
+            r.test_id,
+            r.status,
+            func.row_number()
+            .over(partition_by=r.test_id, order_by=(r.recorded_at.desc(), r.id.desc()))
+            .label("rank"),
+        )
+        .where(r.test_case_id.in_(case_ids), r.status != SKIPPED)
+        .subquery()
+    )
+    rows: dict[uuid.UUID, list[tuple[int, str]]] = defaultdict(list)
+    for test_id, status, rank in session.execute(select(ranked).where(ranked.c.rank <= n)):
+        rows[test_id].append((rank, status))
+    return {
+        test_id: tuple(status for _, status in sorted(found))
+        for test_id, found in rows.items()
+        if any(status in FAILING for _, status in found)
+    }
+
+
+def median_durations(session: Session, window: list[Any]) -> dict[uuid.UUID, float]:
+    r = TestResult
+    timed = [*window, r.duration_s.is_not(None), r.status != "skipped"]
+    if session.get_bind().dialect.name == "postgresql":
+        median = func.percentile_cont(0.5).within_group(r.duration_s)
+        return {
+            t: float(m)
+            for t, m in session.execute(select(r.test_id, median).where(*timed).group_by(r.test_id))
+        }
+    durations: dict[uuid.UUID, list[float]] = defaultdict(list)
+    for test_id, duration in session.execute(select(r.test_id, r.duration_s).where(*timed)):
+        durations[test_id].append(duration)
+    return {test_id: statistics.median(values) for test_id, values in durations.items()}
+
+
+def seen_on_branch(session: Session, test_ids: Sequence[uuid.UUID], branch: str | None) -> set[uuid.UUID]:
+    """Tests with a result on ``branch`` (no branch: with any result at all)."""
+    r = TestResult
+    found: set[uuid.UUID] = set()
+    for chunk in _chunks(list(test_ids)):
+        where = [r.test_id == Test.id] + ([r.branch == branch] if branch is not None else [])
+        found.update(session.scalars(select(Test.id).where(Test.id.in_(chunk), exists().where(*where))))
+    return found
+
+
+def observed(session: Session, execution: Execution) -> list[Observed]:
+    """The results of a finished execution (a suite's: of its members, the last attempt of each
+    test), each marked with whether its recorded selection chose it."""
+    if execution.test_case_id is not None:
+        stored = {execution.id: execution.selection or {}}
+    else:
+        stored = {
+            member_id: selection or {}
+            for member_id, selection in session.execute(
+                select(Execution.id, Execution.selection).where(
+                    Execution.root_execution_id == execution.id, Execution.id != execution.id
+                )
+            )
+        }
+    # Per member: everything chosen (run whole), or the keys chosen.
+    members = {i: (bool(sel.get("whole")), frozenset(sel.get("tests") or ())) for i, sel in stored.items()}
+    latest: dict[tuple[uuid.UUID, str], Observed] = {}
+    r = TestResult
+    for chunk in _chunks(list(members)):
+        rows = session.execute(
+            select(r.execution_id, r.test_case_id, Test.key, r.status, r.duration_s)
+            .join(Test, Test.id == r.test_id)
+            .where(r.execution_id.in_(chunk))
+            .order_by(r.recorded_at, r.id)
+        )
+        for execution_id, case_id, key, status, duration in rows:
+            whole, keys = members[execution_id]
+            latest[(case_id, key)] = Observed(key, status, duration, whole or key in keys)
+    return list(latest.values())
+
+
+def _groups(session: Session, names: list[str]) -> dict[str, set[uuid.UUID]]:
+    """group:<suite> rules: each named suite's member cases; an unknown suite is refused."""
+    found: dict[str, set[uuid.UUID]] = {}
+    for name in dict.fromkeys(names):
+        suite = session.scalars(
+            select(TestSuite).where(TestSuite.name == name, TestSuite.deleted_at.is_(None))
+        ).first()
+        if suite is None:
+            raise InvalidInput(
+                f"rule group:{name}: there is no test suite named {name!r}", field="body.selection"
+            )
+        found[name] = {case.id for case in resolve_members(session, suite)}
+    return found
+
+
+def _evidence(evidence: Any) -> str:
+    if evidence.kind == "same_revision":
+        return f"passed and failed on revision {evidence.revision}"
+    if evidence.kind == "passed_on_retry":
+        return f"passed on a retry after failing (execution {evidence.executions[0].execution_id})"
+    where = f" on {evidence.branch}" if evidence.branch else ""
+    return f"flip rate {evidence.flip_rate}{where} ({evidence.flips} flips in {evidence.runs} runs)"
+
+
+def _chunks(items: list[uuid.UUID]) -> list[list[uuid.UUID]]:
+    return [items[i : i + CHUNK] for i in range(0, len(items), CHUNK)]
