@@ -20,6 +20,7 @@ import statistics
 import sys
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -34,6 +35,10 @@ from bench.report import machine_info  # noqa: E402
 
 DBNAME = "anvil_bench_history"
 CASES, TESTS_PER_CASE, RUNS = 20, 250, 200
+ROLLUP_COLUMNS = (
+    "execution_id", "test_case_id", "branch", "recorded_at", "passed", "failed", "error", "skipped", "durations",
+    "slowest",
+)  # fmt: skip
 RESULT_COLUMNS = (
     "test_id", "test_case_id", "execution_id", "root_execution_id", "run_id", "trigger_kind", "attempt",
     "retry_index", "status", "detail", "duration_s", "revision", "branch", "environment", "flaky_retry",
@@ -83,20 +88,21 @@ def seed(url: str, now: datetime, rng: random.Random) -> dict[str, Any]:
             for test_id, case_id, key, module in tests:
                 copy.write_row((test_id, case_id, key, "pytest", key, module, first, now))
         rows = 0
+        rollups = []
         with cur.copy(f"COPY test_results ({', '.join(RESULT_COLUMNS)}) FROM STDIN") as copy:
             for run in range(RUNS):
                 day = now - timedelta(days=RUNS - run, hours=-2)
                 branch = "main" if rng.random() < 0.8 else f"feature/f{run % 17}"
-                revision = f"{run // 10 * 10 + (0 if run % 10 else 1):040x}"[
-                    -40:
-                ]  # the tenth re-runs a revision
-                for case_id in cases:
+                # Every tenth night re-runs the revision of the night before.
+                revision = f"{run - 1 if run % 10 == 0 and run else run:040x}"
+                for index, case_id in enumerate(cases):
                     execution_id = uuid.uuid4()
-                    at = day + timedelta(minutes=cases.index(case_id))
-                    for test_id, test_case, _key, _module in tests[cases.index(case_id) * TESTS_PER_CASE :][
-                        :TESTS_PER_CASE
+                    at = day + timedelta(minutes=index)
+                    ran = []
+                    for test_id, test_case, key, _module in tests[
+                        index * TESTS_PER_CASE : (index + 1) * TESTS_PER_CASE
                     ]:
-                        kind, median, fail_p = behaviour[test_id]
+                        kind, median, _ = behaviour[test_id]
                         status = "passed"
                         if kind == "flaky" and rng.random() < 0.3:
                             status = "failed"
@@ -117,10 +123,36 @@ def seed(url: str, now: datetime, rng: random.Random) -> dict[str, Any]:
                             status,
                         )
                         copy.write_row((*row, None, duration, revision, branch, None, False, False, at))
+                        ran.append((key, status, duration))
                         rows += 1
-        cur.execute("ANALYZE tests")
-        cur.execute("ANALYZE test_results")
+                    rollups.append(_rollup(execution_id, case_id, branch, at, ran))
+        with cur.copy(f"COPY result_rollups ({', '.join(ROLLUP_COLUMNS)}) FROM STDIN") as copy:
+            for rollup in rollups:
+                copy.write_row(rollup)
+    # A BRIN index summarises the block ranges filled after it was made only when vacuumed
+    # (autovacuum does so in production); without it every window query reads the whole table.
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE tests")
+        conn.execute("VACUUM ANALYZE test_results")
+        conn.execute("VACUUM ANALYZE result_rollups")
     return {"cases": cases, "tests": [t[0] for t in tests], "results": rows}
+
+
+def _rollup(
+    execution_id: uuid.UUID, case_id: uuid.UUID, branch: str, at: datetime, ran: list[Any]
+) -> tuple[Any, ...]:
+    """The run's result_rollups row, as db/test_results.py writes it."""
+    from psycopg.types.json import Jsonb
+
+    from anvil.domain.histograms import histogram
+    from db.test_results import SLOWEST_KEPT
+
+    counts = Counter(status for _, status, _ in ran)
+    slowest = sorted(ran, key=lambda r: (-r[2], r[0]))[:SLOWEST_KEPT]
+    return (
+        execution_id, case_id, branch, at, counts["passed"], counts["failed"], counts["error"], counts["skipped"],
+        Jsonb(histogram(d for _, _, d in ran)), Jsonb([[key, d] for key, _, d in slowest]),
+    )  # fmt: skip
 
 
 def timed(fn: Callable[[], Any], samples: int) -> dict[str, float]:
@@ -245,7 +277,57 @@ def main() -> int:
 
 def measure_queries(samples: int, now: datetime) -> dict[str, dict[str, float]]:
     """p50/p95 of the queries behind the history, statistics, flaky and selection endpoints."""
-    return {}
+    from sqlalchemy import select
+
+    from anvil.domain.flaky import Thresholds
+    from anvil.domain.selection import Request, parse_rules
+    from anvil.domain.windows import days
+    from anvil.settings import get_settings
+    from db.flaky import flaky_tests
+    from db.history import list_tests, test_history
+    from db.models import Test, TestCase
+    from db.scopes import Scope
+    from db.selection import select_cases
+    from db.session import new_session
+    from db.stats import stats
+
+    settings = get_settings()
+    thresholds = Thresholds.of(settings)
+    window = days(settings.flaky_window_days)
+    with new_session() as s:
+        cases = list(
+            s.scalars(select(TestCase).where(TestCase.name.like("bench-case-%")).order_by(TestCase.name))
+        )
+        one = cases[0]
+        # A test with the most results: a history page of a test that ran every night.
+        test_id = s.scalars(select(Test.id).where(Test.test_case_id == one.id).limit(1)).one()
+        changed = ("tests/area3/test_mod2.py", "src/unmapped/module.py")[:1]
+
+    def run(fn: Callable[[Any], Any]) -> Callable[[], Any]:
+        def call() -> Any:
+            with new_session() as s:
+                return fn(s)
+
+        return call
+
+    request = Request(parse_rules(["failed-in-last:5", "flaky", "changed-files"]), (), changed)
+    return {
+        "stats, one case (30 d)": timed(
+            run(lambda s: stats(s, scope=Scope(case_ids=(one.id,)), window=window, now=now)), samples
+        ),
+        "stats, everything (30 d)": timed(
+            run(lambda s: stats(s, scope=Scope(), window=window, now=now)), samples
+        ),
+        "flaky list, everything (30 d)": timed(
+            run(lambda s: flaky_tests(s, scope=Scope(), window=window, thresholds=thresholds, now=now)),
+            samples,
+        ),
+        "a test's history page (50)": timed(run(lambda s: test_history(s, test_id, limit=50)), samples),
+        "tests list, first page (50)": timed(run(lambda s: list_tests(s, limit=50, now=now)), samples),
+        "select failed-in-last:5 + flaky + changed-files, 5,000 tests": timed(
+            run(lambda s: select_cases(s, cases=cases, request=request, settings=settings, now=now)), samples
+        ),
+    }
 
 
 if __name__ == "__main__":

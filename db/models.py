@@ -372,6 +372,10 @@ class ExecutionEvent(Base):
     at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+# In parentheses: it is also ANDed into queries as SQL text (db/flaky.py).
+FAILING_RESULTS = "(status IN ('error', 'failed') OR flaky_retry IS true)"
+
+
 class Test(Base):
     """One test a team recognises from run to run: a pytest node id, a BDD scenario (feature file,
     scenario, example row), or a whole generic or manual case (anvil/domain/results.py)."""
@@ -422,6 +426,16 @@ class TestResult(Base):
         Index("ix_test_results_test", "test_id", "recorded_at"),
         Index("ix_test_results_case", "test_case_id", "recorded_at"),
         Index("ix_test_results_recorded", "recorded_at", postgresql_using="brin"),
+        # The few failing results (and passes on a retry): where flaky detection, most-failing
+        # tests and failed-in-last selection start, without reading the passes.
+        Index(
+            "ix_test_results_failing",
+            "test_case_id",
+            "recorded_at",
+            "test_id",
+            postgresql_where=text(FAILING_RESULTS),
+            sqlite_where=text(FAILING_RESULTS),
+        ),
     )
     __test__ = False
 
@@ -466,3 +480,27 @@ class TestQuarantineEvent(Base):
     expires_at: Mapped[datetime | None] = mapped_column()
     actor: Mapped[str] = mapped_column(String(255))
     at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ResultRollup(Base):
+    """One row per execution that recorded test results, written with them: its counts, a histogram
+    of its tests' durations (anvil/domain/histograms.py) and its slowest tests. Statistics over a
+    window read these, one row per run, instead of every result."""
+
+    __tablename__ = "result_rollups"
+    __table_args__ = (
+        Index("ix_result_rollups_recorded", "recorded_at"),
+        Index("ix_result_rollups_case", "test_case_id", "recorded_at"),
+    )
+
+    execution_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    test_case_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    branch: Mapped[str | None] = mapped_column(String(255))
+    recorded_at: Mapped[datetime] = mapped_column()
+    passed: Mapped[int] = mapped_column(Integer)
+    failed: Mapped[int] = mapped_column(Integer)
+    error: Mapped[int] = mapped_column(Integer)
+    skipped: Mapped[int] = mapped_column(Integer)
+    durations: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    # [[test id, duration], ...] of its SLOWEST_KEPT slowest tests, slowest first.
+    slowest: Mapped[list[Any]] = mapped_column(JSONType)

@@ -29,6 +29,7 @@ from db.models import (
     ExecutionEvent,
     ExecutionTransition,
     ManualStepResult,
+    ResultRollup,
     SchedulerLease,
     StepTrace,
     Test,
@@ -141,6 +142,13 @@ def delete_old_results(session: Session, *, cutoff: datetime, limit: int) -> int
         .limit(limit)
     )
     return _count(session.execute(delete(results).where(results.c.id.in_(batch))))
+
+
+def delete_old_rollups(session: Session, *, cutoff: datetime, limit: int) -> int:
+    """Runs' rollups (db/test_results.py) recorded before ``cutoff``: they go with their results."""
+    rollups = cast(Table, ResultRollup.__table__)
+    batch = select(rollups.c.execution_id).where(rollups.c.recorded_at < cutoff).limit(limit)
+    return _count(session.execute(delete(rollups).where(rollups.c.execution_id.in_(batch))))
 
 
 def delete_forgotten_tests(session: Session, *, cutoff: datetime, limit: int) -> int:

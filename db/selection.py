@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, exists, func, select, true
+from sqlalchemy import Table, exists, func, select, text, true
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.orm import Session
 
@@ -26,7 +26,7 @@ from anvil.domain.selection import CaseFacts, Observed, Request, Selection, Test
 from anvil.domain.windows import days
 from anvil.errors import InvalidInput
 from db.flaky import flaky_tests, tallies
-from db.models import Execution, Test, TestCase, TestResult, TestSuite
+from db.models import FAILING_RESULTS, Execution, Test, TestCase, TestResult, TestSuite
 from db.scopes import Scope
 from db.suites import resolve_members
 
@@ -119,9 +119,15 @@ def latest_statuses(
     of each test that failed in any of them (the others cannot match failed-in-last)."""
     r, t = RESULTS.c, TESTS.c
     failing = sorted(FAILING)
+    # Only a test that ever failed can match: those come from the partial index of failing results.
+    ever_failed = (
+        select(r.test_id)
+        .where(r.test_case_id.in_(case_ids), text(FAILING_RESULTS), r.status.in_(failing))
+        .distinct()
+    )
     if session.get_bind().dialect.name == "postgresql":
-        # One short index scan (ix_test_results_test, in its order) per test, n rows each; only the
-        # tests with a failure among them come back.
+        # One short index scan (ix_test_results_test, in its order) per test that ever failed, n rows
+        # each; only the tests with a failure among them come back.
         last = (
             select(r.status, r.recorded_at)
             .where(r.test_id == t.id, r.status != SKIPPED)
@@ -132,7 +138,7 @@ def latest_statuses(
         statement = (
             select(t.id, func.array_agg(aggregate_order_by(last.c.status, last.c.recorded_at.desc())))
             .select_from(TESTS.join(last, true()))
-            .where(t.test_case_id.in_(case_ids))
+            .where(t.test_case_id.in_(case_ids), t.id.in_(ever_failed))
             .group_by(t.id)
             .having(func.bool_or(last.c.status.in_(failing)))
         )

@@ -1,27 +1,33 @@
 """Statistics of test results in a scope and window: runs, pass/failure/flaky rates, duration
 percentiles, the slowest and most-failing tests, and a per-day trend.
 
-Three grouped passes over the window's results (counts per test; counts per day, execution and
-status; the duration percentiles: ``percentile_cont`` on PostgreSQL, computed here on SQLite), then
-the flaky detection on the tests that failed (db/flaky.py).
+Nothing here reads every result of a window: runs, counts, the trend and the duration percentiles
+come from the runs' rollups (one row per execution, written with its results: db/test_results.py;
+percentiles from merged histograms, within 5 %); the failing tests from the partial index of failing
+results, then flaky detection on those (db/flaky.py); the slowest from the tests each run kept as its
+slowest. Only the tests named in the answer have their results counted, through their index.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, NamedTuple
 
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, func, select, text
 from sqlalchemy.orm import Session
 
 from anvil.domain.flaky import Thresholds
-from anvil.domain.results import RESULT_STATUSES
+from anvil.domain.histograms import merge, quantile
+from anvil.domain.results import FAILING, RESULT_STATUSES
 from anvil.domain.windows import Window
-from db.flaky import RESULTS, Tally, flaky_list, tallies
-from db.models import Test, TestResult
+from db.flaky import CHUNK, Tally, failing_tests, flaky_list, plain_rows, tallies
+from db.models import FAILING_RESULTS, Test, TestResult
 from db.scopes import Scope, result_filters
+from db.test_results import ROLLUPS, SLOWEST_KEPT, TESTS
 
 
 @dataclass(frozen=True)
@@ -79,28 +85,36 @@ def stats(
     top: int = 10,
 ) -> Stats:
     filters, since = result_filters(session, scope, window, now)
-    counts = tallies(session, filters)
-    trend, runs = _trend_and_runs(session, filters)
-    p50, p95 = _percentiles(session, filters)
-    failing = [test_id for test_id, t in counts.items() if t.failures or t.retry_passes]
+    rollups = _rollups(session, scope, since)
+    total = {s: sum(getattr(r, s) for r in rollups) for s in RESULT_STATUSES}
+    durations = merge(r.durations for r in rollups)
+    failing = failing_tests(session, filters)
     flaky = flaky_list(session, filters, failing, thresholds or Thresholds())
-    total = {s: sum(getattr(t, s) for t in counts.values()) for s in RESULT_STATUSES}
+    if top <= SLOWEST_KEPT:
+        slow = _slow_candidates(session, rollups, top)
+        counts = _tallies_of(session, filters, [*_failing_candidates(session, filters, top), *slow])
+    else:  # longer lists than the rollups keep: count every result of the window
+        counts = tallies(session, filters)
+        slow = list(counts)
+    tests = _tests_run(session, scope, since, filters)
     ran = total["passed"] + total["failed"] + total["error"]
     return Stats(
         since=since,
-        runs=runs,
-        tests=len(counts),
+        runs=len(rollups),
+        tests=tests,
         results=sum(total.values()),
         **total,
         pass_rate=_ratio(total["passed"], ran),
         failure_rate=_ratio(total["failed"] + total["error"], ran),
         flaky_tests=len(flaky),
-        flaky_rate=_ratio(len(flaky), len(counts)),
-        duration_p50_s=p50,
-        duration_p95_s=p95,
-        slowest=_figures(session, counts, _slowest(counts, top)),
-        most_failing=_figures(session, counts, _most_failing(counts, top)),
-        trend=trend,
+        flaky_rate=_ratio(len(flaky), tests),
+        duration_p50_s=_round(quantile(durations, 0.5)),
+        duration_p95_s=_round(quantile(durations, 0.95)),
+        slowest=_figures(session, counts, _slowest({i: counts[i] for i in slow if i in counts}, top)),
+        most_failing=_figures(
+            session, counts, _most_failing({i: counts[i] for i in failing if i in counts}, top)
+        ),
+        trend=_trend(rollups),
     )
 
 
@@ -108,8 +122,124 @@ def slowest(
     session: Session, *, scope: Scope, window: Window, now: datetime, limit: int = 20
 ) -> list[TestFigure]:
     """The tests with the longest mean duration in the window, slowest first."""
-    counts = tallies(session, result_filters(session, scope, window, now)[0])
+    filters, since = result_filters(session, scope, window, now)
+    if limit > SLOWEST_KEPT:  # beyond what the rollups keep: count every result
+        counts = tallies(session, filters)
+        return _figures(session, counts, _slowest(counts, limit))
+    candidates = _slow_candidates(session, _rollups(session, scope, since), limit)
+    counts = _tallies_of(session, filters, candidates)
     return _figures(session, counts, _slowest(counts, limit))
+
+
+class Rollup(NamedTuple):
+    test_case_id: uuid.UUID
+    recorded_at: datetime
+    passed: int
+    failed: int
+    error: int
+    skipped: int
+    durations: dict[str, int]
+    slowest: list[Any]
+
+
+def _rollups(session: Session, scope: Scope, since: datetime | None) -> list[Rollup]:
+    """The runs in scope and window: one rollup row each (db/test_results.py writes them)."""
+    r = ROLLUPS.c
+    where: list[ColumnElement[bool]] = []
+    if scope.case_ids is not None:
+        where.append(r.test_case_id.in_(scope.case_ids))
+    if scope.branch is not None:
+        where.append(r.branch == scope.branch)
+    if since is not None:
+        where.append(r.recorded_at >= since)
+    return [
+        Rollup(*row)
+        for row in plain_rows(
+            session,
+            select(
+                r.test_case_id, r.recorded_at, r.passed, r.failed, r.error, r.skipped, r.durations, r.slowest
+            ).where(*where),
+        )
+    ]
+
+
+def _slow_candidates(session: Session, rollups: Sequence[Any], limit: int) -> list[uuid.UUID]:
+    """The tests likely to be the window's ``limit`` slowest on average, to be counted exactly.
+
+    Each run kept its SLOWEST_KEPT slowest tests with their durations; ranked by their mean there,
+    the first 3 × ``limit`` are the candidates. That misses only a test slow on average yet seldom
+    among the SLOWEST_KEPT slowest of a run while faster tests often are.
+    """
+    seen: dict[tuple[uuid.UUID, str], list[float]] = defaultdict(list)
+    for rollup in rollups:
+        for key, duration in rollup.slowest:
+            seen[(rollup.test_case_id, key)].append(duration)
+    ranked = sorted(seen, key=lambda k: -sum(seen[k]) / len(seen[k]))
+    wanted = set(ranked[: 3 * limit])
+    keys = sorted({key for _, key in wanted})
+    t = TESTS.c
+    found: list[uuid.UUID] = []
+    for start in range(0, len(keys), CHUNK):
+        for test_id, case_id, key in session.execute(
+            select(t.id, t.test_case_id, t.key).where(t.key.in_(keys[start : start + CHUNK]))
+        ):
+            if (case_id, key) in wanted:
+                found.append(test_id)
+    return found
+
+
+def _failing_candidates(
+    session: Session, filters: Sequence[ColumnElement[bool]], limit: int
+) -> list[uuid.UUID]:
+    """The tests that may be among the ``limit`` most failing: every test with at least as many
+    failures as the ``limit``-th (counted on the partial index of failing results)."""
+    failing = sorted(
+        session.connection().execute(
+            select(TestResult.test_id, func.count())
+            .where(*filters, text(FAILING_RESULTS), TestResult.status.in_(sorted(FAILING)))
+            .group_by(TestResult.test_id)
+        ),
+        key=lambda row: -row[1],
+    )
+    if len(failing) <= limit:
+        return [test_id for test_id, _ in failing]
+    least = failing[limit - 1][1]
+    return [test_id for test_id, count in failing if count >= least]
+
+
+def _tallies_of(
+    session: Session, filters: Sequence[ColumnElement[bool]], test_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, Tally]:
+    """Counts in the window of these tests only, read through the (test_id, recorded_at) index."""
+    ids = list(dict.fromkeys(test_ids))
+    counts: dict[uuid.UUID, Tally] = {}
+    for start in range(0, len(ids), CHUNK):
+        counts.update(tallies(session, [*filters, TestResult.test_id.in_(ids[start : start + CHUNK])]))
+    return counts
+
+
+def _tests_run(
+    session: Session, scope: Scope, since: datetime | None, filters: Sequence[ColumnElement[bool]]
+) -> int:
+    """Distinct tests with a result in scope and window. Without a branch, the tests' last sighting
+    answers it (a test row is touched at least hourly when it runs); a branch needs the results."""
+    if scope.branch is not None:
+        return session.scalar(select(func.count(func.distinct(TestResult.test_id))).where(*filters)) or 0
+    t = TESTS.c
+    where: list[ColumnElement[bool]] = [] if since is None else [t.last_seen_at >= since - timedelta(hours=1)]
+    if scope.case_ids is not None:
+        where.append(t.test_case_id.in_(scope.case_ids))
+    return session.scalar(select(func.count()).select_from(TESTS).where(*where)) or 0
+
+
+def _trend(rollups: Sequence[Any]) -> list[Day]:
+    """Results per day (UTC) and status."""
+    days: dict[date, Counter[str]] = defaultdict(Counter)
+    for r in rollups:
+        day = days[r.recorded_at.astimezone(UTC).date()]
+        for status in RESULT_STATUSES:
+            day[status] += getattr(r, status)
+    return [Day(d, **days[d]) for d in sorted(days)]
 
 
 def _slowest(counts: dict[uuid.UUID, Tally], limit: int) -> list[uuid.UUID]:
@@ -147,22 +277,6 @@ def _figures(session: Session, counts: dict[uuid.UUID, Tally], ids: list[uuid.UU
     return figures
 
 
-def _percentiles(
-    session: Session, filters: Sequence[ColumnElement[bool]]
-) -> tuple[float | None, float | None]:
-    """p50 and p95 of the results' durations."""
-    d = TestResult.duration_s
-    if session.get_bind().dialect.name == "postgresql":
-        p50, p95 = session.execute(
-            select(
-                func.percentile_cont(0.5).within_group(d), func.percentile_cont(0.95).within_group(d)
-            ).where(*filters)
-        ).one()
-        return _round(p50), _round(p95)
-    durations = sorted(v for v in session.scalars(select(d).where(*filters, d.is_not(None))) if v is not None)
-    return _round(percentile(durations, 0.5)), _round(percentile(durations, 0.95))
-
-
 def percentile(ordered: Sequence[float], fraction: float) -> float | None:
     """Linear interpolation between the closest ranks, as PostgreSQL's ``percentile_cont``."""
     if not ordered:
@@ -171,24 +285,6 @@ def percentile(ordered: Sequence[float], fraction: float) -> float | None:
     low = int(at)
     high = min(low + 1, len(ordered) - 1)
     return ordered[low] + (ordered[high] - ordered[low]) * (at - low)
-
-
-def _trend_and_runs(session: Session, filters: Sequence[ColumnElement[bool]]) -> tuple[list[Day], int]:
-    """Results per day (UTC) and status, and the distinct executions, from one grouped pass. An
-    execution's results share its finish time, so grouping by (recorded_at, execution, status)
-    returns a few rows per run, and no function runs per result row."""
-    r = RESULTS.c
-    days: dict[date, dict[str, int]] = {}
-    executions = set()
-    for at, execution_id, status, count in session.connection().execute(
-        select(r.recorded_at, r.execution_id, r.status, func.count())
-        .where(*filters)
-        .group_by(r.recorded_at, r.execution_id, r.status)
-    ):
-        per_status = days.setdefault(at.astimezone(UTC).date(), {})
-        per_status[status] = per_status.get(status, 0) + count
-        executions.add(execution_id)
-    return [Day(d, **days[d]) for d in sorted(days)], len(executions)
 
 
 def _ratio(part: int, whole: int) -> float | None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, cast
@@ -21,12 +22,16 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from anvil.domain.histograms import histogram
 from anvil.domain.quarantine import recorded_status
-from anvil.domain.results import FAILING, PASSED, StepView, TestOutcome, outcomes_of
-from db.models import Execution, StepTrace, Test, TestResult
+from anvil.domain.results import ERROR, FAILED, FAILING, PASSED, SKIPPED, StepView, TestOutcome, outcomes_of
+from db.models import Execution, ResultRollup, StepTrace, Test, TestResult
 
 TESTS = cast(Table, Test.__table__)
 RESULTS = cast(Table, TestResult.__table__)
+ROLLUPS = cast(Table, ResultRollup.__table__)
+# Each run's slowest tests kept in its rollup: the slowest tests of a window are found among them.
+SLOWEST_KEPT = 20
 
 
 def record_results(session: Session, execution_ids: Sequence[uuid.UUID]) -> None:
@@ -75,6 +80,7 @@ def store_outcomes(session: Session, execution: Execution, outcomes: Sequence[Te
     assert execution.test_case_id is not None
     at: datetime = execution.finished_at or execution.created_at
     ordered = sorted({o.key: o for o in outcomes}.values(), key=lambda o: o.key)
+    _store_rollup(session, execution, ordered, at)
     if session.get_bind().dialect.name == "postgresql":
         _store_postgresql(session, execution, ordered, at)
         return
@@ -96,6 +102,33 @@ def store_outcomes(session: Session, execution: Execution, outcomes: Sequence[Te
     ]
     session.execute(
         sqlite_insert(RESULTS).on_conflict_do_nothing(index_elements=["execution_id", "test_id"]), rows
+    )
+
+
+def _store_rollup(
+    session: Session, execution: Execution, ordered: Sequence[TestOutcome], at: datetime
+) -> None:
+    """The execution's row in result_rollups: what statistics over a window read per run."""
+    counts = Counter(o.status for o in ordered)
+    timed = sorted(
+        (o for o in ordered if o.duration_s is not None), key=lambda o: (-(o.duration_s or 0.0), o.key)
+    )
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    session.execute(
+        insert(ROLLUPS)
+        .values(
+            execution_id=execution.id,
+            test_case_id=execution.test_case_id,
+            branch=execution.branch,
+            recorded_at=at,
+            passed=counts[PASSED],
+            failed=counts[FAILED],
+            error=counts[ERROR],
+            skipped=counts[SKIPPED],
+            durations=histogram(o.duration_s for o in ordered),
+            slowest=[[o.key, o.duration_s] for o in timed[:SLOWEST_KEPT]],
+        )
+        .on_conflict_do_nothing(index_elements=["execution_id"])
     )
 
 

@@ -97,6 +97,9 @@ def run_retention(
     results = partial(retention.delete_old_results, cutoff=limits.results, limit=batch)
     while step("test_results", results, more=full):
         pass
+    rollups = partial(retention.delete_old_rollups, cutoff=limits.results, limit=batch)
+    while step("result_rollups", rollups, more=full):
+        pass
     tests = partial(retention.delete_forgotten_tests, cutoff=limits.results, limit=batch)
     while step("tests", tests, more=full):
         pass

@@ -100,6 +100,7 @@ def pg_url(template_db: str) -> Iterator[str]:
 
 TABLES = (
     "test_quarantine_events",
+    "result_rollups",
     "test_results",
     "tests",
     "api_tokens",

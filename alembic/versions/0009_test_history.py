@@ -11,6 +11,10 @@ foreign key: retention deletes old executions and keeps their results for statis
 Nor is ``test_id``: checking it cost a tenth of recording a large run's results, and the only
 writer takes the id from ``tests`` in the same statement; retention deletes a test only once it
 has no results left.
+``result_rollups`` hold one row per such execution (counts, a duration histogram, its slowest
+tests): statistics over a window read one row per run, not one per test. The partial index
+``ix_test_results_failing`` covers the few failing results, where flaky detection, the
+most-failing tests and ``failed-in-last`` selection start.
 Executions gain the submission's ``revision``, ``branch`` and ``environment`` and the
 ``selection`` they ran; cases and suites a ``file_map`` (changed source paths -> tests).
 """
@@ -30,6 +34,7 @@ JSON = sa.JSON().with_variant(JSONB(), "postgresql")
 BIGINT_PK = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 TS = sa.DateTime(timezone=True)
 RESULT_STATUSES = "status IN ('passed', 'failed', 'error', 'skipped')"
+FAILING = "(status IN ('error', 'failed') OR flaky_retry IS true)"
 
 
 def upgrade() -> None:
@@ -103,6 +108,29 @@ def upgrade() -> None:
     # BRIN: results arrive in time order, so a block range index serves the window scans at a
     # fraction of a B-tree's size and insert cost.
     op.create_index("ix_test_results_recorded", "test_results", ["recorded_at"], postgresql_using="brin")
+    op.create_index(
+        "ix_test_results_failing",
+        "test_results",
+        ["test_case_id", "recorded_at", "test_id"],
+        postgresql_where=sa.text(FAILING),
+        sqlite_where=sa.text(FAILING),
+    )
+    op.create_table(
+        "result_rollups",
+        sa.Column("execution_id", sa.Uuid(), nullable=False),
+        sa.Column("test_case_id", sa.Uuid(), nullable=False),
+        sa.Column("branch", sa.String(255), nullable=True),
+        sa.Column("recorded_at", TS, nullable=False),
+        sa.Column("passed", sa.Integer(), nullable=False),
+        sa.Column("failed", sa.Integer(), nullable=False),
+        sa.Column("error", sa.Integer(), nullable=False),
+        sa.Column("skipped", sa.Integer(), nullable=False),
+        sa.Column("durations", JSON, nullable=False),
+        sa.Column("slowest", JSON, nullable=False),
+        sa.PrimaryKeyConstraint("execution_id", name=op.f("pk_result_rollups")),
+    )
+    op.create_index("ix_result_rollups_recorded", "result_rollups", ["recorded_at"])
+    op.create_index("ix_result_rollups_case", "result_rollups", ["test_case_id", "recorded_at"])
     op.create_table(
         "test_quarantine_events",
         sa.Column("id", BIGINT_PK, autoincrement=True, nullable=False),
@@ -127,6 +155,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_table("result_rollups")
     op.drop_table("test_quarantine_events")
     op.drop_table("test_results")
     op.drop_table("tests")

@@ -71,6 +71,12 @@ def age(root_id: uuid.UUID, days: float, *, results: bool = False) -> None:
             days=days,
         )
         sql(
+            f"UPDATE result_rollups SET recorded_at = recorded_at - {shift} "
+            "WHERE execution_id IN (SELECT id FROM executions WHERE root_execution_id = :id)",
+            id=root_id,
+            days=days,
+        )
+        sql(
             f"UPDATE tests SET first_seen_at = first_seen_at - {shift}, "
             f"last_seen_at = last_seen_at - {shift} "
             "WHERE id IN (SELECT test_id FROM test_results WHERE root_execution_id = :id)",
@@ -151,6 +157,10 @@ def test_results_past_their_own_retention_go_and_tests_with_none_left_unless_qua
     assert report is not None
     assert report.deleted["test_results"] == 3 and report.deleted["executions"] == 1
     assert count("test_results", "execution_id = :id", id=ancient) == 0
+    assert (
+        report.deleted["result_rollups"] == 1
+        and count("result_rollups", "execution_id = :id", id=ancient) == 0
+    )
     # adds ran recently; divides is quarantined; subtracts has no result left: it goes.
     assert sorted(row[0] for row in sql("SELECT key FROM tests")) == ["calc::adds", "calc::divides"]
 
