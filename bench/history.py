@@ -36,8 +36,8 @@ from bench.report import machine_info  # noqa: E402
 DBNAME = "anvil_bench_history"
 CASES, TESTS_PER_CASE, RUNS = 20, 250, 200
 ROLLUP_COLUMNS = (
-    "execution_id", "test_case_id", "branch", "recorded_at", "passed", "failed", "error", "skipped", "durations",
-    "slowest",
+    "execution_id", "test_case_id", "branch", "recorded_at", "passed", "failed", "error", "skipped",
+    "durations", "slowest",
 )  # fmt: skip
 RESULT_COLUMNS = (
     "test_id", "test_case_id", "execution_id", "root_execution_id", "run_id", "trigger_kind", "attempt",
@@ -150,7 +150,8 @@ def _rollup(
     counts = Counter(status for _, status, _ in ran)
     slowest = sorted(ran, key=lambda r: (-r[2], r[0]))[:SLOWEST_KEPT]
     return (
-        execution_id, case_id, branch, at, counts["passed"], counts["failed"], counts["error"], counts["skipped"],
+        execution_id, case_id, branch, at,
+        counts["passed"], counts["failed"], counts["error"], counts["skipped"],
         Jsonb(histogram(d for _, _, d in ran)), Jsonb([[key, d] for key, _, d in slowest]),
     )  # fmt: skip
 
