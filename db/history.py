@@ -19,8 +19,10 @@ from db.models import Test, TestResult
 T = TypeVar("T")
 
 
-def get_test(session: Session, test_id: uuid.UUID) -> Test:
-    test = session.get(Test, test_id)
+def get_test(session: Session, test_id: uuid.UUID, *, lock: bool = False) -> Test:
+    """One test, read afresh (``lock``: and locked, for a change of its quarantine)."""
+    stmt = select(Test).where(Test.id == test_id).execution_options(populate_existing=True)
+    test = session.scalars(stmt.with_for_update() if lock else stmt).one_or_none()
     if test is None:
         raise NotFound(f"test {test_id} does not exist", field="path.test_id")
     return test

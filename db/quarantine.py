@@ -16,7 +16,8 @@ from typing import Any
 from sqlalchemy import insert, or_, select, update
 from sqlalchemy.orm import Session
 
-from anvil.errors import Conflict, NotFound
+from anvil.errors import Conflict
+from db.history import get_test
 from db.models import Execution, Test, TestQuarantineEvent
 from db.test_results import quarantined
 
@@ -28,14 +29,6 @@ CLEARED = {
     "quarantine_reason": None,
     "quarantine_expires_at": None,
 }
-
-
-def get_test(session: Session, test_id: uuid.UUID, *, lock: bool = False) -> Test:
-    stmt = select(Test).where(Test.id == test_id).execution_options(populate_existing=True)
-    test = session.scalars(stmt.with_for_update() if lock else stmt).one_or_none()
-    if test is None:
-        raise NotFound(f"test {test_id} does not exist", field="id")
-    return test
 
 
 def is_quarantined(test: Test, *, now: datetime) -> bool:

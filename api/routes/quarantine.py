@@ -25,6 +25,7 @@ from api.quarantine_schemas import (
 )
 from api.schemas import Page
 from db import quarantine
+from db.history import get_test
 from db.sql import read_db_now
 
 router = APIRouter(prefix="/api/v1/tests", tags=["quarantine"])
@@ -87,7 +88,7 @@ def quarantine_events(
 ) -> dict[str, object]:
     """The audit of a test's quarantine, newest first: who quarantined, released or let it expire,
     when and why."""
-    quarantine.get_test(session, test_id)
+    get_test(session, test_id)
     before = _cursor(cursor)
     limit = min(limit, settings.page_limit_max)
     rows = quarantine.events(session, test_id, limit=limit + 1, before=before)
