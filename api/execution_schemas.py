@@ -9,7 +9,8 @@ from typing import Annotated, Any, Self
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StringConstraints, model_validator
 
 from anvil.domain.enums import Priority, StepStatus, TriggerKind
-from anvil.domain.selection import MAX_RULES, Request, RuleError, parse_rules
+from anvil.domain.rules import MAX_RULES, RuleError, parse_rules
+from anvil.domain.selection import Request
 from anvil.domain.specs.base import field_error
 from api.schemas import RETRY_POLICY_HELP, Params, RetryPolicyIn, Strict
 from db.executions import Source

@@ -24,9 +24,9 @@ from pydantic import (
 )
 
 from anvil.domain.enums import Priority
+from anvil.domain.file_maps import check_file_map
 from anvil.domain.policy import valid_cron
 from anvil.domain.runners import CaseKind
-from anvil.domain.selection import check_file_map
 from anvil.domain.specs.base import Strict
 from db.secrets import MAX_VALUE_CHARS as SECRET_VALUE_MAX
 

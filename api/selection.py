@@ -15,7 +15,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from anvil.domain.selection import Selection, observe
+from anvil.domain.observation import observe
+from anvil.domain.selection import Selection
 from anvil.errors import InvalidInput, NotFound
 from anvil.settings import get_settings
 from api.execution_schemas import (

@@ -281,7 +281,8 @@ def measure_queries(samples: int, now: datetime) -> dict[str, dict[str, float]]:
     from sqlalchemy import select
 
     from anvil.domain.flaky import Thresholds
-    from anvil.domain.selection import Request, parse_rules
+    from anvil.domain.rules import parse_rules
+    from anvil.domain.selection import Request
     from anvil.domain.windows import days
     from anvil.settings import get_settings
     from db.flaky import flaky_tests

@@ -4,7 +4,7 @@ Only what the rules ask for is read, one grouped query each over the cases in sc
 ``failed-in-last:N`` the latest N results of each test (one index probe per test on PostgreSQL,
 a window function on SQLite), ``failure-rate-above`` and ``flaky`` the counts of the window
 (flaky: db/flaky.py's detection, anvil/domain/flaky.py), ``slowest`` the median durations,
-``new`` which tests have a result on the branch. The rules themselves: anvil/domain/selection.py.
+``new`` which tests have a result on the branch. The choice itself: anvil/domain/selection.py.
 """
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.orm import Session
 
 from anvil.domain.flaky import Thresholds
+from anvil.domain.observation import Observed
 from anvil.domain.results import FAILING, SKIPPED
-from anvil.domain.selection import CaseFacts, Observed, Request, Selection, TestFacts, choose, with_suite_map
+from anvil.domain.selection import CaseFacts, Request, Selection, TestFacts, choose, with_suite_map
 from anvil.domain.windows import days
 from anvil.errors import InvalidInput
 from db.flaky import flaky_tests, tallies

@@ -8,182 +8,20 @@ path with no mapping, ``new`` on a case with no history) or every known test of 
 its selected tests run.
 
 Pure: the caller passes in what the history says of each test (db/selection.py reads it), the
-changed paths and the file maps. ``observe`` does the arithmetic of observation mode.
+changed paths and the file maps. The rules themselves: anvil/domain/rules.py; file maps:
+anvil/domain/file_maps.py; observation mode's arithmetic: anvil/domain/observation.py.
 """
 
 from __future__ import annotations
 
-import re
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from anvil.domain.file_maps import glob_regex, under
 from anvil.domain.results import FAILING
-
-MAX_RECENT = 100  # failed-in-last:N reads at most this many results per test
-MAX_RULES = 20
-MAX_REASONS_STORED = 200  # per execution: the reasons kept with it (the dry run shows them all)
-TAG_VALUE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
-
-
-@dataclass(frozen=True)
-class RuleSpec:
-    name: str
-    parameter: str | None
-    meaning: str
-
-    @property
-    def syntax(self) -> str:
-        return f"{self.name}:{self.parameter}" if self.parameter else self.name
-
-
-CATALOGUE = (
-    RuleSpec("all", None, "every test"),
-    RuleSpec("tag", "<tag>", "every test of the cases carrying the tag"),
-    RuleSpec("group", "<suite>", "every test of the cases of the named suite"),
-    RuleSpec(
-        "failed-in-last",
-        "<N>",
-        f"tests that failed or errored in any of their last N runs (N 1-{MAX_RECENT})",
-    ),
-    RuleSpec(
-        "failure-rate-above", "<x>", "tests whose failure rate over the flaky window is above x (0 to 1)"
-    ),
-    RuleSpec(
-        "flaky",
-        None,
-        "tests flaky in the flaky window (same-revision, passed-on-retry or flip-rate evidence)",
-    ),
-    RuleSpec(
-        "new", None, "tests with no result on the submission's branch; a case with no history runs whole"
-    ),
-    RuleSpec("slowest", "<N>", "the N slowest tests of the scope by median duration over the flaky window"),
-    RuleSpec(
-        "changed-files",
-        None,
-        "for changed_files: a changed test file selects its tests, a changed source file what the "
-        "file_map maps it to; a path with no mapping selects everything",
-    ),
-)
-SPECS = {spec.name: spec for spec in CATALOGUE}
-CASE_RULES = frozenset({"all", "tag", "group"})  # rules about cases, not tests
-
-
-class RuleError(ValueError):
-    """A rule that does not parse; the message names it."""
-
-
-@dataclass(frozen=True)
-class Rule:
-    name: str
-    value: str | int | float | None = None
-
-    def __str__(self) -> str:
-        return self.name if self.value is None else f"{self.name}:{self.value}"
-
-
-def parse_rule(text: str) -> Rule:
-    if not isinstance(text, str):
-        raise RuleError(f"a rule is a string like 'failed-in-last:3', not {text!r}")
-    name, colon, value = text.strip().partition(":")
-    spec = SPECS.get(name)
-    if spec is None:
-        known = ", ".join(s.syntax for s in CATALOGUE)
-        raise RuleError(f"unknown rule {text!r}; the rules are {known}")
-    if spec.parameter is None:
-        if colon:
-            raise RuleError(f"rule {text!r}: {name} takes no value")
-        return Rule(name)
-    if not value:
-        raise RuleError(f"rule {text!r}: {name} needs a value, as in {spec.syntax}")
-    if name in ("failed-in-last", "slowest"):
-        top = MAX_RECENT if name == "failed-in-last" else 100_000
-        if not value.isdigit() or not 1 <= int(value) <= top:
-            raise RuleError(f"rule {text!r}: N must be a whole number from 1 to {top}")
-        return Rule(name, int(value))
-    if name == "failure-rate-above":
-        try:
-            rate = float(value)
-        except ValueError:
-            rate = -1.0
-        if not 0 <= rate < 1 or value.lower() in ("nan", "inf"):
-            raise RuleError(f"rule {text!r}: x must be a number from 0 up to (not including) 1, e.g. 0.2")
-        return Rule(name, rate)
-    if name == "tag" and not TAG_VALUE.match(value):
-        raise RuleError(f"rule {text!r}: a tag is 1-64 letters, digits, _ . : or -")
-    if name == "group" and not 1 <= len(value) <= 200:
-        raise RuleError(f"rule {text!r}: a suite name is 1-200 characters")
-    return Rule(name, value)
-
-
-def parse_rules(texts: Iterable[str]) -> tuple[Rule, ...]:
-    rules = tuple(dict.fromkeys(parse_rule(text) for text in texts))
-    if len(rules) > MAX_RULES:
-        raise RuleError(f"at most {MAX_RULES} rules")
-    return rules
-
-
-# ---- file maps ------------------------------------------------------------------------------------
-
-
-def glob_regex(pattern: str) -> re.Pattern[str]:
-    """A path glob as a regular expression: ``**`` crosses directories, ``*`` and ``?`` do not; a
-    pattern ending in ``/`` matches everything below that directory."""
-    if pattern.endswith("/"):
-        pattern += "**"
-    out, i = [], 0
-    while i < len(pattern):
-        if pattern.startswith("**/", i):
-            out.append("(?:.*/)?")
-            i += 3
-        elif pattern.startswith("**", i):
-            out.append(".*")
-            i += 2
-        elif pattern[i] == "*":
-            out.append("[^/]*")
-            i += 1
-        elif pattern[i] == "?":
-            out.append("[^/]")
-            i += 1
-        else:
-            out.append(re.escape(pattern[i]))
-            i += 1
-    return re.compile("".join(out) + r"\Z")
-
-
-def check_file_map(value: Any) -> dict[str, list[str]]:
-    """A file map as stored: {glob: [target, ...]}, a target being ``tag:<t>`` or a path prefix of
-    test keys ("tests/payments"). Raises ValueError naming the bad entry."""
-    if not isinstance(value, dict):
-        raise ValueError('file_map is an object: {"src/payments/**": ["tests/payments", "tag:billing"]}')
-    if len(value) > 500:
-        raise ValueError("file_map holds at most 500 globs")
-    checked: dict[str, list[str]] = {}
-    for glob, targets in value.items():
-        if not isinstance(glob, str) or not 1 <= len(glob) <= 500 or glob.startswith("/") or "\x00" in glob:
-            raise ValueError(f"file_map glob {glob!r}: a relative path pattern of 1-500 characters")
-        if not isinstance(targets, list) or not 1 <= len(targets) <= 100:
-            raise ValueError(f"file_map[{glob!r}]: a list of 1-100 targets (tag:<t> or a test path prefix)")
-        for target in targets:
-            if not isinstance(target, str) or not 1 <= len(target) <= 500 or "\x00" in target:
-                raise ValueError(f"file_map[{glob!r}]: target {target!r} is not a string of 1-500 characters")
-            if target.startswith("tag:") and not TAG_VALUE.match(target[4:]):
-                raise ValueError(f"file_map[{glob!r}]: target {target!r} names no valid tag")
-            if target.startswith("/") or ".." in target.split("/"):
-                raise ValueError(f"file_map[{glob!r}]: target {target!r} must be a relative test path prefix")
-        checked[glob] = list(dict.fromkeys(targets))
-    return checked
-
-
-def under(key: str, prefix: str) -> bool:
-    """Whether a test key (or file) lies under a path prefix: "tests/pay" holds "tests/pay/x.py::t"
-    and "tests/pay.py::t[1]", not "tests/payments/x.py"."""
-    if not key.startswith(prefix):
-        return False
-    rest = key[len(prefix) :]
-    return not rest or prefix.endswith(("/", "::")) or rest[0] in "/:.[" or rest.startswith("::")
-
+from anvil.domain.rules import MAX_REASONS_STORED, Rule, RuleError
 
 # ---- what is known, and what is chosen ------------------------------------------------------------
 
@@ -487,58 +325,3 @@ def with_suite_map(cases: Sequence[CaseFacts], suite_map: Mapping[str, Sequence[
             fmap[glob] = list(dict.fromkeys([*fmap.get(glob, []), *targets]))
         merged.append(CaseFacts(case.id, case.name, case.kind, case.tags, case.groups, fmap, case.tests))
     return merged
-
-
-# ---- observation mode ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Observed:
-    """One test's result in an execution that ran everything, and whether the rules chose it."""
-
-    key: str
-    status: str
-    duration_s: float | None
-    selected: bool
-
-
-@dataclass(frozen=True)
-class Observation:
-    tests: int
-    selected: int
-    failures: int
-    caught: int
-    missed: int
-    missed_tests: tuple[str, ...]
-    time_total_s: float
-    time_selected_s: float
-    time_saved_s: float
-    time_saved_fraction: float | None
-    caught_fraction: float | None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {**self.__dict__, "missed_tests": list(self.missed_tests)}
-
-
-def observe(results: Iterable[Observed], *, missed_shown: int = 50) -> Observation:
-    """How many failures the selection would have caught, how many it would have missed, and how
-    much time it would have saved (the durations of the tests it would not have run)."""
-    rows = list(results)
-    failed = [r for r in rows if r.status in FAILING]
-    caught = [r for r in failed if r.selected]
-    missed = [r.key for r in failed if not r.selected]
-    total = sum(r.duration_s or 0.0 for r in rows)
-    chosen = sum(r.duration_s or 0.0 for r in rows if r.selected)
-    return Observation(
-        tests=len(rows),
-        selected=sum(r.selected for r in rows),
-        failures=len(failed),
-        caught=len(caught),
-        missed=len(missed),
-        missed_tests=tuple(missed[:missed_shown]),
-        time_total_s=round(total, 6),
-        time_selected_s=round(chosen, 6),
-        time_saved_s=round(total - chosen, 6),
-        time_saved_fraction=round((total - chosen) / total, 4) if total > 0 else None,
-        caught_fraction=round(len(caught) / len(failed), 4) if failed else None,
-    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from anvil.domain.selection import CATALOGUE
+from anvil.domain.rules import CATALOGUE
 from api.deps import Viewer
 
 router = APIRouter(prefix="/api/v1/rules", tags=["selection"])

@@ -4,21 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from anvil.domain.selection import (
-    CaseFacts,
-    Observed,
-    Request,
-    RuleError,
-    TestFacts,
-    check_file_map,
-    choose,
-    glob_regex,
-    observe,
-    parse_rule,
-    parse_rules,
-    under,
-    with_suite_map,
-)
+from anvil.domain.file_maps import check_file_map, glob_regex, under
+from anvil.domain.observation import Observed, observe
+from anvil.domain.rules import RuleError, parse_rule, parse_rules
+from anvil.domain.selection import CaseFacts, Request, TestFacts, choose, with_suite_map
 
 PAY = "tests/payments/test_pay.py"
 SHOP = "tests/shop/test_cart.py"
