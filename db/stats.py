@@ -15,16 +15,15 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, NamedTuple
 
-from sqlalchemy import ColumnElement, func, select, text
+from sqlalchemy import ColumnElement, Float, Integer, cast, func, select, text, true
 from sqlalchemy.orm import Session
 
 from anvil.domain.flaky import Thresholds
 from anvil.domain.histograms import merge, quantile
 from anvil.domain.results import FAILING, RESULT_STATUSES
 from anvil.domain.windows import Window
-from db.flaky import CHUNK, Tally, failing_tests, flaky_list, plain_rows, tallies
+from db.flaky import CHUNK, Tally, failing_tests, flaky_list, tallies
 from db.models import FAILING_RESULTS, Test, TestResult
 from db.scopes import Scope, result_filters
 from db.test_results import ROLLUPS, SLOWEST_KEPT, TESTS
@@ -85,13 +84,12 @@ def stats(
     top: int = 10,
 ) -> Stats:
     filters, since = result_filters(session, scope, window, now)
-    rollups = _rollups(session, scope, since)
-    total = {s: sum(getattr(r, s) for r in rollups) for s in RESULT_STATUSES}
-    durations = merge(r.durations for r in rollups)
+    runs = run_figures(session, scope, since, slow=3 * top)
+    total = {s: sum(getattr(day, s) for day in runs.trend) for s in RESULT_STATUSES}
     failing = failing_tests(session, filters)
     flaky = flaky_list(session, filters, failing, thresholds or Thresholds())
     if top <= SLOWEST_KEPT:
-        slow = _slow_candidates(session, rollups, top)
+        slow = _test_ids(session, runs.slowest)
         counts = _tallies_of(session, filters, [*_failing_candidates(session, filters, top), *slow])
     else:  # longer lists than the rollups keep: count every result of the window
         counts = tallies(session, filters)
@@ -100,7 +98,7 @@ def stats(
     ran = total["passed"] + total["failed"] + total["error"]
     return Stats(
         since=since,
-        runs=len(rollups),
+        runs=runs.runs,
         tests=tests,
         results=sum(total.values()),
         **total,
@@ -108,13 +106,13 @@ def stats(
         failure_rate=_ratio(total["failed"] + total["error"], ran),
         flaky_tests=len(flaky),
         flaky_rate=_ratio(len(flaky), tests),
-        duration_p50_s=_round(quantile(durations, 0.5)),
-        duration_p95_s=_round(quantile(durations, 0.95)),
+        duration_p50_s=_round(quantile(runs.durations, 0.5)),
+        duration_p95_s=_round(quantile(runs.durations, 0.95)),
         slowest=_figures(session, counts, _slowest({i: counts[i] for i in slow if i in counts}, top)),
         most_failing=_figures(
             session, counts, _most_failing({i: counts[i] for i in failing if i in counts}, top)
         ),
-        trend=_trend(rollups),
+        trend=runs.trend,
     )
 
 
@@ -126,24 +124,28 @@ def slowest(
     if limit > SLOWEST_KEPT:  # beyond what the rollups keep: count every result
         counts = tallies(session, filters)
         return _figures(session, counts, _slowest(counts, limit))
-    candidates = _slow_candidates(session, _rollups(session, scope, since), limit)
+    candidates = _test_ids(session, run_figures(session, scope, since, slow=3 * limit).slowest)
     counts = _tallies_of(session, filters, candidates)
     return _figures(session, counts, _slowest(counts, limit))
 
 
-class Rollup(NamedTuple):
-    test_case_id: uuid.UUID
-    recorded_at: datetime
-    passed: int
-    failed: int
-    error: int
-    skipped: int
-    durations: dict[str, int]
-    slowest: list[Any]
+@dataclass(frozen=True)
+class RunFigures:
+    """What the runs' rollups say of a scope and window."""
+
+    runs: int
+    trend: list[Day]  # results per day and status
+    durations: Counter[int]  # the merged duration histogram (anvil/domain/histograms.py)
+    # (case, key) of the tests likely to be the slowest on average, likeliest first: each run kept
+    # its SLOWEST_KEPT slowest tests; ranked by their mean there. That misses only a test slow on
+    # average yet seldom among the SLOWEST_KEPT slowest of a run while faster tests often are.
+    slowest: list[tuple[uuid.UUID, str]]
 
 
-def _rollups(session: Session, scope: Scope, since: datetime | None) -> list[Rollup]:
-    """The runs in scope and window: one rollup row each (db/test_results.py writes them)."""
+def run_figures(session: Session, scope: Scope, since: datetime | None, *, slow: int) -> RunFigures:
+    """The runs in scope and window from their rollups (db/test_results.py writes one per run),
+    with ``slow`` candidates for the slowest tests. On PostgreSQL the JSON of the rollups is
+    summed in the database (reading six hundred runs' histograms in Python cost more than the rest)."""
     r = ROLLUPS.c
     where: list[ColumnElement[bool]] = []
     if scope.case_ids is not None:
@@ -152,30 +154,77 @@ def _rollups(session: Session, scope: Scope, since: datetime | None) -> list[Rol
         where.append(r.branch == scope.branch)
     if since is not None:
         where.append(r.recorded_at >= since)
-    return [
-        Rollup(*row)
-        for row in plain_rows(
-            session,
-            select(
-                r.test_case_id, r.recorded_at, r.passed, r.failed, r.error, r.skipped, r.durations, r.slowest
-            ).where(*where),
+    if session.get_bind().dialect.name != "postgresql":
+        return _run_figures_here(session, where, slow)
+    day = func.date_trunc("day", func.timezone("UTC", r.recorded_at))
+    per_day = session.execute(
+        select(
+            day, func.count(), func.sum(r.passed), func.sum(r.failed), func.sum(r.error), func.sum(r.skipped)
+        )
+        .where(*where)
+        .group_by(day)
+        .order_by(day)
+    ).all()
+    bucket = func.jsonb_each_text(r.durations).table_valued("key", "value").lateral()
+    durations = Counter(
+        {
+            int(key): int(count)
+            for key, count in session.execute(
+                select(bucket.c.key, func.sum(cast(bucket.c.value, Integer)))
+                .select_from(ROLLUPS.join(bucket, true()))
+                .where(*where)
+                .group_by(bucket.c.key)
+            )
+        }
+    )
+    entry = func.jsonb_array_elements(r.slowest).table_valued("value").lateral()
+    mean = func.avg(cast(entry.c.value.op("->>")(1), Float))
+    key = entry.c.value.op("->>")(0)
+    slowest = [
+        (case_id, str(k))
+        for case_id, k in session.execute(
+            select(r.test_case_id, key)
+            .select_from(ROLLUPS.join(entry, true()))
+            .where(*where)
+            .group_by(r.test_case_id, key)
+            .order_by(mean.desc())
+            .limit(slow)
         )
     ]
+    return RunFigures(
+        runs=sum(row[1] for row in per_day),
+        trend=[Day(d.date(), int(p), int(f), int(e), int(s)) for d, _, p, f, e, s in per_day],
+        durations=durations,
+        slowest=slowest,
+    )
 
 
-def _slow_candidates(session: Session, rollups: Sequence[Any], limit: int) -> list[uuid.UUID]:
-    """The tests likely to be the window's ``limit`` slowest on average, to be counted exactly.
-
-    Each run kept its SLOWEST_KEPT slowest tests with their durations; ranked by their mean there,
-    the first 3 × ``limit`` are the candidates. That misses only a test slow on average yet seldom
-    among the SLOWEST_KEPT slowest of a run while faster tests often are.
-    """
+def _run_figures_here(session: Session, where: list[ColumnElement[bool]], slow: int) -> RunFigures:
+    """run_figures on SQLite: the rollups read and summed here."""
+    r = ROLLUPS.c
+    rows = session.execute(
+        select(
+            r.recorded_at, r.passed, r.failed, r.error, r.skipped, r.durations, r.test_case_id, r.slowest
+        ).where(*where)
+    ).all()
+    days: dict[date, Counter[str]] = defaultdict(Counter)
     seen: dict[tuple[uuid.UUID, str], list[float]] = defaultdict(list)
-    for rollup in rollups:
-        for key, duration in rollup.slowest:
-            seen[(rollup.test_case_id, key)].append(duration)
+    for at, passed, failed, error, skipped, _, case_id, kept in rows:
+        days[at.astimezone(UTC).date()].update(passed=passed, failed=failed, error=error, skipped=skipped)
+        for key, duration in kept:
+            seen[(case_id, key)].append(duration)
     ranked = sorted(seen, key=lambda k: -sum(seen[k]) / len(seen[k]))
-    wanted = set(ranked[: 3 * limit])
+    return RunFigures(
+        runs=len(rows),
+        trend=[Day(d, **days[d]) for d in sorted(days)],
+        durations=merge(row[5] for row in rows),
+        slowest=ranked[:slow],
+    )
+
+
+def _test_ids(session: Session, wanted_keys: Sequence[tuple[uuid.UUID, str]]) -> list[uuid.UUID]:
+    """The ids of the tests named by (case, key)."""
+    wanted = set(wanted_keys)
     keys = sorted({key for _, key in wanted})
     t = TESTS.c
     found: list[uuid.UUID] = []
@@ -232,16 +281,6 @@ def _tests_run(
     return session.scalar(select(func.count()).select_from(TESTS).where(*where)) or 0
 
 
-def _trend(rollups: Sequence[Any]) -> list[Day]:
-    """Results per day (UTC) and status."""
-    days: dict[date, Counter[str]] = defaultdict(Counter)
-    for r in rollups:
-        day = days[r.recorded_at.astimezone(UTC).date()]
-        for status in RESULT_STATUSES:
-            day[status] += getattr(r, status)
-    return [Day(d, **days[d]) for d in sorted(days)]
-
-
 def _slowest(counts: dict[uuid.UUID, Tally], limit: int) -> list[uuid.UUID]:
     timed = [(t.duration_sum / t.duration_n, i) for i, t in counts.items() if t.duration_n]
     return [i for _, i in sorted(timed, key=lambda x: (-x[0], x[1]))[:limit]]
@@ -275,16 +314,6 @@ def _figures(session: Session, counts: dict[uuid.UUID, Tally], ids: list[uuid.UU
             )
         )
     return figures
-
-
-def percentile(ordered: Sequence[float], fraction: float) -> float | None:
-    """Linear interpolation between the closest ranks, as PostgreSQL's ``percentile_cont``."""
-    if not ordered:
-        return None
-    at = fraction * (len(ordered) - 1)
-    low = int(at)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (at - low)
 
 
 def _ratio(part: int, whole: int) -> float | None:
