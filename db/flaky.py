@@ -189,15 +189,26 @@ def flaky_ids(
     session: Session, *, scope: Scope, window: Window, thresholds: Thresholds, now: datetime
 ) -> set[uuid.UUID]:
     """Just the ids of the flaky tests (the ``flaky`` filter of the tests listing)."""
+    return set(flaky_verdicts(session, scope=scope, window=window, thresholds=thresholds, now=now))
+
+
+def flaky_verdicts(
+    session: Session, *, scope: Scope, window: Window, thresholds: Thresholds, now: datetime
+) -> dict[uuid.UUID, Verdict]:
+    """The flaky tests' verdicts by test id, without loading the tests (statistics, selection)."""
     filters, _ = result_filters(session, scope, window, now)
-    return set(
-        verdicts(
-            session,
-            filters,
-            _narrowed(session, filters, failing_tests(session, filters), thresholds),
-            thresholds,
-        )
-    )
+    return judged(session, filters, failing_tests(session, filters), thresholds)
+
+
+def judged(
+    session: Session,
+    filters: Sequence[ColumnElement[bool]],
+    failing: Sequence[uuid.UUID],
+    thresholds: Thresholds,
+) -> dict[uuid.UUID, Verdict]:
+    """The verdicts of the flaky tests among ``failing`` (see failing_tests)."""
+    found = verdicts(session, filters, _narrowed(session, filters, failing, thresholds), thresholds)
+    return {test_id: verdict for test_id, (verdict, _) in found.items()}
 
 
 def flaky_list(

@@ -26,7 +26,7 @@ from anvil.domain.results import FAILING, SKIPPED
 from anvil.domain.selection import CaseFacts, Request, Selection, TestFacts, choose, with_suite_map
 from anvil.domain.windows import days
 from anvil.errors import InvalidInput
-from db.flaky import flaky_tests, tallies
+from db.flaky import flaky_verdicts, tallies
 from db.models import FAILING_RESULTS, Execution, Test, TestCase, TestResult, TestSuite
 from db.scopes import Scope
 from db.suites import resolve_members
@@ -76,14 +76,14 @@ def case_facts(
     counts = tallies(session, window) if "failure-rate-above" in names else {}
     flaky: dict[uuid.UUID, str] = {}
     if "flaky" in names:
-        found = flaky_tests(
+        found = flaky_verdicts(
             session,
             scope=Scope(tuple(ids)),
             window=days(settings.flaky_window_days),
             thresholds=Thresholds.of(settings),
             now=now,
         )
-        flaky = {f.test.id: _evidence(f.verdict.evidence[0]) for f in found}
+        flaky = {test_id: _evidence(verdict.evidence[0]) for test_id, verdict in found.items()}
     medians = median_durations(session, window) if "slowest" in names else {}
     on_branch = seen_on_branch(session, all_ids, request.branch) if "new" in names else None
     groups = _groups(session, [str(r.value) for r in every if r.name == "group"])

@@ -23,7 +23,7 @@ from anvil.domain.flaky import Thresholds
 from anvil.domain.histograms import merge, quantile
 from anvil.domain.results import FAILING, RESULT_STATUSES
 from anvil.domain.windows import Window
-from db.flaky import CHUNK, Tally, failing_tests, flaky_list, tallies
+from db.flaky import CHUNK, Tally, failing_tests, judged, tallies
 from db.models import FAILING_RESULTS, Test, TestResult
 from db.scopes import Scope, result_filters
 from db.test_results import ROLLUPS, SLOWEST_KEPT, TESTS
@@ -87,7 +87,7 @@ def stats(
     runs = run_figures(session, scope, since, slow=3 * top)
     total = {s: sum(getattr(day, s) for day in runs.trend) for s in RESULT_STATUSES}
     failing = failing_tests(session, filters)
-    flaky = flaky_list(session, filters, failing, thresholds or Thresholds())
+    flaky = judged(session, filters, failing, thresholds or Thresholds())
     if top <= SLOWEST_KEPT:
         slow = _test_ids(session, runs.slowest)
         counts = _tallies_of(session, filters, [*_failing_candidates(session, filters, top), *slow])
