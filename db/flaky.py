@@ -139,8 +139,19 @@ def candidates(
         if t.retry_passes or any(could_flip(p, f, thresholds) for p, f in t.branches.values())
     }
     mixed = [test_id for test_id, t in counts.items() if t.passed and t.failures and test_id not in found]
+    found.update(same_revision_tests(session, filters, mixed))
+    return sorted(found)
+
+
+def same_revision_tests(
+    session: Session, filters: Sequence[ColumnElement[bool]], test_ids: Sequence[uuid.UUID]
+) -> set[uuid.UUID]:
+    """Those of ``test_ids`` that passed and failed on one revision in the results matching
+    ``filters``: flaky by the strongest evidence (anvil/domain/flaky.same_revision), found by one
+    grouped read instead of judging their results one by one."""
     r = TestResult
-    for chunk in _chunks(mixed):
+    found: set[uuid.UUID] = set()
+    for chunk in _chunks(list(test_ids)):
         found.update(
             session.scalars(
                 select(r.test_id)
@@ -151,7 +162,19 @@ def candidates(
                 .distinct()
             )
         )
-    return sorted(found)
+    return found
+
+
+def flaky_count(
+    session: Session,
+    filters: Sequence[ColumnElement[bool]],
+    failing: Sequence[uuid.UUID],
+    thresholds: Thresholds,
+) -> int:
+    """How many of ``failing`` (see failing_tests) are flaky. Those with the strongest evidence are
+    counted by one grouped read; only the others are judged on their results."""
+    sure = same_revision_tests(session, filters, failing)
+    return len(sure) + len(judged(session, filters, [t for t in failing if t not in sure], thresholds))
 
 
 def verdicts(

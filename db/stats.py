@@ -23,7 +23,7 @@ from anvil.domain.flaky import Thresholds
 from anvil.domain.histograms import merge, quantile
 from anvil.domain.results import FAILING, RESULT_STATUSES
 from anvil.domain.windows import Window
-from db.flaky import CHUNK, Tally, failing_tests, judged, tallies
+from db.flaky import CHUNK, Tally, failing_tests, flaky_count, tallies
 from db.models import FAILING_RESULTS, Test, TestResult
 from db.scopes import Scope, result_filters
 from db.test_results import ROLLUPS, SLOWEST_KEPT, TESTS
@@ -87,7 +87,7 @@ def stats(
     runs = run_figures(session, scope, since, slow=3 * top)
     total = {s: sum(getattr(day, s) for day in runs.trend) for s in RESULT_STATUSES}
     failing = failing_tests(session, filters)
-    flaky = judged(session, filters, failing, thresholds or Thresholds())
+    flaky = flaky_count(session, filters, failing, thresholds or Thresholds())
     if top <= SLOWEST_KEPT:
         slow = _test_ids(session, runs.slowest)
         counts = _tallies_of(session, filters, [*_failing_candidates(session, filters, top), *slow])
@@ -104,8 +104,8 @@ def stats(
         **total,
         pass_rate=_ratio(total["passed"], ran),
         failure_rate=_ratio(total["failed"] + total["error"], ran),
-        flaky_tests=len(flaky),
-        flaky_rate=_ratio(len(flaky), tests),
+        flaky_tests=flaky,
+        flaky_rate=_ratio(flaky, tests),
         duration_p50_s=_round(quantile(runs.durations, 0.5)),
         duration_p95_s=_round(quantile(runs.durations, 0.95)),
         slowest=_figures(session, counts, _slowest({i: counts[i] for i in slow if i in counts}, top)),

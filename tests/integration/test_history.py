@@ -446,3 +446,36 @@ def test_many_failing_tests_are_counted_before_their_rows_are_read(session: Sess
     assert [f.test.key for f in direct] == [keys[1], keys[0]]  # same revision first, then flip rate
     assert [f.verdict.strongest for f in direct] == ["same_revision", "flip_rate"]
     assert [(f.runs, f.failures) for f in direct] == [(6, 1), (6, 2)]
+
+
+def test_the_flaky_count_of_statistics_agrees_with_the_flaky_list(session: Session) -> None:
+    """Statistics count the same-revision flaky tests by one grouped read and judge only the rest:
+    on a random history the count must equal the flaky list's length."""
+    import random
+
+    rng = random.Random(7)
+    with session.begin():
+        case = TestCase(id=uuid.uuid4(), name="mixed", kind="pytest", spec={}, tags=[], timeout_s=60)
+        session.add(case)
+    now = datetime.now(UTC)
+    keys = [f"t.py::test_{i}" for i in range(30)]
+    fail_rate = {key: rng.choice([0.0, 0.0, 0.1, 0.3, 0.6, 1.0]) for key in keys}
+    for run_index in range(12):
+        execution = Execution(
+            id=uuid.uuid4(), test_case_id=case.id, test_suite_id=None, root_execution_id=uuid.uuid4(),
+            run_id=None, trigger_kind="api", attempt=1, retry_index=0, revision=f"r{run_index // 2}",
+            branch=rng.choice(["main", "main", "dev"]), environment=None, case_snapshot={"kind": "pytest"},
+            finished_at=now - timedelta(hours=24 - run_index), created_at=now,
+        )  # fmt: skip
+        outcomes = [
+            TestOutcome(key, key, "t.py", rng.choice(["failed", "error"]) if rng.random() < fail_rate[key]
+                        else rng.choice(["passed"] * 9 + ["skipped"]), None, 0.1)
+            for key in keys
+        ]  # fmt: skip
+        with session.begin():
+            store_outcomes(session, execution, outcomes)
+    with new_session() as s:
+        listed = flaky_tests(s, scope=Scope(), window=days(2), thresholds=Thresholds(), now=now)
+        counted = stats(s, scope=Scope(), window=days(2), now=now, thresholds=Thresholds())
+    assert 0 < len(listed) < len(keys)  # the history has both kinds
+    assert counted.flaky_tests == len(listed)
