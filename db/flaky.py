@@ -145,24 +145,24 @@ def candidates(
 
 def same_revision_tests(
     session: Session, filters: Sequence[ColumnElement[bool]], test_ids: Sequence[uuid.UUID]
-) -> set[uuid.UUID]:
+) -> dict[uuid.UUID, str]:
     """Those of ``test_ids`` that passed and failed on one revision in the results matching
-    ``filters``: flaky by the strongest evidence (anvil/domain/flaky.same_revision), found by one
-    grouped read instead of judging their results one by one."""
+    ``filters``, each with the latest such revision: flaky by the strongest evidence
+    (anvil/domain/flaky.same_revision), found by one grouped read instead of judging their results
+    one by one."""
     r = TestResult
-    found: set[uuid.UUID] = set()
+    latest: dict[uuid.UUID, tuple[datetime, str]] = {}
     for chunk in _chunks(list(test_ids)):
-        found.update(
-            session.scalars(
-                select(r.test_id)
-                .where(*filters, r.test_id.in_(chunk), r.revision.is_not(None), r.status != SKIPPED)
-                .group_by(r.test_id, r.revision)
-                .having(func.count().filter(r.status == PASSED) > 0)
-                .having(func.count().filter(r.status != PASSED) > 0)
-                .distinct()
-            )
-        )
-    return found
+        for test_id, revision, at in session.execute(
+            select(r.test_id, r.revision, func.max(r.recorded_at))
+            .where(*filters, r.test_id.in_(chunk), r.revision.is_not(None), r.status != SKIPPED)
+            .group_by(r.test_id, r.revision)
+            .having(func.count().filter(r.status == PASSED) > 0)
+            .having(func.count().filter(r.status != PASSED) > 0)
+        ):
+            if test_id not in latest or at > latest[test_id][0]:
+                latest[test_id] = (at, revision)
+    return {test_id: revision for test_id, (_, revision) in latest.items()}
 
 
 def flaky_count(

@@ -26,9 +26,9 @@ from anvil.domain.results import FAILING, SKIPPED
 from anvil.domain.selection import CaseFacts, Request, Selection, TestFacts, choose, with_suite_map
 from anvil.domain.windows import days
 from anvil.errors import InvalidInput
-from db.flaky import flaky_verdicts, tallies
+from db.flaky import failing_tests, judged, same_revision_tests, tallies
 from db.models import FAILING_RESULTS, Execution, Test, TestCase, TestResult, TestSuite
-from db.scopes import Scope
+from db.scopes import Scope, result_filters
 from db.suites import resolve_members
 
 CHUNK = 1000
@@ -76,14 +76,7 @@ def case_facts(
     counts = tallies(session, window) if "failure-rate-above" in names else {}
     flaky: dict[uuid.UUID, str] = {}
     if "flaky" in names:
-        found = flaky_verdicts(
-            session,
-            scope=Scope(tuple(ids)),
-            window=days(settings.flaky_window_days),
-            thresholds=Thresholds.of(settings),
-            now=now,
-        )
-        flaky = {test_id: _evidence(verdict.evidence[0]) for test_id, verdict in found.items()}
+        flaky = flaky_reasons(session, ids, settings=settings, now=now)
     medians = median_durations(session, window) if "slowest" in names else {}
     on_branch = seen_on_branch(session, all_ids, request.branch) if "new" in names else None
     groups = _groups(session, [str(r.value) for r in every if r.name == "group"])
@@ -231,6 +224,21 @@ def _groups(session: Session, names: list[str]) -> dict[str, set[uuid.UUID]]:
             )
         found[name] = {case.id for case in resolve_members(session, suite)}
     return found
+
+
+def flaky_reasons(
+    session: Session, case_ids: Sequence[uuid.UUID], *, settings: Any, now: datetime
+) -> dict[uuid.UUID, str]:
+    """The flaky tests of the cases, each with its strongest evidence in words. Those that passed
+    and failed on one revision are found by one grouped read; only the others are judged."""
+    filters, _ = result_filters(session, Scope(tuple(case_ids)), days(settings.flaky_window_days), now)
+    failing = failing_tests(session, filters)
+    sure = same_revision_tests(session, filters, failing)
+    reasons = {test_id: f"passed and failed on revision {revision}" for test_id, revision in sure.items()}
+    rest = [test_id for test_id in failing if test_id not in sure]
+    for test_id, verdict in judged(session, filters, rest, Thresholds.of(settings)).items():
+        reasons[test_id] = _evidence(verdict.evidence[0])
+    return reasons
 
 
 def _evidence(evidence: Any) -> str:

@@ -48,7 +48,13 @@ def pytest_case(client: TestClient, admin: Headers, **extra: Any) -> dict[str, A
 
 
 def history(
-    session: Session, case_id: str, runs: list[dict[str, str]], *, branch: str = "main", duration: float = 1.0
+    session: Session,
+    case_id: str,
+    runs: list[dict[str, str]],
+    *,
+    branch: str = "main",
+    duration: float = 1.0,
+    revision: str | None = None,
 ) -> list[uuid.UUID]:
     """Results of ``runs`` (oldest first; each: test key -> status), one execution each; the tests
     of the shop take ``duration`` seconds, the others 1."""
@@ -73,7 +79,7 @@ def history(
                     TestResult(
                         test_id=ids[key], test_case_id=uuid.UUID(case_id), execution_id=execution,
                         root_execution_id=execution, trigger_kind="api", attempt=1, status=status,
-                        duration_s=duration if "cart" in key else 1.0, branch=branch,
+                        duration_s=duration if "cart" in key else 1.0, branch=branch, revision=revision,
                         recorded_at=start + timedelta(hours=n),
                     )
                 )  # fmt: skip
@@ -314,6 +320,7 @@ def test_every_history_rule_reads_postgresql(client: TestClient, admin: Headers,
         }
 
     assert picked("flaky") == {"test_cart": "flaky"}
+    assert "flip rate 1.0 on main (5 flips in 6 runs)" in reason_of(client, admin, case["id"], "test_cart")
     assert picked("failure-rate-above:0.4") == {"test_cart": "failure-rate-above:0.4"}
     assert picked("new") == {"test_new": "new"}
     assert picked("new", branch="feature") == {"test_cart": "new", "test_ok": "new"}
@@ -367,3 +374,22 @@ def test_a_suite_observation_reports_over_its_members(
         "missed": 1,
         "missed_tests": [f"{SHOP}::test_cart"],
     }
+
+
+def reason_of(client: TestClient, headers: Headers, case_id: str, name: str) -> str:
+    body = {"test_case_id": case_id, "selection": {"rules": ["flaky"]}}
+    tests = client.post(SELECT, json=body, headers=headers).json()["cases"][0]["tests"]
+    return next(t["reason"] for t in tests if t["key"].endswith(f"::{name}"))
+
+
+def test_a_test_that_passed_and_failed_on_one_revision_is_selected_as_flaky_saying_so(
+    client: TestClient, admin: Headers, session: Session
+) -> None:
+    case = pytest_case(client, admin)
+    history(
+        session,
+        case["id"],
+        [{f"{SHOP}::test_cart": "passed"}, {f"{SHOP}::test_cart": "failed"}],
+        revision="abc123",
+    )
+    assert reason_of(client, admin, case["id"], "test_cart").endswith("passed and failed on revision abc123")
