@@ -14,7 +14,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from sqlalchemy import ColumnElement, Select, Table, func, select, text
 from sqlalchemy.orm import Session
@@ -56,9 +56,20 @@ class Tally:
         return self.passed + self.failed + self.error + self.skipped
 
 
+class ListedTest(NamedTuple):
+    """What a flaky listing shows of a test (read as plain columns: hundreds per listing)."""
+
+    id: uuid.UUID
+    test_case_id: uuid.UUID
+    key: str
+    name: str
+    quarantined_at: datetime | None
+    quarantine_expires_at: datetime | None
+
+
 @dataclass(frozen=True)
 class FlakyTest:
-    test: Test
+    test: ListedTest
     verdict: Verdict
     runs: int  # its results in the window
     failures: int
@@ -245,10 +256,12 @@ def flaky_list(
     """The flaky tests among ``failing`` (see failing_tests), strongest evidence first, then most
     failures. ``direct``: see _narrowed."""
     judged = verdicts(session, filters, _narrowed(session, filters, failing, thresholds, direct), thresholds)
+    t = Test.__table__.c
+    columns = (t.id, t.test_case_id, t.key, t.name, t.quarantined_at, t.quarantine_expires_at)
     tests = {
-        t.id: t
+        row[0]: ListedTest(*row)
         for chunk in _chunks(list(judged))
-        for t in session.scalars(select(Test).where(Test.id.in_(chunk)))
+        for row in plain_rows(session, select(*columns).where(t.id.in_(chunk)))
     }
     found = [
         FlakyTest(
