@@ -26,7 +26,7 @@ from anvil.domain.results import FAILING, SKIPPED
 from anvil.domain.selection import CaseFacts, Request, Selection, TestFacts, choose, with_suite_map
 from anvil.domain.windows import days
 from anvil.errors import InvalidInput
-from db.flaky import failing_tests, judged, same_revision_tests, tallies
+from db.flaky import failing_tests, judged, plain_rows, same_revision_tests, tallies
 from db.models import FAILING_RESULTS, Execution, Test, TestCase, TestResult, TestSuite
 from db.scopes import Scope, result_filters
 from db.suites import resolve_members
@@ -60,9 +60,10 @@ def case_facts(
     ids = [case.id for case in cases]
     tests: dict[uuid.UUID, list[tuple[uuid.UUID, str, str | None]]] = defaultdict(list)
     for chunk in _chunks(ids):
-        t = TESTS.c  # Core columns: thousands of rows, no ORM bookkeeping
-        for test_id, case_id, key, file in session.execute(
-            select(t.id, t.test_case_id, t.key, t.file).where(t.test_case_id.in_(chunk)).order_by(t.key)
+        t = TESTS.c  # plain columns through the driver: thousands of rows
+        for test_id, case_id, key, file in plain_rows(
+            session,
+            select(t.id, t.test_case_id, t.key, t.file).where(t.test_case_id.in_(chunk)).order_by(t.key),
         ):
             tests[case_id].append((test_id, key, file))
     all_ids = [t[0] for found in tests.values() for t in found]
