@@ -3,7 +3,8 @@
     .venv/bin/python -m bench.history [--keep] [--reuse] [--samples 30]
 
 Seeds (with COPY) a database of its own (``anvil_bench_history``, dropped afterwards unless
-``--keep``; ``--reuse`` measures a kept one again): 20 pytest cases × 250 tests (5,000 tests),
+``--keep``; ``--reuse`` measures a kept one again, though each run's write measurement adds 62 runs
+of 1,000 results to its window, so later figures drift up): 20 pytest cases × 250 tests (5,000 tests),
 200 nightly runs per case over 200 days (1,000,000 results), 80 % on main and the rest on feature
 branches, a re-run of the same revision every tenth night, 3 % flaky tests (fail 30 % of runs),
 1 % broken for a stretch, 2 % skipped, 1 % slow (10–60 s), durations log-normal. Then prints
