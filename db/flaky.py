@@ -14,9 +14,9 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, NamedTuple, cast
+from typing import NamedTuple, cast
 
-from sqlalchemy import ColumnElement, Select, Table, func, select, text
+from sqlalchemy import ColumnElement, Table, func, select, text
 from sqlalchemy.orm import Session
 
 from anvil.domain.flaky import STRENGTH, Result, Thresholds, Verdict, could_flip, judge
@@ -24,8 +24,8 @@ from anvil.domain.results import FAILED, FAILING, PASSED, SKIPPED
 from anvil.domain.windows import Window
 from db.models import FAILING_RESULTS, Test, TestResult
 from db.scopes import Scope, result_filters
+from db.sql import chunks, plain_rows
 
-CHUNK = 1000  # test ids per IN list
 # Up to this many failing tests, their results are read and judged at once; above, they are first
 # counted per branch and only the candidates by those counts are read (_narrowed).
 DIRECT = 1000
@@ -131,7 +131,7 @@ def branch_tallies(
 ) -> dict[uuid.UUID, Tally]:
     """Counts per test and branch of ``test_ids`` only (read through the test index)."""
     counts: dict[uuid.UUID, Tally] = {}
-    for chunk in _chunks(list(test_ids)):
+    for chunk in chunks(list(test_ids)):
         counts.update(tallies(session, [*filters, TestResult.test_id.in_(chunk)], by_branch=True))
     return counts
 
@@ -163,7 +163,7 @@ def same_revision_tests(
     one by one."""
     r = TestResult
     latest: dict[uuid.UUID, tuple[datetime, str]] = {}
-    for chunk in _chunks(list(test_ids)):
+    for chunk in chunks(list(test_ids)):
         for test_id, revision, at in session.execute(
             select(r.test_id, r.revision, func.max(r.recorded_at))
             .where(*filters, r.test_id.in_(chunk), r.revision.is_not(None), r.status != SKIPPED)
@@ -197,7 +197,7 @@ def verdicts(
     """The flaky tests among ``test_ids``, each judged on its results matching ``filters``."""
     c = RESULTS.c
     found: dict[uuid.UUID, tuple[Verdict, list[Result]]] = {}
-    for chunk in _chunks(list(test_ids)):
+    for chunk in chunks(list(test_ids)):
         rows: dict[uuid.UUID, list[Result]] = defaultdict(list)
         statement = select(
             c.test_id, c.status, c.revision, c.branch, c.recorded_at, c.execution_id, c.flaky_retry
@@ -260,7 +260,7 @@ def flaky_list(
     columns = (t.id, t.test_case_id, t.key, t.name, t.quarantined_at, t.quarantine_expires_at)
     tests = {
         row[0]: ListedTest(*row)
-        for chunk in _chunks(list(judged))
+        for chunk in chunks(list(judged))
         for row in plain_rows(session, select(*columns).where(t.id.in_(chunk)))
     }
     found = [
@@ -290,24 +290,3 @@ def _narrowed(
     if len(failing) <= (DIRECT if direct is None else direct):
         return failing
     return candidates(session, filters, branch_tallies(session, filters, failing), thresholds)
-
-
-def plain_rows(session: Session, statement: Select[Any]) -> Sequence[Any]:
-    """The rows of ``statement``; on PostgreSQL fetched by the driver's cursor directly, which
-    returns aware timestamps and UUIDs itself: SQLAlchemy's per-row and per-value processing cost
-    more than judging the window's thousands of results."""
-    if session.get_bind().dialect.name != "postgresql":
-        return session.connection().execute(statement).all()
-    compiled = statement.compile(
-        dialect=session.get_bind().dialect, compile_kwargs={"render_postcompile": True}
-    )
-    cursor = session.connection().connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-    try:
-        cursor.execute(str(compiled), compiled.params)
-        return cursor.fetchall()
-    finally:
-        cursor.close()
-
-
-def _chunks(items: list[uuid.UUID]) -> list[list[uuid.UUID]]:
-    return [items[i : i + CHUNK] for i in range(0, len(items), CHUNK)]

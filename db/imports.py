@@ -15,7 +15,6 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from anvil.domain.enums import Priority, TriggerKind
@@ -24,7 +23,6 @@ from anvil.domain.quarantine import QuarantineWatch
 from anvil.domain.results import IMPORTED
 from anvil.domain.states import Status
 from anvil.domain.steps import Outcome
-from anvil.errors import NotFound
 from db.attempts import renew_lease
 from db.events import EXECUTIONS
 from db.executions import NewExecution, Source, case_snapshot, insert_executions
@@ -105,14 +103,3 @@ def import_report(
     loaded = session.get(Execution, execution.id, populate_existing=True)
     assert loaded is not None
     return loaded
-
-
-def find_case(session: Session, ident: str, *, field: str) -> TestCase:
-    """A live test case by id or by exact name; NotFound naming ``field`` otherwise."""
-    try:
-        case = session.get(TestCase, uuid.UUID(ident))
-    except ValueError:
-        case = session.scalar(select(TestCase).where(TestCase.name == ident, TestCase.deleted_at.is_(None)))
-    if case is None or case.deleted_at is not None:
-        raise NotFound(f"no test case with id or name {ident!r}", field=field)
-    return case

@@ -60,14 +60,15 @@ def resolve_scope(
     return Scope(case_ids, branch)
 
 
-def find_case(session: Session, ident: str, *, field: str = "query.case") -> TestCase:
-    """A case by id (deleted ones too: their history stays) or by the name of a live case."""
+def find_case(session: Session, ident: str, *, field: str = "query.case", live: bool = False) -> TestCase:
+    """A case by id or by name, a live one first (a deleted one too: its history stays; ``live``:
+    only a case that is not deleted, e.g. to import results into)."""
     case = _by_id(session, TestCase, ident)
     if case is None:
         case = session.scalars(
             select(TestCase).where(TestCase.name == ident).order_by(TestCase.deleted_at.is_not(None))
         ).first()
-    if case is None:
+    if case is None or (live and case.deleted_at is not None):
         raise NotFound(f"no test case with id or name {ident!r}", field=field)
     return case
 

@@ -26,12 +26,12 @@ from anvil.domain.results import FAILING, SKIPPED
 from anvil.domain.selection import CaseFacts, Request, Selection, TestFacts, choose, with_suite_map
 from anvil.domain.windows import days
 from anvil.errors import InvalidInput
-from db.flaky import failing_tests, judged, plain_rows, same_revision_tests, tallies
+from db.flaky import failing_tests, judged, same_revision_tests, tallies
 from db.models import FAILING_RESULTS, Execution, Test, TestCase, TestResult, TestSuite
 from db.scopes import Scope, result_filters
+from db.sql import chunks, plain_rows
 from db.suites import resolve_members
 
-CHUNK = 1000
 TESTS = cast(Table, Test.__table__)
 RESULTS = cast(Table, TestResult.__table__)
 
@@ -59,7 +59,7 @@ def case_facts(
     names = {r.name for r in every}
     ids = [case.id for case in cases]
     tests: dict[uuid.UUID, list[tuple[uuid.UUID, str, str | None]]] = defaultdict(list)
-    for chunk in _chunks(ids):
+    for chunk in chunks(ids):
         t = TESTS.c  # plain columns through the driver: thousands of rows
         for test_id, case_id, key, file in plain_rows(
             session,
@@ -175,7 +175,7 @@ def seen_on_branch(session: Session, test_ids: Sequence[uuid.UUID], branch: str 
     """Tests with a result on ``branch`` (no branch: with any result at all)."""
     r = TestResult
     found: set[uuid.UUID] = set()
-    for chunk in _chunks(list(test_ids)):
+    for chunk in chunks(list(test_ids)):
         where = [r.test_id == Test.id] + ([r.branch == branch] if branch is not None else [])
         found.update(session.scalars(select(Test.id).where(Test.id.in_(chunk), exists().where(*where))))
     return found
@@ -199,7 +199,7 @@ def observed(session: Session, execution: Execution) -> list[Observed]:
     members = {i: (bool(sel.get("whole")), frozenset(sel.get("tests") or ())) for i, sel in stored.items()}
     latest: dict[tuple[uuid.UUID, str], Observed] = {}
     r = TestResult
-    for chunk in _chunks(list(members)):
+    for chunk in chunks(list(members)):
         rows = session.execute(
             select(r.execution_id, r.test_case_id, Test.key, r.status, r.duration_s)
             .join(Test, Test.id == r.test_id)
@@ -249,7 +249,3 @@ def _evidence(evidence: Any) -> str:
         return f"passed on a retry after failing (execution {evidence.executions[0].execution_id})"
     where = f" on {evidence.branch}" if evidence.branch else ""
     return f"flip rate {evidence.flip_rate}{where} ({evidence.flips} flips in {evidence.runs} runs)"
-
-
-def _chunks(items: list[uuid.UUID]) -> list[list[uuid.UUID]]:
-    return [items[i : i + CHUNK] for i in range(0, len(items), CHUNK)]

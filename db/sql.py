@@ -1,13 +1,13 @@
-"""SQL building blocks shared by the data-access modules: the database clock, and statements
-built once per process for the hot path."""
+"""SQL building blocks shared by the data-access modules: the database clock, statements built once
+per process for the hot path, IN lists in slices, and rows fetched by the driver directly."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import Interval, bindparam, func
+from sqlalchemy import Interval, Select, bindparam, func
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -62,3 +62,29 @@ def read_db_now(session: Session) -> Any:
     if session.get_bind().dialect.name == "sqlite":
         return utcnow()
     return session.scalar(func.now(type_=UTCDateTime()).select())
+
+
+# Ids per IN list when a statement names many rows.
+CHUNK = 1000
+
+
+def chunks(items: Sequence[T], size: int = CHUNK) -> list[Sequence[T]]:
+    """``items`` in slices of at most ``size`` (IN lists of a bounded length)."""
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def plain_rows(session: Session, statement: Select[Any]) -> Sequence[Any]:
+    """The rows of ``statement``; on PostgreSQL fetched by the driver's cursor directly, which
+    returns aware timestamps and UUIDs itself: SQLAlchemy's per-row and per-value processing cost
+    more than judging the window's thousands of results."""
+    if session.get_bind().dialect.name != "postgresql":
+        return session.connection().execute(statement).all()
+    compiled = statement.compile(
+        dialect=session.get_bind().dialect, compile_kwargs={"render_postcompile": True}
+    )
+    cursor = session.connection().connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(str(compiled), compiled.params)
+        return cursor.fetchall()
+    finally:
+        cursor.close()

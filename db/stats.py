@@ -23,9 +23,10 @@ from anvil.domain.flaky import Thresholds
 from anvil.domain.histograms import merge, quantile
 from anvil.domain.results import FAILING, RESULT_STATUSES
 from anvil.domain.windows import Window
-from db.flaky import CHUNK, Tally, failing_tests, flaky_count, tallies
+from db.flaky import Tally, failing_tests, flaky_count, tallies
 from db.models import FAILING_RESULTS, Test, TestResult
 from db.scopes import Scope, result_filters
+from db.sql import chunks
 from db.test_results import ROLLUPS, SLOWEST_KEPT, TESTS
 
 
@@ -228,9 +229,9 @@ def _test_ids(session: Session, wanted_keys: Sequence[tuple[uuid.UUID, str]]) ->
     keys = sorted({key for _, key in wanted})
     t = TESTS.c
     found: list[uuid.UUID] = []
-    for start in range(0, len(keys), CHUNK):
+    for chunk in chunks(keys):
         for test_id, case_id, key in session.execute(
-            select(t.id, t.test_case_id, t.key).where(t.key.in_(keys[start : start + CHUNK]))
+            select(t.id, t.test_case_id, t.key).where(t.key.in_(chunk))
         ):
             if (case_id, key) in wanted:
                 found.append(test_id)
@@ -262,8 +263,8 @@ def _tallies_of(
     """Counts in the window of these tests only, read through the (test_id, recorded_at) index."""
     ids = list(dict.fromkeys(test_ids))
     counts: dict[uuid.UUID, Tally] = {}
-    for start in range(0, len(ids), CHUNK):
-        counts.update(tallies(session, [*filters, TestResult.test_id.in_(ids[start : start + CHUNK])]))
+    for chunk in chunks(ids):
+        counts.update(tallies(session, [*filters, TestResult.test_id.in_(chunk)]))
     return counts
 
 

@@ -26,6 +26,7 @@ from anvil.domain.histograms import histogram
 from anvil.domain.quarantine import recorded_status
 from anvil.domain.results import ERROR, FAILED, FAILING, PASSED, SKIPPED, StepView, TestOutcome, outcomes_of
 from db.models import Execution, ResultRollup, StepTrace, Test, TestResult
+from db.sql import chunks
 
 TESTS = cast(Table, Test.__table__)
 RESULTS = cast(Table, TestResult.__table__)
@@ -83,8 +84,17 @@ def store_outcomes(session: Session, execution: Execution, outcomes: Sequence[Te
     _store_rollup(session, execution, ordered, at)
     if session.get_bind().dialect.name == "postgresql":
         _store_postgresql(session, execution, ordered, at)
-        return
-    tests = upsert_tests(
+    else:
+        _store_sqlite(session, execution, ordered, at)
+
+
+def _store_sqlite(
+    session: Session, execution: Execution, ordered: Sequence[TestOutcome], at: datetime
+) -> None:
+    """Standalone mode's twin of STORE_POSTGRESQL: the tests upserted (their ids read back), then the
+    results."""
+    assert execution.test_case_id is not None
+    tests = _upsert_tests_sqlite(
         session, execution.test_case_id, execution.case_snapshot["kind"], ordered, at, execution.id
     )
     failed_before = _failed_in_parent(session, execution) if execution.retry_index > 0 else set()
@@ -223,22 +233,16 @@ def _store_postgresql(
     )
 
 
-def upsert_tests(
+def _upsert_tests_sqlite(
     session: Session,
     case_id: uuid.UUID,
     kind: str,
-    outcomes: Sequence[TestOutcome],
+    ordered: Sequence[TestOutcome],
     at: datetime,
     execution_id: uuid.UUID,
 ) -> dict[str, tuple[uuid.UUID, bool]]:
-    """Create the tests seen for the first time and mark all as seen; key -> (id, quarantined).
-
-    Rows are taken in key order, so two executions of one case finishing together lock them in the
-    same order (no deadlock).
-    """
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    ordered = sorted({o.key: o for o in outcomes}.values(), key=lambda o: o.key)
-    new = insert(TESTS)
+    """Create the tests seen for the first time and mark all as seen; key -> (id, quarantined)."""
+    new = sqlite_insert(TESTS)
     statement = new.on_conflict_do_update(
         index_elements=["test_case_id", "key"],
         set_={
@@ -250,7 +254,7 @@ def upsert_tests(
         },
     ).returning(TESTS.c.key, TESTS.c.id, TESTS.c.quarantined_at, TESTS.c.quarantine_expires_at)
     found: dict[str, tuple[uuid.UUID, bool]] = {}
-    for batch in _chunks(ordered, 1000):
+    for batch in chunks(ordered):
         rows = session.execute(
             statement,
             [
@@ -291,7 +295,3 @@ def _failed_in_parent(session: Session, execution: Execution) -> set[uuid.UUID]:
             )
         )
     )
-
-
-def _chunks(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
-    return [items[i : i + size] for i in range(0, len(items), size)]

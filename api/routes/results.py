@@ -16,6 +16,7 @@ from api.deps import SessionDep, SettingsDep, Tester
 from api.execution_schemas import ExecutionPublic, RunId, SourceFields
 from db import imports
 from db.executions import find_idempotent
+from db.scopes import find_case
 from db.types import utcnow
 
 router = APIRouter(prefix="/api/v1/results", tags=["results"])
@@ -60,7 +61,7 @@ def import_junit(
         if earlier is not None:
             response.headers["Idempotent-Replayed"] = "true"
             return ExecutionPublic.from_row(earlier)
-    case = imports.find_case(session, fields.case, field="body.case")
+    case = find_case(session, fields.case, field="body.case", live=True)
     now = utcnow()
     report = read_report(data, pytest_ids=case.kind == "pytest", output_cap=settings.step_output_cap, now=now)
     try:
