@@ -24,7 +24,18 @@ from sqlalchemy.orm import Session
 
 from anvil.domain.histograms import histogram
 from anvil.domain.quarantine import recorded_status
-from anvil.domain.results import ERROR, FAILED, FAILING, PASSED, SKIPPED, StepView, TestOutcome, outcomes_of
+from anvil.domain.results import (
+    ERROR,
+    FAILED,
+    FAILING,
+    IMPORTED,
+    PASSED,
+    SINGLE_TEST_KINDS,
+    SKIPPED,
+    StepView,
+    TestOutcome,
+    outcomes_of,
+)
 from db.models import Execution, ResultRollup, StepTrace, Test, TestResult
 from db.sql import chunks
 
@@ -42,14 +53,17 @@ def record_results(session: Session, execution_ids: Sequence[uuid.UUID]) -> None
         ).scalar_one_or_none()
         if execution is None or execution.test_case_id is None:
             continue  # a suite's own execution: its members record theirs
-        steps = _steps_of(session, execution)
+        snapshot = execution.case_snapshot
+        # A generic or manual case is one test, its result the execution's: no step to read back.
+        whole = snapshot.get("kind") in SINGLE_TEST_KINDS and not snapshot.get(IMPORTED)
+        steps = [] if whole else _steps_of(session, execution)
         duration = (
             (execution.finished_at - execution.started_at).total_seconds()
             if execution.finished_at and execution.started_at
             else None
         )
         outcomes = outcomes_of(
-            execution.case_snapshot,
+            snapshot,
             steps,
             # FAILED when only quarantine made it pass: its one test (generic, manual) did fail.
             execution_status=recorded_status(execution.status, execution.summary),
