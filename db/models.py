@@ -423,7 +423,15 @@ class TestResult(Base):
     __table_args__ = (
         CheckConstraint("status IN ('passed', 'failed', 'error', 'skipped')", name="status"),
         UniqueConstraint("execution_id", "test_id", name="uq_test_results_execution_test"),
-        Index("ix_test_results_test", "test_id", "recorded_at"),
+        # With what the history reads of each result (migration 0010 says why).
+        Index(
+            "ix_test_results_test",
+            "test_id",
+            "recorded_at",
+            postgresql_include=[
+                "test_case_id", "status", "revision", "branch", "execution_id", "flaky_retry",
+            ],  # fmt: skip
+        ),
         Index("ix_test_results_case", "test_case_id", "recorded_at"),
         Index("ix_test_results_recorded", "recorded_at", postgresql_using="brin"),
         # The few failing results (and passes on a retry): where flaky detection, most-failing

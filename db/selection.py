@@ -14,7 +14,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import Table, exists, func, select, text, true
 from sqlalchemy.dialects.postgresql import aggregate_order_by
@@ -26,7 +26,7 @@ from anvil.domain.results import FAILING, SKIPPED
 from anvil.domain.selection import CaseFacts, Request, Selection, TestFacts, choose, with_suite_map
 from anvil.domain.windows import days
 from anvil.errors import InvalidInput
-from db.flaky import failing_tests, judged, same_revision_tests, tallies
+from db.flaky import Tally, failing_tests, judged, same_revision_tests, tallies
 from db.models import FAILING_RESULTS, Execution, Test, TestCase, TestResult, TestSuite
 from db.scopes import Scope, result_filters
 from db.sql import chunks, plain_rows
@@ -34,6 +34,7 @@ from db.suites import resolve_members
 
 TESTS = cast(Table, Test.__table__)
 RESULTS = cast(Table, TestResult.__table__)
+T = TypeVar("T")
 
 
 def select_cases(
@@ -58,28 +59,27 @@ def case_facts(
     every = (*request.rules, *request.exclude)
     names = {r.name for r in every}
     ids = [case.id for case in cases]
-    tests: dict[uuid.UUID, list[tuple[uuid.UUID, str, str | None]]] = defaultdict(list)
+    tests: dict[uuid.UUID, list[tuple[str, str | None, int]]] = defaultdict(list)
     for chunk in chunks(ids):
         t = TESTS.c  # plain columns through the driver: thousands of rows
-        for test_id, case_id, key, file in plain_rows(
-            session,
-            select(t.id, t.test_case_id, t.key, t.file).where(t.test_case_id.in_(chunk)).order_by(t.key),
-        ):
-            tests[case_id].append((test_id, key, file))
-    all_ids = [t[0] for found in tests.values() for t in found]
+        statement = select(t.id, t.test_case_id, t.key, t.file).where(t.test_case_id.in_(chunk))
+        for test_id, case_id, key, file in plain_rows(session, statement):
+            tests[case_id].append((key, file, test_id.int))
     since = now - timedelta(days=settings.flaky_window_days)
     window = [TestResult.test_case_id.in_(ids), TestResult.recorded_at >= since]
-    recent: dict[uuid.UUID, tuple[str, ...]] = {}
+    # What the rules read, keyed by the tests' ids as integers: a UUID hashes in Python code, an
+    # int in C, and each of thousands of tests is looked up in each of these.
+    recent: dict[int, tuple[str, ...]] = {}
     if "failed-in-last" in names:
-        recent = latest_statuses(
-            session, ids, max(int(r.value or 1) for r in every if r.name == "failed-in-last")
-        )
-    counts = tallies(session, window) if "failure-rate-above" in names else {}
-    flaky: dict[uuid.UUID, str] = {}
-    if "flaky" in names:
-        flaky = flaky_reasons(session, ids, settings=settings, now=now)
-    medians = median_durations(session, window) if "slowest" in names else {}
-    on_branch = seen_on_branch(session, all_ids, request.branch) if "new" in names else None
+        n = max(int(r.value or 1) for r in every if r.name == "failed-in-last")
+        recent = _by_int(latest_statuses(session, ids, n))
+    counts = _by_int(tallies(session, window)) if "failure-rate-above" in names else {}
+    flaky = _by_int(flaky_reasons(session, ids, settings=settings, now=now)) if "flaky" in names else {}
+    medians = _by_int(median_durations(session, window)) if "slowest" in names else {}
+    on_branch = None
+    if "new" in names:
+        all_ids = [uuid.UUID(int=n) for found in tests.values() for _, _, n in found]
+        on_branch = {test_id.int for test_id in seen_on_branch(session, all_ids, request.branch)}
     groups = _groups(session, [str(r.value) for r in every if r.name == "group"])
     return [
         CaseFacts(
@@ -90,21 +90,40 @@ def case_facts(
             groups=frozenset(name for name, members in groups.items() if case.id in members),
             file_map=case.file_map or {},
             tests=tuple(
-                TestFacts(
-                    key=key,
-                    file=file,
-                    recent=recent.get(test_id, ()),
-                    runs=counts[test_id].passed + counts[test_id].failures if test_id in counts else 0,
-                    failures=counts[test_id].failures if test_id in counts else 0,
-                    flaky=flaky.get(test_id),
-                    p50_s=medians.get(test_id),
-                    on_branch=True if on_branch is None else test_id in on_branch,
-                )
-                for test_id, key, file in tests.get(case.id, [])
+                _test_facts(key, file, n, recent, counts, flaky, medians, on_branch)
+                # In key order, sorted here: the same on every database, and no collation sort.
+                for key, file, n in sorted(tests.get(case.id, ()))
             ),
         )
         for case in cases
     ]
+
+
+def _test_facts(
+    key: str,
+    file: str | None,
+    n: int,
+    recent: dict[int, tuple[str, ...]],
+    counts: dict[int, Tally],
+    flaky: dict[int, str],
+    medians: dict[int, float],
+    on_branch: set[int] | None,
+) -> TestFacts:
+    count = counts.get(n)
+    return TestFacts(
+        key=key,
+        file=file,
+        recent=recent.get(n, ()),
+        runs=count.passed + count.failures if count else 0,
+        failures=count.failures if count else 0,
+        flaky=flaky.get(n),
+        p50_s=medians.get(n),
+        on_branch=True if on_branch is None else n in on_branch,
+    )
+
+
+def _by_int(found: dict[uuid.UUID, T]) -> dict[int, T]:
+    return {test_id.int: value for test_id, value in found.items()}
 
 
 def latest_statuses(
