@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, Stri
 from anvil.domain.enums import Priority, StepStatus, TriggerKind
 from anvil.domain.rules import MAX_RULES, RuleError, parse_rules
 from anvil.domain.selection import Request
-from anvil.domain.specs.base import field_error
+from anvil.domain.specs.base import SHARDS_DESCRIPTION, Shards, field_error
 from api.schemas import RETRY_POLICY_HELP, Params, RetryPolicyIn, Strict
 from db.executions import Source
 from db.models import Execution
@@ -140,6 +140,7 @@ class CaseExecutionCreate(SourceFields):
     retry_policy: RetryPolicyIn | None = Field(default=None, description=RETRY_POLICY_HELP)
     expires_in_s: StrictFloat | None = Field(default=None, gt=0, le=MAX_EXPIRES_S, description=EXPIRES_HELP)
     selection: SelectionIn | None = Field(default=None, description=SELECTION_HELP)
+    shards: Shards | None = Field(default=None, description=SHARDS_DESCRIPTION + "; overrides the case's")
 
 
 # Items per batch submission: one transaction and a publish per item.
@@ -313,7 +314,8 @@ class ExecutionPublic(BaseModel):
     worker: str | None
     summary: dict[str, Any]
     progress: SuiteProgress | None = Field(
-        default=None, description="suite executions only: members done of total, counts by status"
+        default=None,
+        description="a suite: its members done of total, counts by status; a case split into shards: its shards",
     )
     error: str | None
     assigned_to: uuid.UUID | None = None
@@ -338,6 +340,13 @@ class ExecutionPublic(BaseModel):
             f"{SELECTION_TESTS_SHOWN}; GET /api/v1/executions/{{id}}/selection shows them all)"
         ),
     )
+    shard_plan: dict[str, Any] | None = Field(
+        default=None,
+        description=(
+            "a case split into shards: how many were asked for and made, the tests collected, each "
+            "shard's execution, tests and planned seconds (its children have trigger_kind shard)"
+        ),
+    )
     steps: list[StepPublic] | None = None
     transitions: list[TransitionPublic] | None = None
 
@@ -356,12 +365,21 @@ class ExecutionPublic(BaseModel):
                 "test_case_name": snapshot.get("name"),
                 "kind": snapshot.get("kind"),
                 "duration_s": duration,
-                "progress": execution.summary if snapshot.get("kind") == SUITE else None,
+                "progress": _progress(execution, snapshot),
                 "retry_policy": execution.retry_policy or {},
                 "selection": shown_selection(execution.selection),
                 **extra,
             }
         )
+
+
+def _progress(execution: Execution, snapshot: dict[str, Any]) -> dict[str, Any] | None:
+    """How far a suite's members or a sharded case's shards are."""
+    if snapshot.get("kind") == SUITE:
+        return execution.summary
+    if execution.shard_plan is not None:
+        return (execution.summary or {}).get("shards")
+    return None
 
 
 def shown_selection(selection: dict[str, Any] | None) -> dict[str, Any] | None:

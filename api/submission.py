@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from anvil.domain.enums import Priority, TriggerKind
 from anvil.domain.policy import resolve_retry_policy
+from anvil.domain.shards import SHARDABLE
 from anvil.errors import AnvilError, InvalidInput, NotFound
 from api.execution_schemas import BatchExecutionCreate, CaseExecutionCreate, SuiteExecutionCreate
 from api.selection import case_selection, suite_selection
@@ -273,6 +274,9 @@ def _case_item(
     """What the db takes for one case submission: the case's retry policy under the body's, and
     the expiry counted from ``now`` (the database's clock)."""
     submitted = body.retry_policy.layer() if body.retry_policy else None
+    if body.shards is not None and case.kind not in SHARDABLE:
+        why = f"shards split pytest and bdd cases; case {case.name!r} is a {case.kind} case"
+        raise InvalidInput(why, field="body.shards")
     return BatchItem(
         case=case,
         priority=body.priority,
@@ -287,6 +291,7 @@ def _case_item(
         root_execution_id=lineage.root_execution_id,
         source=body.source(),
         selection=selection,
+        shards=body.shards,
     )
 
 

@@ -41,6 +41,7 @@ class BatchItem:
     root_execution_id: uuid.UUID | None = None
     source: Source = field(default_factory=Source)
     selection: dict[str, Any] | None = None
+    shards: int | str | None = None  # the submission's override of the case's own
 
 
 def item_key(key: str, index: int) -> str:
@@ -97,7 +98,7 @@ def create_batch(
         session,
         [
             NewExecution(
-                snapshot=case_snapshot(item.case),
+                snapshot=_with_shards(case_snapshot(item.case), item.shards),
                 test_case_id=item.case.id,
                 priority=item.priority,
                 trigger_kind=item.trigger_kind,
@@ -119,3 +120,10 @@ def create_batch(
         actor=actor,
         max_attempts=max_attempts,
     )
+
+
+def _with_shards(snapshot: dict[str, Any], shards: int | str | None) -> dict[str, Any]:
+    """The snapshot the execution runs: a submission's ``shards`` replaces the case's."""
+    if shards is None:
+        return snapshot
+    return {**snapshot, "spec": {**snapshot["spec"], "shards": shards}}

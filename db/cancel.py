@@ -19,7 +19,7 @@ AT_ONCE = (Status.PENDING, Status.SCHEDULED, Status.QUEUED, Status.PAUSED)
 
 
 def cancel(session: Session, execution_id: uuid.UUID, *, actor: str, reason: str = "cancelled") -> Execution:
-    """Cancel one execution (a suite: every unfinished member too).
+    """Cancel one execution (a suite, or a case split into shards: every unfinished member too).
 
     Waiting or PAUSED: CANCELLED now. RUNNING: a cancel request its worker acts on within about a
     second (it kills the test and records CANCELLED); if that worker is gone, the lease sweep does.
@@ -30,7 +30,7 @@ def cancel(session: Session, execution_id: uuid.UUID, *, actor: str, reason: str
         raise Conflict(
             f"execution {execution_id} already finished ({status.value})", current_status=status.value
         )
-    if execution.case_snapshot.get("kind") == "suite":
+    if execution.case_snapshot.get("kind") == "suite" or execution.shard_plan is not None:
         members = session.scalars(
             select(Execution.id).where(
                 Execution.root_execution_id == execution_id,
@@ -39,7 +39,8 @@ def cancel(session: Session, execution_id: uuid.UUID, *, actor: str, reason: str
             )
         ).all()
         for member in members:
-            _cancel_one(session, member, actor=actor, reason=f"suite cancelled: {reason}")
+            whose = "suite" if execution.shard_plan is None else "sharded run"
+            _cancel_one(session, member, actor=actor, reason=f"{whose} cancelled: {reason}")
         transition(session, execution_id, Status.CANCELLED, actor=actor, reason=reason,
                    values={"finished_at": db_now(session)})  # fmt: skip
     else:

@@ -48,6 +48,8 @@ def schedule_retry(
     failed = session.get(Execution, execution_id, populate_existing=True)
     if failed is None or failed.test_case_id is None or Status(failed.status) not in RETRYABLE:
         return None
+    if failed.shard_plan is not None:
+        return None  # split into shards: each shard retries under its own policy
     policy = resolve_retry_policy(failed.retry_policy)
     if not force and not should_retry(policy, status=Status(failed.status), retry_index=failed.retry_index):
         return None

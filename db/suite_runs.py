@@ -23,6 +23,7 @@ from db.aggregation import Counts, any_failure, progress, started, suite_result
 from db.changes import forget_suite
 from db.executions import NewExecution, Source, case_snapshot, insert_executions
 from db.models import Execution, TestCase, TestSuite
+from db.shard_runs import latest_shards, parent_summary
 from db.suites import resolve_members
 from db.transitions import transition
 from db.types import utcnow
@@ -121,9 +122,15 @@ def create_suite_execution(
 def settle(session: Session, suite_id: uuid.UUID, *, members_finished: bool = True) -> Status | None:
     """Bring a suite execution up to date with its members; returns its final status once finished."""
     suite = session.execute(
-        select(Execution.status, Execution.case_snapshot).where(Execution.id == suite_id).with_for_update()
+        select(Execution.status, Execution.case_snapshot, Execution.shard_plan)
+        .where(Execution.id == suite_id)
+        .with_for_update()
     ).one_or_none()
-    if suite is None or suite.case_snapshot.get("kind") != SUITE or Status(suite.status) in FINISHED:
+    if suite is None or Status(suite.status) in FINISHED:
+        return None
+    # A suite, or a case execution split into shards (db/shard_runs.py): both finish with their members.
+    sharded = suite.shard_plan is not None
+    if suite.case_snapshot.get("kind") != SUITE and not sharded:
         return None
     status = Status(suite.status)
     if status is Status.RUNNING and not members_finished:
@@ -132,7 +139,8 @@ def settle(session: Session, suite_id: uuid.UUID, *, members_finished: bool = Tr
     if suite.case_snapshot.get("fail_fast") and any_failure(counts):
         counts = _cancel_not_started(session, suite_id)
     result = suite_result(counts)
-    values: dict[str, Any] = {"summary": progress(counts)}
+    summary = parent_summary(counts, latest_shards(session, suite_id)) if sharded else progress(counts)
+    values: dict[str, Any] = {"summary": summary}
     if status is Status.QUEUED and (started(counts) or result is not None):
         transition(
             session,
@@ -148,7 +156,7 @@ def settle(session: Session, suite_id: uuid.UUID, *, members_finished: bool = Tr
         return None
     total = sum(counts.values())
     ok = counts.get(Status.PASSED.value, 0) + counts.get(Status.SKIPPED.value, 0)
-    reason = f"{ok} of {total} members passed or skipped"
+    reason = f"{ok} of {total} {'shards' if sharded else 'members'} passed or skipped"
     transition(
         session,
         suite_id,
@@ -200,7 +208,10 @@ def _member_counts(session: Session, suite_id: uuid.UUID) -> Counts:
             Execution.root_execution_id == suite_id,
             Execution.id != suite_id,
             Execution.status != Status.RETRYING.value,
-            or_(Execution.trigger_kind == TriggerKind.CHILD.value, Execution.retry_index > 0),
+            or_(
+                Execution.trigger_kind.in_([TriggerKind.CHILD.value, TriggerKind.SHARD.value]),
+                Execution.retry_index > 0,
+            ),
         )
         .group_by(Execution.status)
     ).all()

@@ -23,6 +23,7 @@ from typing import TypeVar
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from anvil.domain.quarantine import QuarantineWatch
+from anvil.domain.shards import Shard
 from anvil.domain.states import Status
 from anvil.domain.steps import Outcome, StepRecord, summarize
 from anvil.settings import Settings, get_settings
@@ -31,6 +32,7 @@ from db.cancel import cancel_requested
 from db.quarantine import quarantined_keys_of_execution
 from db.secrets import SecretUnavailable
 from db.session import new_session
+from db.shard_runs import PlanRefused, create_shards
 from db.types import utcnow
 from workers.confinement import (
     SandboxUnavailable,
@@ -39,11 +41,13 @@ from workers.confinement import (
     max_limits,
     worker_sandbox,
 )
+from workers.publish import publish_many
 from workers.redact import redact, redact_step
 from workers.runners import runner_for
 from workers.runners.base import RunContext
 from workers.sandbox import sweep_orphans
 from workers.secret_env import reveal_for
+from workers.sharding import make_plan, requested_shards
 
 log = logging.getLogger("anvil.worker")
 T = TypeVar("T")
@@ -105,7 +109,28 @@ def execute(execution_id: uuid.UUID, *, worker: str) -> str:
                 ceiling=max_limits(settings),
             ),
         )
-        outcome = runner_for(snapshot["kind"])(ctx)
+        outcome = None
+        requested = requested_shards(snapshot, selection)
+        planned = make_plan(ctx, requested, settings) if requested != 1 else None
+        if planned is not None and not stop.is_set():
+            # Halted first: a renewal after the commit would give the parent a lease again, and
+            # the lease sweep would then take the parent for lost.
+            heartbeat.halt()
+            shards, collected = planned
+            try:
+                publish_many(
+                    _retrying(
+                        lambda: _split(execution_id, attempt, shards, collected, requested, worker),
+                        settings.lease_ttl_s,
+                    )
+                )
+                return "sharded"
+            except PlanRefused as exc:
+                if not exc.cancelled:
+                    return "lost"
+                outcome = Outcome(Status.CANCELLED, summarize([]), "cancelled before its shards were created")
+        if outcome is None:
+            outcome = runner_for(snapshot["kind"])(ctx)
     except SandboxUnavailable as exc:
         outcome = Outcome(Status.ERROR, summarize([]), f"this worker cannot sandbox tests: {exc}")
     except SecretUnavailable as exc:
@@ -156,6 +181,27 @@ def execute(execution_id: uuid.UUID, *, worker: str) -> str:
         )
         return "unrecorded"
     return outcome.status.value if done else "lost"
+
+
+def _split(
+    execution_id: uuid.UUID,
+    attempt: int,
+    shards: list[Shard],
+    collected: int,
+    requested: int | str,
+    worker: str,
+) -> list[tuple[uuid.UUID, str]]:
+    """Commit the shards of a planned execution (fenced by ``attempt``); returns what to publish."""
+    with new_session() as session, session.begin():
+        return create_shards(
+            session,
+            execution_id,
+            attempt=attempt,
+            shards=shards,
+            collected=collected,
+            requested=requested,
+            actor=f"worker:{worker}",
+        )
 
 
 class PendingSteps:

@@ -51,6 +51,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         help="run only the tests whose node ids (or files) PATH lists, one per line; deselect the rest",
     )
+    group.addoption(
+        "--anvil-collected",
+        metavar="PATH",
+        default=None,
+        help="write the node id of every collected (and selected) test to PATH, one per line",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -58,6 +64,9 @@ def pytest_configure(config: pytest.Config) -> None:
     if listed:  # in every process that collects (pytest-xdist's workers too)
         with open(listed, encoding="utf-8") as lines:
             config.pluginmanager.register(Selector({line.rstrip("\n") for line in lines if line.strip()}))
+    collected = config.getoption("anvil_collected")
+    if collected and not hasattr(config, "workerinput"):
+        config.pluginmanager.register(Lister(collected), "anvil-lister")
     path = config.getoption("anvil_report")
     # Under pytest-xdist only the controller records: worker reports reach it through the same hooks.
     if path and not hasattr(config, "workerinput"):
@@ -80,6 +89,18 @@ class Selector:
         if drop:
             config.hook.pytest_deselected(items=drop)
             items[:] = keep
+
+
+class Lister:
+    """Writes the node ids of the tests collected and kept (a sharded run's plan is made of them)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        with open(self.path, "w", encoding="utf-8") as out:
+            out.writelines(f"{item.nodeid}\n" for item in session.items)
 
 
 def capped(text: str, cap: int) -> tuple[str, bool]:

@@ -33,6 +33,7 @@ class TriggerKind(StrEnum):
     REPAIR = "repair"
     CHILD = "child"
     AGENT = "agent"
+    SHARD = "shard"  # one part of a case's tests, run beside the others (anvil/domain/shards.py)
 
 
 class Role(StrEnum):

@@ -18,6 +18,7 @@ directory holding only a link to Anvil's ``workers`` package (as for the pytest 
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import sys
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from anvil.domain.enums import StepStatus
+from anvil.domain.results import StepView, test_key
 from anvil.domain.states import Status
 from anvil.domain.steps import Outcome, StepRecord, summarize
 from anvil.domain.workspaces import WorkspaceError, resolve_feature, resolve_workspace
@@ -148,6 +150,50 @@ def run(ctx: RunContext) -> Outcome:
             confinement=ctx.confinement(private),
         )
     return recorder.outcome(result)
+
+
+def collect(ctx: RunContext) -> tuple[list[str], str | None]:
+    """The keys of the scenarios the case's run would run (its tags, scenario and selection), from
+    behave's own dry run through the Anvil formatter; or none and why."""
+    spec = ctx.spec
+    try:
+        cwd = resolve_workspace(ctx.workspace_root, spec["workspace"])
+        feature = resolve_feature(cwd, spec["feature"]) if "feature" in spec else None
+    except WorkspaceError as exc:
+        return [], str(exc)
+    names = selected_patterns(spec, ctx.selected) if ctx.selected is not None else None
+    if names == []:
+        return [], "none of the selected scenarios is in this case's feature"
+    with private_dir("anvil-bdd-collect-") as private:
+        if feature is None:
+            try:
+                feature = _stage_feature_text(cwd, private, spec["feature_text"])
+            except WorkspaceError as exc:
+                return [], str(exc)
+        report = private / "steps.jsonl"
+        report.touch()
+        prepare_scratch(private, ctx.sandbox)
+        result = run_process(
+            [*behave_argv(feature=feature, report=report, spec=spec, names=names), "--dry-run"],
+            cwd=cwd,
+            env=tool_env(ctx, private),
+            timeout_s=ctx.timeout_s,
+            output_cap=ctx.output_cap,
+            stop=ctx.stop,
+            confinement=ctx.confinement(private),
+        )
+        if result.stopped or result.timed_out or result.exit_code is None:
+            return [], "behave's dry run did not finish"
+        keys = []
+        for line in report.read_text("utf-8").splitlines():
+            event = json.loads(line) if line.strip() else {}
+            # A dry run leaves the chosen scenarios' steps untested; the others are skipped.
+            if event.get("type") != "step" or event.get("status") == "skipped":
+                continue
+            details = {k: event[k] for k in ("feature", "scenario", "outline", "example") if event.get(k)}
+            keys.append(test_key(ctx.snapshot, StepView(event.get("text", ""), "passed", None, details)))
+    found = [key for key in dict.fromkeys(keys) if key]
+    return found, None if found else "behave's dry run listed no scenario"
 
 
 def _stage_feature_text(workspace: Path, private: Path, text: str) -> Path:

@@ -112,6 +112,42 @@ def selected_args(cwd: Path, private: Path, selected: list[str], args: list[str]
     return [*options_only(args), f"--anvil-select={listed}", f"@{positional}"]
 
 
+def collect(ctx: RunContext) -> tuple[list[str], str | None]:
+    """The node ids the case's run would run (its arguments and selection), collected by pytest in
+    the sandbox as the run itself would be; or no ids and why (the run then goes unsharded, and
+    reports the problem as its own steps would)."""
+    try:
+        cwd = resolve_workspace(ctx.workspace_root, ctx.spec["workspace"])
+    except WorkspaceError as exc:
+        return [], str(exc)
+    with private_dir("anvil-collect-") as private:
+        listed = private / "collected.txt"
+        listed.touch()  # before prepare_scratch: the sandbox user writes into it
+        args = list(ctx.spec.get("args", []))
+        if ctx.selected is not None:
+            chosen = selected_args(cwd, private, ctx.selected, args)
+            if chosen is None:
+                return [], "none of the selected tests' files is in the workspace"
+            args = chosen
+        prepare_scratch(private, ctx.sandbox)
+        argv = [
+            sys.executable, "-m", "pytest", "-p", PLUGIN, f"--anvil-collected={listed}",
+            "-p", "no:cacheprovider", "--collect-only", "-q", *args,
+        ]  # fmt: skip
+        result = run_process(
+            argv,
+            cwd=cwd,
+            env=tool_env(ctx, private),
+            timeout_s=ctx.timeout_s,
+            output_cap=ctx.output_cap,
+            stop=ctx.stop,
+            confinement=ctx.confinement(private),
+        )
+        if result.stopped or result.timed_out or result.exit_code != 0:
+            return [], f"collection {_exit(result.exit_code) if result.exit_code is not None else 'stopped'}"
+        return list(dict.fromkeys(line for line in listed.read_text("utf-8").splitlines() if line)), None
+
+
 def run(ctx: RunContext) -> Outcome:
     spec = ctx.spec
     try:

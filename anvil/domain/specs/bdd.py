@@ -24,7 +24,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from anvil.domain.specs.base import Strict, WorkspaceName, field_error
+from anvil.domain.specs.base import SHARDS_DESCRIPTION, Shards, Strict, WorkspaceName, field_error
 from anvil.domain.specs.env import ENV_DESCRIPTION, Env, no_anvil_variables
 from anvil.domain.specs.sandbox import SandboxOptions
 from anvil.domain.workspaces import WorkspaceError, resolve_feature, resolve_workspace
@@ -44,6 +44,7 @@ class BddSpec(SandboxOptions, Strict):
     scenario: Annotated[str, StringConstraints(min_length=1, max_length=500)] | None = None
     tags: Annotated[str, StringConstraints(min_length=1, max_length=2000)] | None = None
     env: Env | None = Field(default=None, description=ENV_DESCRIPTION)
+    shards: Shards = Field(default=1, description=SHARDS_DESCRIPTION)
 
     _no_anvil = field_validator("env")(no_anvil_variables)
 

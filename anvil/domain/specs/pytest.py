@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from pathlib import PurePosixPath
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import AfterValidator, Field, field_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
-from anvil.domain.specs.base import Arg, Strict, WorkspaceName
+from anvil.domain.specs.base import SHARDS_DESCRIPTION, Arg, Shards, Strict, WorkspaceName
 from anvil.domain.specs.env import ENV_DESCRIPTION, Env, no_anvil_variables
 from anvil.domain.specs.sandbox import SandboxOptions
 
@@ -60,5 +60,19 @@ class PytestSpec(SandboxOptions, Strict):
         description="pytest's arguments, e.g. test paths, -k EXPR, -m MARKER; run in the workspace",
     )
     env: Env | None = Field(default=None, description=ENV_DESCRIPTION)
+    shards: Shards = Field(default=1, description=SHARDS_DESCRIPTION)
 
     _no_anvil = field_validator("env")(no_anvil_variables)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _options_under_pytest(cls, data: Any) -> Any:
+        """pytest's options may also come grouped, ``{"workspace": …, "pytest": {"args": […],
+        "shards": 2}}`` (the shape older releases stored): the same as giving them beside workspace."""
+        if isinstance(data, dict) and isinstance(data.get("pytest"), dict):
+            inner = data["pytest"]
+            clash = sorted(set(inner) & (set(data) - {"pytest"}))
+            if clash:
+                raise ValueError(f"{', '.join(clash)} given both at the top and under pytest")
+            data = {**{k: v for k, v in data.items() if k != "pytest"}, **inner}
+        return data

@@ -36,10 +36,11 @@ def get_junit(execution_id: uuid.UUID, _: Viewer, session: SessionDep) -> Respon
 
 def case_runs(session: Session, execution: Execution) -> list[tuple[Execution, list[StepTrace]]]:
     """The case executions of the report with the steps of their latest attempt, in two queries."""
-    if execution.test_case_id is not None:
+    if execution.test_case_id is not None and execution.shard_plan is None:
         members = [execution]
     else:
-        # A suite: its members' last attempts (a RETRYING one was superseded by its retry).
+        # A suite, or a case split into shards: its members' last attempts (a RETRYING one was
+        # superseded by its retry).
         members = list(
             session.scalars(
                 select(Execution)

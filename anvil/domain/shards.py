@@ -1,0 +1,73 @@
+"""Splitting one case's tests into shards that end at about the same time.
+
+Longest processing time first: tests sorted by their expected duration (the p50 of their recent
+runs; a test with no history gets the median of those that have one, or 1 s when none has), each
+given to the shard with the least planned time so far. Ties keep the collection order, so a plan
+is the same for the same input. ``auto`` shards = the worker slots consuming the execution's queue,
+capped so that every shard gets at least ``min_tests`` tests.
+
+Pure: the worker passes in the collected tests, their durations and the slot count.
+"""
+
+from __future__ import annotations
+
+import heapq
+import statistics
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from anvil.domain.specs.base import MAX_SHARDS
+
+SHARDABLE = ("pytest", "bdd")  # the kinds whose tests can be split
+UNKNOWN_S = 1.0  # a test's expected duration when no test of the case has any history
+
+
+@dataclass(frozen=True)
+class Shard:
+    index: int  # 0-based
+    tests: tuple[str, ...]  # in collection order
+    planned_s: float
+
+
+def shard_count(requested: int | str, *, tests: int, slots: int, min_tests: int) -> int:
+    """How many shards: ``requested`` (1-64) or ``"auto"`` (``slots``), never more than there are
+    tests, and for auto never so many that a shard would get fewer than ``min_tests`` tests."""
+    if tests <= 0:
+        return 1
+    if requested == "auto":
+        wanted = min(max(slots, 1), max(tests // max(min_tests, 1), 1))
+    else:
+        wanted = int(requested)
+    return max(1, min(wanted, tests, MAX_SHARDS))
+
+
+def expected_durations(tests: Sequence[str], known: Mapping[str, float]) -> dict[str, float]:
+    """Each test's expected duration: its own p50, else the median of the known ones."""
+    seen = [known[t] for t in tests if t in known]
+    fallback = statistics.median(seen) if seen else UNKNOWN_S
+    return {t: known.get(t, fallback) for t in tests}
+
+
+def plan(tests: Sequence[str], known: Mapping[str, float], count: int) -> list[Shard]:
+    """``tests`` (unique keys, in collection order) into ``count`` shards, longest first."""
+    durations = expected_durations(tests, known)
+    order = {t: i for i, t in enumerate(tests)}
+    heap = [(0.0, i) for i in range(count)]  # (planned time, shard index): least loaded first
+    given: list[list[str]] = [[] for _ in range(count)]
+    planned = [0.0] * count
+    for test in sorted(tests, key=lambda t: (-durations[t], order[t])):
+        load, index = heapq.heappop(heap)
+        given[index].append(test)
+        planned[index] = load + durations[test]
+        heapq.heappush(heap, (planned[index], index))
+    return [
+        Shard(i, tuple(sorted(given[i], key=order.__getitem__)), round(planned[i], 3)) for i in range(count)
+    ]
+
+
+def imbalance(durations_s: Sequence[float]) -> float | None:
+    """The slowest shard's time over the mean (1.0 = perfectly even); None without times."""
+    if not durations_s:
+        return None
+    mean = sum(durations_s) / len(durations_s)
+    return round(max(durations_s) / mean, 3) if mean > 0 else None

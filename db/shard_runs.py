@@ -1,0 +1,156 @@
+"""Sharded case executions: the plan committed with its shards in one transaction, and the parent
+settled from them.
+
+A pytest or BDD case with ``shards`` is claimed by a worker, which collects its tests and plans
+the split (anvil/domain/shards.py, workers/sharding.py). ``create_shards`` then, fenced by the
+parent's attempt, inserts one child per shard (trigger kind ``shard``, through the one insert
+path), stores the plan on the parent and drops the parent's lease: from then on no worker owns
+the parent, which finishes like a suite — db/suite_runs.settle, once its shards have — with the
+counts of all their tests (``parent_summary``).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from anvil.domain.enums import Priority, TriggerKind
+from anvil.domain.shards import Shard, imbalance
+from anvil.domain.states import FINISHED, Status
+from db.executions import NewExecution, Source, insert_executions
+from db.models import Execution, Test, TestResult
+from db.selection import median_durations
+
+SHARD = "shard"  # the key of a shard's own part of its selection
+
+
+class PlanRefused(Exception):
+    """The parent cannot be split now: its attempt lost the execution, or a cancel was requested."""
+
+    def __init__(self, cancelled: bool) -> None:
+        super().__init__("cancel requested" if cancelled else "the attempt no longer owns the execution")
+        self.cancelled = cancelled
+
+
+def recent_durations(session: Session, case_id: uuid.UUID, *, since: datetime) -> dict[str, float]:
+    """Each known test of the case (by key): the median duration of its results since ``since``."""
+    medians = median_durations(session, [TestResult.test_case_id == case_id, TestResult.recorded_at >= since])
+    if not medians:
+        return {}
+    keys = dict(session.execute(select(Test.id, Test.key).where(Test.test_case_id == case_id)).tuples())
+    return {keys[test_id]: p50 for test_id, p50 in medians.items() if test_id in keys}
+
+
+def create_shards(
+    session: Session,
+    parent_id: uuid.UUID,
+    *,
+    attempt: int,
+    shards: Sequence[Shard],
+    collected: int,
+    requested: int | str,
+    actor: str,
+) -> list[tuple[uuid.UUID, str]]:
+    """Insert the shards of a RUNNING parent held by ``attempt`` and store its plan; returns what to
+    publish once committed. Raises PlanRefused when the attempt lost the parent or a cancel came."""
+    parent = session.execute(
+        select(Execution)
+        .where(Execution.id == parent_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).scalar_one_or_none()
+    if parent is None or parent.status != Status.RUNNING.value or parent.attempt != attempt:
+        raise PlanRefused(cancelled=False)
+    if parent.cancel_requested_at is not None:
+        raise PlanRefused(cancelled=True)
+    base = parent.selection or {}
+    count = len(shards)
+    children = [
+        NewExecution(
+            snapshot=parent.case_snapshot,
+            test_case_id=parent.test_case_id,
+            priority=Priority(parent.priority),
+            trigger_kind=TriggerKind.SHARD,
+            requested_by=parent.requested_by,
+            run_id=parent.run_id,
+            params=parent.params,
+            retry_policy=parent.retry_policy,
+            parent_execution_id=parent.id,
+            correlation_id=parent.correlation_id,
+            root_execution_id=parent.id,
+            source=Source.of(parent),
+            # A shard is its parent's selection narrowed to its own tests; a retry copies it.
+            selection={
+                **{k: v for k, v in base.items() if k not in ("tests", "reasons", "whole", "counts")},
+                "whole": False,
+                "tests": list(shard.tests),
+                "counts": {"selected": len(shard.tests), "total": collected},
+                SHARD: {"index": shard.index + 1, "of": count, "planned_s": shard.planned_s},
+            },
+            reason=f"shard {shard.index + 1} of {count}: "
+            f"{len(shard.tests)} tests, {shard.planned_s:g}s planned",
+        )
+        for shard in shards
+    ]
+    insert_executions(session, children, actor=actor, max_attempts=parent.max_attempts)
+    parent.shard_plan = {
+        "requested": requested,
+        "count": count,
+        "tests": collected,
+        "shards": [
+            {"index": s.index + 1, "execution_id": str(c.id), "tests": len(s.tests), "planned_s": s.planned_s}
+            for s, c in zip(shards, children, strict=True)
+        ],
+    }
+    parent.lease_expires_at = None  # no worker holds it now: the shards do the work
+    parent.summary = parent_summary({Status.QUEUED.value: count}, [])
+    return [(child.id, parent.priority) for child in children]
+
+
+def parent_summary(counts: Mapping[str, int], shards: Sequence[Execution]) -> dict[str, Any]:
+    """The parent's summary: the tests of all its shards counted together (the latest attempt of
+    each shard), the shards by status, and how evenly they ended."""
+    tests: dict[str, int] = {}
+    runner: dict[str, int] = {}
+    times = []
+    for shard in shards:
+        summary = shard.summary or {}
+        for key, value in summary.items():
+            if isinstance(value, int) and not isinstance(value, bool):
+                tests[key] = tests.get(key, 0) + value
+        for key, value in ((summary.get("pytest") or {}).get("counts") or {}).items():
+            runner[key] = runner.get(key, 0) + int(value)
+        if shard.started_at and shard.finished_at and Status(shard.status) in FINISHED:
+            times.append((shard.finished_at - shard.started_at).total_seconds())
+    done = sum(n for status, n in counts.items() if Status(status) in FINISHED)
+    found: dict[str, Any] = {
+        "total": tests.pop("total", 0),
+        **dict(sorted(tests.items())),
+        "shards": {"total": sum(counts.values()), "done": done, "by_status": dict(sorted(counts.items()))},
+    }
+    if runner:
+        found["pytest"] = {"counts": dict(sorted(runner.items()))}
+    if times and done == sum(counts.values()):
+        found["shards"]["seconds"] = [round(t, 3) for t in times]
+        found["shards"]["imbalance"] = imbalance(times)
+    return found
+
+
+def latest_shards(session: Session, parent_id: uuid.UUID) -> list[Execution]:
+    """Each shard's latest attempt (a RETRYING shard is superseded by its retry)."""
+    return list(
+        session.scalars(
+            select(Execution)
+            .where(
+                Execution.root_execution_id == parent_id,
+                Execution.id != parent_id,
+                Execution.status != Status.RETRYING.value,
+            )
+            .order_by(Execution.created_at, Execution.id)
+        )
+    )

@@ -1,0 +1,76 @@
+"""The first attempt of a case with ``shards``: collect its tests, plan the split, hand it over.
+
+Collection runs the case's own tool in the sandbox (pytest ``--collect-only`` with the case's
+arguments and selection; for BDD the scenarios of its features), so the plan holds exactly what
+the run would run. The durations come from the test history (the p50 of each test's results in
+the flaky window), the slot count for ``auto`` from the worker registry. When collection fails or
+one shard is all there is, the attempt simply runs the case whole, as an unsharded case runs:
+the failure then shows as that run's own steps.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import select
+
+from anvil.domain.enums import Priority
+from anvil.domain.shards import SHARDABLE, Shard, plan, shard_count
+from anvil.settings import Settings
+from db.models import Execution
+from db.session import new_session
+from db.shard_runs import SHARD, recent_durations
+from db.types import utcnow
+from db.workers import live_slots
+from workers.runners.base import RunContext
+
+log = logging.getLogger("anvil.worker")
+
+
+def requested_shards(snapshot: dict[str, Any], selection: dict[str, Any] | None) -> int | str:
+    """How many shards the execution asks for: 1 unless it is a shardable case's own execution
+    (a shard, or a retry of one, carries its part in its selection and runs it)."""
+    if snapshot.get("kind") not in SHARDABLE or (selection or {}).get(SHARD):
+        return 1
+    requested = (snapshot.get("spec") or {}).get("shards", 1)
+    return requested if requested == "auto" else int(requested)
+
+
+def collect(ctx: RunContext) -> tuple[list[str], str | None]:
+    """The keys of the tests the case would run, or none and why."""
+    if ctx.snapshot["kind"] == "pytest":
+        from workers.runners.pytest_runner import collect as collect_pytest
+
+        return collect_pytest(ctx)
+    from workers.runners.bdd import collect as collect_bdd
+
+    return collect_bdd(ctx)
+
+
+def make_plan(ctx: RunContext, requested: int | str, settings: Settings) -> tuple[list[Shard], int] | None:
+    """The shards to split into and how many tests were collected, or None: run the case whole."""
+    tests, why = collect(ctx)
+    if not tests:
+        log.warning("not sharding %s: %s", ctx.execution_id, why or "no tests collected")
+        return None
+    now = utcnow()
+    with new_session() as session:
+        priority, case_id = session.execute(
+            select(Execution.priority, Execution.test_case_id).where(Execution.id == ctx.execution_id)
+        ).one()
+        slots = live_slots(session, Priority(priority).queue, now=now) if requested == "auto" else 0
+        since = now - timedelta(days=settings.flaky_window_days)
+        known = recent_durations(session, _case(case_id), since=since)
+    count = shard_count(requested, tests=len(tests), slots=slots, min_tests=settings.shard_min_tests)
+    if count == 1:
+        log.info("%s runs as one shard (%d tests, %d live slots)", ctx.execution_id, len(tests), slots)
+        return None
+    return plan(tests, known, count), len(tests)
+
+
+def _case(case_id: uuid.UUID | None) -> uuid.UUID:
+    assert case_id is not None  # a shardable kind is always a case's execution
+    return case_id
