@@ -50,6 +50,16 @@ Env = Annotated[
     str | None, typer.Option("--env", help="where it runs, a free label, e.g. staging", show_default=False)
 ]
 
+ShardsOption = Annotated[
+    str | None,
+    typer.Option(
+        "--shards",
+        help="split a pytest or BDD case across workers: 1 to 64 shards, or auto (the live worker "
+        "slots of its queue); overrides the case's own",
+        show_default=False,
+    ),
+]
+
 
 @app.command("case")
 def submit_case(
@@ -61,6 +71,7 @@ def submit_case(
     revision: Revision = None,
     branch: Branch = None,
     env: Env = None,
+    shards: ShardsOption = None,
     wait: Wait = False,
     junit: Junit = None,
     api_url: ApiUrl = DEFAULT_API_URL,
@@ -75,6 +86,8 @@ def submit_case(
             **case_options(priority, trigger, run_id),
             **source_options(revision, branch, env),
         }
+        if shards is not None:  # the API says what is wrong with a bad value
+            body["shards"] = int(shards) if shards.isdigit() else shards
         execution = api.call(
             "POST", "/api/v1/executions/case", body=body, headers=idempotency(idempotency_key)
         )
