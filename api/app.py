@@ -29,6 +29,7 @@ from api.routes import (
     tests,
     tokens,
     users,
+    workers,
     workspaces,
 )
 
@@ -130,6 +131,7 @@ def create_app() -> FastAPI:
         rules,
         tests,
         stats,
+        workers,
     )
     for module in routers:
         app.include_router(module.router)

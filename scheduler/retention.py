@@ -1,5 +1,6 @@
 """The retention duty: delete executions and step output past ``retention_days``, and per-test
-results past ``results_retention_days`` (anvil/domain/retention.py says what and when).
+results past ``results_retention_days`` (anvil/domain/retention.py says what and when), and the
+worker registry's rows of workers stopped or stale for a week (db/workers.py).
 
 Run by the tick (scheduler/tick.py) on the beat holding the tick lease, at most once a minute (the
 ``retention`` row of scheduler_leases says when the next round is due, whichever beat runs it).
@@ -21,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from anvil.domain.retention import ROUND_BUDGET_S, cutoffs, next_round_at
 from anvil.settings import Settings
-from db import retention
+from db import retention, workers
 from db.session import new_session
 from db.sql import read_db_now
 
@@ -102,6 +103,10 @@ def run_retention(
         pass
     tests = partial(retention.delete_forgotten_tests, cutoff=limits.results, limit=batch)
     while step("tests", tests, more=full):
+        pass
+    # Workers stopped or stale for a week (anvil/domain/workers.py: FORGET_AFTER_DAYS).
+    gone_workers = partial(workers.forget_old, now=now, limit=batch)
+    while step("workers", gone_workers, more=full):
         pass
     if not report.finished:
         with new_session() as session, session.begin():

@@ -27,6 +27,7 @@ from anvil.cli import (
     tests,
     tokens,
     users,
+    workers,
 )
 
 app = typer.Typer(help="Anvil: distributed test execution.", no_args_is_help=True, add_completion=False)
@@ -40,6 +41,7 @@ for command in (
     executions.cancel,
     executions.retry,
     execute.execute,
+    workers.workers,
 ):
     app.command()(command)
 
