@@ -170,9 +170,15 @@ class Settings(BaseSettings):
     retention_days: int = Field(default=90, ge=1)
     results_retention_days: int = Field(default=365, ge=1)
     retention_batch: int = Field(default=500, ge=1, le=100_000)
+    # A case with shards: "auto" never gives a shard fewer tests than this (starting a test process
+    # costs about a second: a shard of a few tests is not worth it).
+    shard_min_tests: int = Field(default=5, ge=1)
     page_limit_max: int = 200
 
     worker_concurrency: int = Field(default=2, gt=0)
+    # How often a worker process renews its row in the worker registry (db/workers.py). One that
+    # missed 3 in a row is stale and its slots stop counting; the API and workers read the same value.
+    worker_heartbeat_s: float = Field(default=10.0, gt=0, le=3600)
     log_level: str = "INFO"
     # Directory for standalone state (SQLite database, filesystem broker, pid files).
     data_dir: Path = Path("./.anvil")

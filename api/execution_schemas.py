@@ -315,7 +315,9 @@ class ExecutionPublic(BaseModel):
     summary: dict[str, Any]
     progress: SuiteProgress | None = Field(
         default=None,
-        description="a suite: its members done of total, counts by status; a case split into shards: its shards",
+        description=(
+            "a suite: its members done of total, counts by status; a case split into shards: its shards"
+        ),
     )
     error: str | None
     assigned_to: uuid.UUID | None = None

@@ -21,6 +21,8 @@ from api.problems import PROBLEM
 
 CHANGES = {"post", "put", "patch", "delete"}
 REF = "#/components/schemas/Problem"
+# Body fields that name an existing resource by its id or its name (a JUnit import's case).
+NAMED_BY_ID_OR_NAME = frozenset({"case"})
 CURSOR_HELP = (
     "where the page starts: the next_cursor of the previous page, passed back unchanged (an opaque "
     "URL-safe base64 string without padding); leave out for the first page"
@@ -136,6 +138,8 @@ def _names_a_resource(operation: dict[str, Any], schemas: dict[str, Any]) -> boo
                 pending.append(schemas.get(ref.rsplit("/", 1)[-1], {}))
             properties = node.get("properties", {})
             if any(key.endswith("_id") and "'uuid'" in str(value) for key, value in properties.items()):
+                return True
+            if any(key in NAMED_BY_ID_OR_NAME for key in properties):
                 return True
             pending += [v for k, v in node.items() if k in ("properties", "items", "anyOf", "allOf")]
             pending += list(node.get("properties", {}).values())

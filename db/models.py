@@ -231,6 +231,9 @@ class Execution(Base):
     environment: Mapped[str | None] = mapped_column(String(100))
     # The selection it ran (rules, counts, the selected tests): anvil/domain/selection.py.
     selection: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    # Set on a case execution split into shards (its children, trigger_kind shard): the count, each
+    # shard's tests and planned time, then the actual times (db/shard_runs.py).
+    shard_plan: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
 
 
 class Schedule(Base):
@@ -271,6 +274,37 @@ class SchedulerLease(Base):
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     holder: Mapped[str] = mapped_column(String(255))
     expires_at: Mapped[datetime] = mapped_column()
+
+
+class Worker(Base):
+    """A worker process, kept fresh by its heartbeat (db/workers.py, workers/registry.py): how many
+    test slots it has and which queues it consumes. Its state (live, stale, stopped) is computed
+    from ``heartbeat_at`` and ``stopped_at`` (anvil/domain/workers.py)."""
+
+    __tablename__ = "workers"
+    __table_args__ = (
+        CheckConstraint("slots > 0", name="slots_positive"),
+        # The running ones, by last heartbeat: what capacity reads (live_slots) scan.
+        Index(
+            "ix_workers_live",
+            "heartbeat_at",
+            postgresql_where=text("stopped_at IS NULL"),
+            sqlite_where=text("stopped_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    # The Celery node name (celery@host, w1@host): one row per name, taken over by a restart.
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    slots: Mapped[int] = mapped_column(Integer)
+    # Queue names it consumes, highest priority first.
+    queues: Mapped[list[str]] = mapped_column(JSONType)
+    version: Mapped[str] = mapped_column(String(64))
+    started_at: Mapped[datetime] = mapped_column()
+    heartbeat_at: Mapped[datetime] = mapped_column()
+    stopped_at: Mapped[datetime | None] = mapped_column()
 
 
 class TestSecret(Base):
@@ -429,7 +463,12 @@ class TestResult(Base):
             "test_id",
             "recorded_at",
             postgresql_include=[
-                "test_case_id", "status", "revision", "branch", "execution_id", "flaky_retry",
+                "test_case_id",
+                "status",
+                "revision",
+                "branch",
+                "execution_id",
+                "flaky_retry",
             ],  # fmt: skip
         ),
         Index("ix_test_results_case", "test_case_id", "recorded_at"),
@@ -512,3 +551,32 @@ class ResultRollup(Base):
     durations: Mapped[dict[str, Any]] = mapped_column(JSONType)
     # [[test id, duration], ...] of its SLOWEST_KEPT slowest tests, slowest first.
     slowest: Mapped[list[Any]] = mapped_column(JSONType)
+
+
+class ShardTest(Base):
+    """One test of a sharded execution's plan: the shard it was planned for, and the shard
+    execution that took it to run (db/shard_tests.py hands them out)."""
+
+    __tablename__ = "shard_tests"
+    __table_args__ = (
+        UniqueConstraint("parent_execution_id", "key", name="uq_shard_tests_parent_key"),
+        Index(
+            "ix_shard_tests_untaken",
+            "parent_execution_id",
+            "shard",
+            "position",
+            postgresql_where=text("taken_by IS NULL"),
+            sqlite_where=text("taken_by IS NULL"),
+        ),
+        Index("ix_shard_tests_taken_by", "taken_by"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    parent_execution_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("executions.id"))
+    key: Mapped[str] = mapped_column(Text)
+    position: Mapped[int] = mapped_column(Integer)  # in collection order
+    shard: Mapped[int] = mapped_column(Integer)  # planned for (1-based)
+    planned_s: Mapped[float] = mapped_column()
+    taken_by: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    taken_attempt: Mapped[int | None] = mapped_column(Integer)
+    taken_at: Mapped[datetime | None] = mapped_column()

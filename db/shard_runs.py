@@ -25,6 +25,7 @@ from anvil.domain.states import FINISHED, Status
 from db.executions import NewExecution, Source, insert_executions
 from db.models import Execution, Test, TestResult
 from db.selection import median_durations
+from db.shard_tests import store_plan
 
 SHARD = "shard"  # the key of a shard's own part of its selection
 
@@ -52,7 +53,7 @@ def create_shards(
     *,
     attempt: int,
     shards: Sequence[Shard],
-    collected: int,
+    durations: Mapping[str, float],
     requested: int | str,
     actor: str,
 ) -> list[tuple[uuid.UUID, str]]:
@@ -69,7 +70,10 @@ def create_shards(
     if parent.cancel_requested_at is not None:
         raise PlanRefused(cancelled=True)
     base = parent.selection or {}
-    count = len(shards)
+    count, collected = len(shards), len(durations)
+    # pytest shards take their tests from the plan as they go (work stealing); behave's run is
+    # fixed at its start, so a BDD shard runs the scenarios planned for it.
+    steal = parent.case_snapshot.get("kind") == "pytest"
     children = [
         NewExecution(
             snapshot=parent.case_snapshot,
@@ -90,7 +94,7 @@ def create_shards(
                 "whole": False,
                 "tests": list(shard.tests),
                 "counts": {"selected": len(shard.tests), "total": collected},
-                SHARD: {"index": shard.index + 1, "of": count, "planned_s": shard.planned_s},
+                SHARD: {"index": shard.index + 1, "of": count, "planned_s": shard.planned_s, "steal": steal},
             },
             reason=f"shard {shard.index + 1} of {count}: "
             f"{len(shard.tests)} tests, {shard.planned_s:g}s planned",
@@ -98,8 +102,11 @@ def create_shards(
         for shard in shards
     ]
     insert_executions(session, children, actor=actor, max_attempts=parent.max_attempts)
+    if steal:
+        store_plan(session, parent.id, shards, durations)
     parent.shard_plan = {
         "requested": requested,
+        "work_stealing": steal,
         "count": count,
         "tests": collected,
         "shards": [

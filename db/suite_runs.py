@@ -24,6 +24,7 @@ from db.changes import forget_suite
 from db.executions import NewExecution, Source, case_snapshot, insert_executions
 from db.models import Execution, TestCase, TestSuite
 from db.shard_runs import latest_shards, parent_summary
+from db.shard_tests import untaken
 from db.suites import resolve_members
 from db.transitions import transition
 from db.types import utcnow
@@ -157,6 +158,10 @@ def settle(session: Session, suite_id: uuid.UUID, *, members_finished: bool = Tr
     total = sum(counts.values())
     ok = counts.get(Status.PASSED.value, 0) + counts.get(Status.SKIPPED.value, 0)
     reason = f"{ok} of {total} {'shards' if sharded else 'members'} passed or skipped"
+    left = untaken(session, suite_id) if sharded and result is Status.PASSED else 0
+    if left:
+        result, reason = Status.ERROR, f"{left} tests of the plan were never run by any shard"
+        values["summary"] = {**summary, "not_run": left}
     transition(
         session,
         suite_id,

@@ -33,6 +33,7 @@ from db.quarantine import quarantined_keys_of_execution
 from db.secrets import SecretUnavailable
 from db.session import new_session
 from db.shard_runs import PlanRefused, create_shards
+from db.shard_tests import narrow_selection
 from db.types import utcnow
 from workers.confinement import (
     SandboxUnavailable,
@@ -41,13 +42,14 @@ from workers.confinement import (
     max_limits,
     worker_sandbox,
 )
+from workers.handout import Handout, prepare
 from workers.publish import publish_many
 from workers.redact import redact, redact_step
 from workers.runners import runner_for
 from workers.runners.base import RunContext
 from workers.sandbox import sweep_orphans
 from workers.secret_env import reveal_for
-from workers.sharding import make_plan, requested_shards
+from workers.sharding import make_plan, requested_shards, takes_as_it_goes
 
 log = logging.getLogger("anvil.worker")
 T = TypeVar("T")
@@ -82,6 +84,7 @@ def execute(execution_id: uuid.UUID, *, worker: str) -> str:
     heartbeat.start()
 
     hidden: list[str] = []  # the values of the test's secrets: redacted from all it records
+    ctx_handout: Handout | None = None
 
     def emit(step: StepRecord) -> bool:
         """Keep the step for the heartbeat's next write; False once the attempt was fenced."""
@@ -116,11 +119,11 @@ def execute(execution_id: uuid.UUID, *, worker: str) -> str:
             # Halted first: a renewal after the commit would give the parent a lease again, and
             # the lease sweep would then take the parent for lost.
             heartbeat.halt()
-            shards, collected = planned
+            shards, durations = planned
             try:
                 publish_many(
                     _retrying(
-                        lambda: _split(execution_id, attempt, shards, collected, requested, worker),
+                        lambda: _split(execution_id, attempt, shards, durations, requested, worker),
                         settings.lease_ttl_s,
                     )
                 )
@@ -129,6 +132,14 @@ def execute(execution_id: uuid.UUID, *, worker: str) -> str:
                 if not exc.cancelled:
                     return "lost"
                 outcome = Outcome(Status.CANCELLED, summarize([]), "cancelled before its shards were created")
+        if outcome is None and takes_as_it_goes(selection):
+            ctx.handout = _retrying(
+                lambda: prepare(execution_id, attempt, selection or {}, budget_s=settings.lease_ttl_s),
+                settings.lease_ttl_s,
+            )
+            if ctx.handout is None:
+                return "lost"
+            ctx_handout = ctx.handout
         if outcome is None:
             outcome = runner_for(snapshot["kind"])(ctx)
     except SandboxUnavailable as exc:
@@ -160,6 +171,10 @@ def execute(execution_id: uuid.UUID, *, worker: str) -> str:
         # and settles its suite, in the same transaction: the session's before_commit hook
         # (db/session.py -> db/reactions.py).
         with new_session() as session, session.begin():
+            if ctx_handout is not None:
+                # What this shard ran is its part now: a retry of it runs exactly these.
+                ran = [step["name"] for step in ctx_handout.carried] + ctx_handout.taken
+                narrow_selection(session, execution_id, attempt=attempt, tests=ran)
             return finish(
                 session,
                 execution_id,
@@ -187,7 +202,7 @@ def _split(
     execution_id: uuid.UUID,
     attempt: int,
     shards: list[Shard],
-    collected: int,
+    durations: dict[str, float],
     requested: int | str,
     worker: str,
 ) -> list[tuple[uuid.UUID, str]]:
@@ -198,7 +213,7 @@ def _split(
             execution_id,
             attempt=attempt,
             shards=shards,
-            collected=collected,
+            durations=durations,
             requested=requested,
             actor=f"worker:{worker}",
         )

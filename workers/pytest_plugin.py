@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import time
 from typing import IO, Any
 
@@ -52,6 +53,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="run only the tests whose node ids (or files) PATH lists, one per line; deselect the rest",
     )
     group.addoption(
+        "--anvil-handout",
+        metavar="SOCKET",
+        default=None,
+        help="run the collected tests the worker hands out on the Unix socket SOCKET, in its order",
+    )
+    group.addoption(
         "--anvil-collected",
         metavar="PATH",
         default=None,
@@ -64,6 +71,9 @@ def pytest_configure(config: pytest.Config) -> None:
     if listed:  # in every process that collects (pytest-xdist's workers too)
         with open(listed, encoding="utf-8") as lines:
             config.pluginmanager.register(Selector({line.rstrip("\n") for line in lines if line.strip()}))
+    handout = config.getoption("anvil_handout")
+    if handout and not hasattr(config, "workerinput"):
+        config.pluginmanager.register(Handout(handout), "anvil-handout")
     collected = config.getoption("anvil_collected")
     if collected and not hasattr(config, "workerinput"):
         config.pluginmanager.register(Lister(collected), "anvil-lister")
@@ -89,6 +99,58 @@ class Selector:
         if drop:
             config.hook.pytest_deselected(items=drop)
             items[:] = keep
+
+
+class Handout:
+    """Runs the tests the worker hands out (a shard taking its tests as it goes), not all collected.
+
+    pytest's own run loop, with the next test asked of the worker before each one is run: the
+    next item is what tells pytest which fixtures to tear down after a test.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.lines: IO[str] | None = None
+
+    def ask(self) -> str | None:
+        if self.lines is None:
+            conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            conn.connect(self.path)
+            self.lines = conn.makefile("rw", encoding="utf-8", newline="\n")
+        try:
+            self.lines.write("next\n")
+            self.lines.flush()
+            answer = self.lines.readline()
+        except OSError:
+            return None  # the worker is gone: stop here
+        return answer.rstrip("\n") or None
+
+    def next_item(self, items: dict[str, pytest.Item]) -> pytest.Item | None:
+        while True:
+            key = self.ask()
+            if key is None:
+                return None
+            if key in items:
+                return items[key]
+            # A test of the plan this process did not collect (its file changed since): not run.
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtestloop(self, session: pytest.Session) -> bool:
+        if session.testsfailed and not session.config.option.continue_on_collection_errors:
+            raise session.Interrupted(f"{session.testsfailed} errors during collection")
+        if session.config.option.collectonly:
+            return True
+        items = {item.nodeid: item for item in session.items}
+        current = self.next_item(items)
+        while current is not None:
+            following = self.next_item(items)
+            current.config.hook.pytest_runtest_protocol(item=current, nextitem=following)
+            if session.shouldfail:
+                raise session.Failed(session.shouldfail)
+            if session.shouldstop:
+                raise session.Interrupted(session.shouldstop)
+            current = following
+        return True
 
 
 class Lister:

@@ -18,11 +18,12 @@ from typing import Any
 from sqlalchemy import select
 
 from anvil.domain.enums import Priority
-from anvil.domain.shards import SHARDABLE, Shard, plan, shard_count
+from anvil.domain.shards import SHARDABLE, Shard, expected_durations, plan, shard_count
 from anvil.settings import Settings
 from db.models import Execution
 from db.session import new_session
 from db.shard_runs import SHARD, recent_durations
+from db.sql import read_db_now
 from db.types import utcnow
 from db.workers import live_slots
 from workers.runners.base import RunContext
@@ -35,8 +36,13 @@ def requested_shards(snapshot: dict[str, Any], selection: dict[str, Any] | None)
     (a shard, or a retry of one, carries its part in its selection and runs it)."""
     if snapshot.get("kind") not in SHARDABLE or (selection or {}).get(SHARD):
         return 1
-    requested = (snapshot.get("spec") or {}).get("shards", 1)
+    requested = (snapshot.get("spec") or {}).get("shards") or 1
     return requested if requested == "auto" else int(requested)
+
+
+def takes_as_it_goes(selection: dict[str, Any] | None) -> bool:
+    """A pytest shard of a plan: it takes its tests from the plan as it runs (workers/handout.py)."""
+    return bool(((selection or {}).get(SHARD) or {}).get("steal"))
 
 
 def collect(ctx: RunContext) -> tuple[list[str], str | None]:
@@ -50,8 +56,11 @@ def collect(ctx: RunContext) -> tuple[list[str], str | None]:
     return collect_bdd(ctx)
 
 
-def make_plan(ctx: RunContext, requested: int | str, settings: Settings) -> tuple[list[Shard], int] | None:
-    """The shards to split into and how many tests were collected, or None: run the case whole."""
+def make_plan(
+    ctx: RunContext, requested: int | str, settings: Settings
+) -> tuple[list[Shard], dict[str, float]] | None:
+    """The shards to split into and each collected test's expected duration (in collection
+    order), or None: run the case whole."""
     tests, why = collect(ctx)
     if not tests:
         log.warning("not sharding %s: %s", ctx.execution_id, why or "no tests collected")
@@ -61,14 +70,18 @@ def make_plan(ctx: RunContext, requested: int | str, settings: Settings) -> tupl
         priority, case_id = session.execute(
             select(Execution.priority, Execution.test_case_id).where(Execution.id == ctx.execution_id)
         ).one()
-        slots = live_slots(session, Priority(priority).queue, now=now) if requested == "auto" else 0
+        slots = (
+            live_slots(session, Priority(priority).queue, now=read_db_now(session))
+            if requested == "auto"
+            else 0
+        )
         since = now - timedelta(days=settings.flaky_window_days)
         known = recent_durations(session, _case(case_id), since=since)
     count = shard_count(requested, tests=len(tests), slots=slots, min_tests=settings.shard_min_tests)
     if count == 1:
         log.info("%s runs as one shard (%d tests, %d live slots)", ctx.execution_id, len(tests), slots)
         return None
-    return plan(tests, known, count), len(tests)
+    return plan(tests, known, count), expected_durations(tests, known)
 
 
 def _case(case_id: uuid.UUID | None) -> uuid.UUID:

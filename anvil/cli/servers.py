@@ -123,6 +123,8 @@ def worker(
         "-l",
         settings.log_level,
     ]
+    # Keep heartbeats (no --without-heartbeat): without them and without task events, Celery would
+    # disable the worker's event dispatcher, and Flower's enable_events could not turn it on.
     argv += ["-O", "fair", "--without-gossip", "--without-mingle"]
     if hostname:
         argv += ["-n", hostname]

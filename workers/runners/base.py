@@ -7,10 +7,13 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from anvil.domain.steps import Outcome, StepRecord
 from workers.confinement import Confinement, Limits, Sandbox
+
+if TYPE_CHECKING:
+    from workers.handout import Handout
 
 
 @dataclass
@@ -33,6 +36,8 @@ class RunContext:
     limits: Limits | None = None
     # The submission's selection (anvil/domain/selection.py), None: run the case as defined.
     selection: dict[str, Any] | None = None
+    # A pytest shard that takes its tests as it goes (work stealing): workers/handout.py.
+    handout: Handout | None = None
 
     @property
     def spec(self) -> dict[str, Any]:

@@ -19,6 +19,7 @@ keeps a workspace shared by several workers or runs untouched.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import signal
@@ -33,6 +34,7 @@ from anvil.domain.states import Status
 from anvil.domain.steps import Outcome, StepRecord, summarize
 from anvil.domain.workspaces import WorkspaceError, resolve_workspace
 from workers.confinement import prepare_scratch
+from workers.handout import serving
 from workers.runners.base import RunContext
 from workers.runners.jsonl import JsonLinesTail
 from workers.runners.tooling import private_dir, tool_env
@@ -41,6 +43,7 @@ from workers.sandbox import ProcessResult, run_process
 log = logging.getLogger("anvil.worker")
 
 PLUGIN = "workers.pytest_plugin"
+FAILING_STEPS = frozenset({StepStatus.FAILED.value, StepStatus.ERROR.value})
 # pytest's exit codes (pytest.ExitCode) that end as ERROR, and what they mean.
 EXIT_MEANING = {2: "interrupted", 3: "internal error", 4: "usage error", 5: "no tests collected"}
 # The order of pytest's own summary line.
@@ -159,7 +162,9 @@ def run(ctx: RunContext) -> Outcome:
         report = private / "report.jsonl"
         report.touch()
         args = list(spec.get("args", []))
-        selected = ctx.selected
+        handout = ctx.handout
+        # A shard taking its tests as it goes collects the whole plan: it may be handed any of it.
+        selected = handout.plan if handout is not None else ctx.selected
         if selected is not None:
             chosen = selected_args(cwd, private, selected, args)
             if chosen is None:
@@ -169,16 +174,20 @@ def run(ctx: RunContext) -> Outcome:
         prepare_scratch(private, ctx.sandbox)
         recorder = StepRecorder(ctx, report)
         env = tool_env(ctx, private)
-        result = run_process(
-            pytest_argv(report=report, text_cap=ctx.output_cap, args=args),
-            cwd=cwd,
-            env=env,
-            timeout_s=ctx.timeout_s,
-            output_cap=ctx.output_cap,
-            stop=ctx.stop,
-            on_tick=recorder.read,
-            confinement=ctx.confinement(private),
-        )
+        with contextlib.ExitStack() as serving_tests:
+            if handout is not None:
+                sock = serving_tests.enter_context(serving(handout, private / "handout.sock", ctx.stop))
+                args = [f"--anvil-handout={sock}", *args]
+            result = run_process(
+                pytest_argv(report=report, text_cap=ctx.output_cap, args=args),
+                cwd=cwd,
+                env=env,
+                timeout_s=ctx.timeout_s,
+                output_cap=ctx.output_cap,
+                stop=ctx.stop,
+                on_tick=recorder.read,
+                confinement=ctx.confinement(private),
+            )
     return recorder.outcome(result)
 
 
@@ -188,8 +197,12 @@ class StepRecorder:
     def __init__(self, ctx: RunContext, report: Path) -> None:
         self.ctx, self.report = ctx, report
         self.tail = JsonLinesTail(self.report, source="the pytest plugin")
-        self.statuses: list[str] = []
-        self.pytest_counts: Counter[str] = Counter()
+        # A recovered shard's steps its earlier attempts finished: counted, numbered after, not rerun.
+        carried = ctx.handout.carried if ctx.handout is not None else []
+        self.statuses: list[str] = [step["status"] for step in carried]
+        self.pytest_counts: Counter[str] = Counter(
+            category for step in carried for category in (step["details"].get("categories") or ())
+        )
         self.running: dict[str, float] = {}  # node id -> start time, for items that have not finished
         self.session_started = False
         self.lost = False
@@ -289,6 +302,13 @@ class StepRecorder:
                 f"pytest exited with code {code} but the Anvil plugin recorded nothing: "
                 + _last_lines(result.output),
             )
+        handout = self.ctx.handout
+        if handout is not None and handout.failed:
+            return Outcome(Status.ERROR, summary, handout.failed)
+        if code == 0 and handout is not None and not handout.taken and not handout.carried:
+            return Outcome(Status.SKIPPED, summary, "every test of the plan was taken by other shards")
+        if code == 0 and any(status in FAILING_STEPS for status in self.statuses):
+            code = 1  # a test an earlier attempt of this shard finished failed
         if code == 0:
             return Outcome(Status.PASSED, summary)
         if code == 1:

@@ -44,7 +44,7 @@ class BddSpec(SandboxOptions, Strict):
     scenario: Annotated[str, StringConstraints(min_length=1, max_length=500)] | None = None
     tags: Annotated[str, StringConstraints(min_length=1, max_length=2000)] | None = None
     env: Env | None = Field(default=None, description=ENV_DESCRIPTION)
-    shards: Shards = Field(default=1, description=SHARDS_DESCRIPTION)
+    shards: Shards | None = Field(default=None, description=SHARDS_DESCRIPTION + " (default 1)")
 
     _no_anvil = field_validator("env")(no_anvil_variables)
 

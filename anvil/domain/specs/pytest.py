@@ -60,7 +60,7 @@ class PytestSpec(SandboxOptions, Strict):
         description="pytest's arguments, e.g. test paths, -k EXPR, -m MARKER; run in the workspace",
     )
     env: Env | None = Field(default=None, description=ENV_DESCRIPTION)
-    shards: Shards = Field(default=1, description=SHARDS_DESCRIPTION)
+    shards: Shards | None = Field(default=None, description=SHARDS_DESCRIPTION + " (default 1)")
 
     _no_anvil = field_validator("env")(no_anvil_variables)
 

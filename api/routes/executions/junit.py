@@ -24,12 +24,16 @@ router = APIRouter()
     responses={200: {"content": {"application/xml": {}}, "description": "JUnit XML"}},
 )
 def get_junit(execution_id: uuid.UUID, _: Viewer, session: SessionDep) -> Response:
-    """One testsuite per case execution (a suite: each member's last attempt), one testcase per test.
+    """One testsuite per case execution (a suite: each member's last attempt; a case split into
+    shards: one for all their tests), one testcase per test.
 
     Available at any time: while the execution runs, the report holds what finished so far.
     """
     execution = get_execution(session, execution_id)
     runs = case_runs(session, execution)
+    if execution.shard_plan is not None:
+        # One testsuite for the case, whichever shard ran each of its tests.
+        runs = [(execution, [step for _, steps in runs for step in steps])]
     name = str((execution.case_snapshot or {}).get("name") or execution.id)
     return Response(junit_xml(name=name, runs=runs), media_type="application/xml")
 

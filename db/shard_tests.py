@@ -1,0 +1,213 @@
+"""The tests of a sharded execution's plan, handed out to its shards (work stealing).
+
+Every test of the plan is a row, planned for one shard. A shard's worker takes its own tests a few
+at a time, in collection order; once none is left it steals from the end of the list of the shard
+with the most planned time still untaken. Taking is one UPDATE of rows picked with ``FOR UPDATE
+SKIP LOCKED``: two shards never take the same test, and neither waits for the other. The taking
+shard's execution must still be RUNNING at the taker's attempt (fenced like every write of an
+attempt). A test taken is run by that shard alone; a later attempt of the same shard (after its
+worker died) gives back what its earlier attempts took and did not finish.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any, cast
+
+from sqlalchemy import Table, and_, exists, func, insert, select, update
+from sqlalchemy.orm import Session
+
+from anvil.domain.shards import Shard
+from anvil.domain.states import Status
+from db.models import Execution, ShardTest, StepTrace
+from db.types import utcnow
+
+TESTS = cast(Table, ShardTest.__table__)
+BATCH = 16  # at most this many tests per trip to the database
+TRIP_S = 0.25  # a shard's own tests taken per trip: up to this much planned time
+
+
+def store_plan(
+    session: Session, parent_id: uuid.UUID, shards: Sequence[Shard], durations: Mapping[str, float]
+) -> None:
+    """The plan's tests, each with its shard and expected time (``durations``, in collection order)."""
+    position = {key: i for i, key in enumerate(durations)}
+    rows = [
+        {
+            "parent_execution_id": parent_id,
+            "key": key,
+            "position": position[key],
+            "shard": shard.index + 1,
+            "planned_s": durations[key],
+        }
+        for shard in shards
+        for key in shard.tests
+    ]
+    if rows:
+        session.execute(insert(TESTS), rows)
+
+
+def plan_keys(session: Session, parent_id: uuid.UUID) -> list[str]:
+    """Every test of the plan, in collection order."""
+    c = TESTS.c
+    return list(session.scalars(select(c.key).where(c.parent_execution_id == parent_id).order_by(c.position)))
+
+
+def take(
+    session: Session, parent_id: uuid.UUID, *, shard_id: uuid.UUID, attempt: int, index: int
+) -> list[str]:
+    """The next tests for shard ``index`` (execution ``shard_id`` at ``attempt``) to run: some of
+    its own, else stolen from the shard with the most planned time left; none when all are taken
+    (or the attempt no longer holds the shard)."""
+    c = TESTS.c
+    mine = _pick(session, parent_id, shard=index, newest=False)
+    if mine:
+        # Its next tests up to TRIP_S of planned time: long tests one by one (the others may still
+        # steal them), short ones a batch per trip.
+        return _mark(session, shard_id, attempt, _up_to(mine, TRIP_S))
+    victim = session.execute(
+        select(c.shard, func.sum(c.planned_s))
+        .where(c.parent_execution_id == parent_id, c.taken_by.is_(None))
+        .group_by(c.shard)
+        .order_by(func.sum(c.planned_s).desc(), c.shard)
+        .limit(1)
+    ).first()
+    if victim is None:
+        return []
+    # Half of the planned time the victim has left, from the end of its list (it works from the start).
+    theirs = _pick(session, parent_id, shard=victim[0], newest=True)
+    return _mark(session, shard_id, attempt, _up_to(theirs, float(victim[1]) / 2))
+
+
+def _pick(session: Session, parent_id: uuid.UUID, *, shard: int, newest: bool) -> list[tuple[int, float]]:
+    """(id, planned_s) of up to BATCH untaken tests of ``shard``, locked; rows another shard is
+    taking right now are skipped, not waited for."""
+    c = TESTS.c
+    rows = session.execute(
+        select(c.id, c.planned_s)
+        .where(c.parent_execution_id == parent_id, c.shard == shard, c.taken_by.is_(None))
+        .order_by(c.position.desc() if newest else c.position)
+        .limit(BATCH)
+        .with_for_update(skip_locked=True)
+    ).all()
+    return [(row_id, planned) for row_id, planned in rows]
+
+
+def _up_to(rows: list[tuple[int, float]], seconds: float) -> list[int]:
+    """The first rows whose planned time adds up to ``seconds`` (at least one)."""
+    chosen: list[int] = []
+    total = 0.0
+    for row_id, planned in rows:
+        if chosen and total + planned > seconds:
+            break
+        chosen.append(row_id)
+        total += planned
+    return chosen
+
+
+def _mark(session: Session, shard_id: uuid.UUID, attempt: int, ids: list[int]) -> list[str]:
+    """Mark the rows taken by the shard while ``attempt`` holds it; their keys in plan order."""
+    if not ids:
+        return []
+    c, e = TESTS.c, Execution
+    holds = exists().where(e.id == shard_id, e.attempt == attempt, e.status == Status.RUNNING.value)
+    rows = session.execute(
+        update(TESTS)
+        .where(c.id.in_(ids), c.taken_by.is_(None), holds)
+        .values(taken_by=shard_id, taken_attempt=attempt, taken_at=utcnow())
+        .returning(c.key, c.position)
+    ).all()
+    return [key for key, _ in sorted(rows, key=lambda row: row[1])]
+
+
+def give_back_unfinished(session: Session, shard_id: uuid.UUID, *, done: Sequence[str]) -> int:
+    """Earlier attempts' takings that did not finish (no step recorded) go back to be taken again."""
+    c = TESTS.c
+    where = [c.taken_by == shard_id]
+    if done:
+        where.append(c.key.not_in(list(done)))
+    result = session.execute(
+        update(TESTS).where(*where).values(taken_by=None, taken_attempt=None, taken_at=None)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def carry_finished_steps(session: Session, execution_id: uuid.UUID, *, attempt: int) -> list[dict[str, Any]]:
+    """Copy the steps of the execution's latest earlier attempt into ``attempt`` (the tests they
+    record finished: they are not run again) and return them (name, status, details)."""
+    s = StepTrace
+    previous = session.scalar(
+        select(func.max(s.attempt)).where(s.execution_id == execution_id, s.attempt < attempt)
+    )
+    if previous is None:
+        return []
+    columns = (
+        "seq", "name", "keyword", "status", "started_at", "finished_at", "duration_s", "output",
+        "output_truncated", "error", "details",
+    )  # fmt: skip
+    table = cast(Table, StepTrace.__table__)
+    rows = session.execute(
+        select(*(table.c[name] for name in columns))
+        .where(table.c.execution_id == execution_id, table.c.attempt == previous)
+        .order_by(table.c.seq)
+    ).all()
+    already = session.scalar(
+        select(func.count()).where(and_(table.c.execution_id == execution_id, table.c.attempt == attempt))
+    )
+    if rows and not already:
+        session.execute(
+            insert(table),
+            [
+                {"execution_id": execution_id, "attempt": attempt, **row._asdict(), "recorded_at": utcnow()}
+                for row in rows
+            ],
+        )
+    return [{"name": row.name, "status": row.status, "details": row.details or {}} for row in rows]
+
+
+def resume(session: Session, shard_id: uuid.UUID, *, attempt: int) -> list[dict[str, Any]] | None:
+    """Start ``attempt`` of a shard that takes its tests from the plan: the steps its earlier
+    attempts finished carried over (returned), what they took and did not finish given back.
+    None when the attempt no longer holds the shard."""
+    row = session.execute(
+        select(Execution.status, Execution.attempt).where(Execution.id == shard_id).with_for_update()
+    ).one_or_none()
+    if row is None or row.attempt != attempt or row.status != Status.RUNNING.value:
+        return None
+    carried = carry_finished_steps(session, shard_id, attempt=attempt) if attempt > 1 else []
+    give_back_unfinished(session, shard_id, done=[step["name"] for step in carried])
+    return carried
+
+
+def narrow_selection(session: Session, shard_id: uuid.UUID, *, attempt: int, tests: Sequence[str]) -> None:
+    """A shard that took its tests as it went ends with the tests it ran as its selection, fixed:
+    a retry of it runs those (fenced: only while ``attempt`` holds it)."""
+    row = session.execute(
+        select(Execution.selection).where(
+            Execution.id == shard_id, Execution.attempt == attempt, Execution.status == Status.RUNNING.value
+        )
+    ).one_or_none()
+    if row is None or row.selection is None:
+        return
+    shard = {**row.selection.get("shard", {}), "steal": False}
+    selection = {**row.selection, "tests": list(tests), "shard": shard}
+    session.execute(
+        update(Execution)
+        .where(Execution.id == shard_id, Execution.attempt == attempt)
+        .values(selection=selection)
+    )
+
+
+def taken_keys(session: Session, shard_id: uuid.UUID) -> list[str]:
+    c = TESTS.c
+    return list(session.scalars(select(c.key).where(c.taken_by == shard_id).order_by(c.position)))
+
+
+def untaken(session: Session, parent_id: uuid.UUID) -> int:
+    """Tests of the plan no shard took (each shard's worker stopped taking: an error it reported)."""
+    c = TESTS.c
+    found = session.scalar(
+        select(func.count()).where(c.parent_execution_id == parent_id, c.taken_by.is_(None))
+    )
+    return int(found or 0)

@@ -1,0 +1,140 @@
+"""A shard's tests, handed to its pytest process one at a time (work stealing).
+
+The worker listens on a Unix socket in the run's private directory; the pytest plugin
+(``--anvil-handout``, workers/pytest_plugin.py) asks it for the next test before running each
+one, and the worker takes tests from the plan in PostgreSQL (db/shard_tests.take): first its own,
+then unstarted ones of the shard with the most planned time left. The test process never sees
+database credentials, only node ids. The protocol is a line each way: ``next`` -> a node id, or
+an empty line when nothing is left.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.exc import OperationalError
+
+from db.models import Execution
+from db.session import new_session
+from db.shard_tests import plan_keys, resume, take
+
+log = logging.getLogger("anvil.worker")
+
+
+@dataclass
+class Handout:
+    parent_id: uuid.UUID
+    shard_id: uuid.UUID
+    attempt: int
+    index: int
+    plan: list[str]  # every test of the plan, in collection order (what the shard collects)
+    carried: list[dict[str, Any]]  # steps earlier attempts finished (name, status, details)
+    budget_s: float  # how long to ride out a database outage before giving up
+    taken: list[str] = field(default_factory=list)
+    failed: str | None = None  # why tests could not be taken (the shard then ends in ERROR)
+    _buffer: deque[str] = field(default_factory=deque)
+    _exhausted: bool = False
+
+    def next(self) -> str | None:
+        """The next test to run, or None when every test of the plan is taken."""
+        if not self._buffer and not self._exhausted and self.failed is None:
+            got = self._take()
+            self._exhausted = not got
+            self._buffer.extend(got)
+            self.taken.extend(got)
+        return self._buffer.popleft() if self._buffer else None
+
+    def _whose(self) -> dict[str, Any]:
+        return {"shard_id": self.shard_id, "attempt": self.attempt, "index": self.index}
+
+    def _take(self) -> list[str]:
+        deadline = time.monotonic() + self.budget_s
+        delay = 0.1
+        while True:
+            try:
+                with new_session() as session, session.begin():
+                    return take(session, self.parent_id, **self._whose())
+            except OperationalError as exc:
+                if time.monotonic() + delay > deadline:
+                    self.failed = f"could not take tests from the plan: {exc.orig or exc}"
+                    return []
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+
+def prepare(
+    execution_id: uuid.UUID, attempt: int, selection: dict[str, Any], *, budget_s: float
+) -> Handout | None:
+    """The handout of a shard that takes its tests as it goes, with what its earlier attempts
+    finished carried over; None when this attempt no longer holds the shard."""
+    with new_session() as session, session.begin():
+        carried = resume(session, execution_id, attempt=attempt)
+        if carried is None:
+            return None
+        parent_id = session.get_one(Execution, execution_id).parent_execution_id
+        assert parent_id is not None
+        plan = plan_keys(session, parent_id)
+    return Handout(
+        parent_id=parent_id,
+        shard_id=execution_id,
+        attempt=attempt,
+        index=int(selection["shard"]["index"]),
+        plan=plan,
+        carried=carried,
+        budget_s=budget_s,
+    )
+
+
+@contextmanager
+def serving(handout: Handout, path: Path, stop: threading.Event) -> Iterator[Path]:
+    """Answer the test process's requests on a Unix socket at ``path`` while the block runs."""
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(path))
+    # The directory is the test's own (0700, the sandbox user's): only it and the worker get here.
+    os.chmod(path, 0o666)
+    server.listen(2)
+    server.settimeout(0.2)
+    done = threading.Event()
+
+    def answer(conn: socket.socket) -> None:
+        with conn, conn.makefile("rw", encoding="utf-8", newline="\n") as lines:
+            for line in lines:
+                if line.strip() != "next" or stop.is_set():
+                    break
+                key = handout.next()
+                lines.write(f"{key or ''}\n")
+                lines.flush()
+
+    def loop() -> None:
+        while not done.is_set():
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            conn.settimeout(None)
+            try:
+                answer(conn)
+            except OSError as exc:  # the test process went away mid-line
+                log.info("handout connection of %s ended: %s", handout.shard_id, exc)
+
+    thread = threading.Thread(target=loop, name="handout", daemon=True)
+    thread.start()
+    try:
+        yield path
+    finally:
+        done.set()
+        server.close()
+        thread.join(timeout=5)
