@@ -43,7 +43,8 @@ def recent_durations(session: Session, case_id: uuid.UUID, *, since: datetime) -
     medians = median_durations(session, [TestResult.test_case_id == case_id, TestResult.recorded_at >= since])
     if not medians:
         return {}
-    keys = dict(session.execute(select(Test.id, Test.key).where(Test.test_case_id == case_id)).tuples())
+    rows = session.execute(select(Test.id, Test.key).where(Test.test_case_id == case_id))
+    keys = {test_id: key for test_id, key in rows}
     return {keys[test_id]: p50 for test_id, p50 in medians.items() if test_id in keys}
 
 

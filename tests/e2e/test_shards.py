@@ -166,6 +166,16 @@ def test_a_shard_that_finishes_early_steals_unstarted_tests(two_workers: Stack) 
     assert slow[1] >= 1 and slow[2] >= 1, ran  # without stealing: {1: 4, 2: 0}
     assert parent["summary"]["shards"]["imbalance"] < 1.9
 
+    # The next run is planned from the history: two slow tests for each shard from the start.
+    again = submit_sharded(stack, case_id, 2)
+    assert stack.wait_final(again, timeout=120)["status"] == "PASSED"
+    planned_slow = stack.sql(
+        "SELECT shard, count(*) FROM shard_tests WHERE parent_execution_id = :p AND key LIKE '%_slow' "
+        "GROUP BY shard ORDER BY shard",
+        p=uuid.UUID(again),
+    )
+    assert [tuple(row) for row in planned_slow] == [(1, 2), (2, 2)]
+
 
 def test_a_sharded_bdd_case_splits_by_scenario(two_workers: Stack) -> None:
     stack = two_workers
