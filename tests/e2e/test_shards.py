@@ -240,3 +240,42 @@ def test_shards_only_for_pytest_and_bdd(stack: Stack) -> None:
     assert response.json()["field"] == "body.shards" or "shards" in response.text
     bad = stack.client.post("/api/v1/executions/case", json={"test_case_id": case["id"], "shards": 0})
     assert bad.status_code == 422 and "shards must be a whole number from 1 to 64" in bad.text
+
+
+def test_a_shard_whose_worker_dies_reruns_only_its_unfinished_tests(two_workers: Stack) -> None:
+    """kill -9 the worker running a shard after some of its tests finished: the lease sweep
+    re-queues the shard, the next attempt keeps the finished steps (not run again) and runs the
+    rest, and every test of the case has exactly one result."""
+    stack = two_workers
+    body = "".join(f"def test_{i}():\n    import time; time.sleep(1.5)\n\n" for i in range(8))
+    add_workspace(stack, "sleepy", {"tests/test_sleepy.py": body})
+    case_id = pytest_case(stack, "sleepy", ["tests"])
+    parent_id = submit_sharded(stack, case_id, 2)
+
+    victim: dict[str, Any] | None = None
+    for _ in range(600):
+        for shard in children(stack, parent_id):
+            if shard["status"] == "RUNNING" and len(steps_of(stack, shard["id"])) >= 2:
+                victim = shard
+                break
+        if victim is not None:
+            break
+        time.sleep(0.1)
+    assert victim is not None, "no shard got two tests done"
+    before = {s["name"]: s["started_at"] for s in steps_of(stack, victim["id"])}
+    worker_index = int(victim["worker"].split("@")[0].removeprefix("e2e"))
+    stack.kill_worker(stack.workers[worker_index - 1])
+
+    parent = stack.wait_final(parent_id, timeout=120)
+    assert parent["status"] == "PASSED", parent["error"]
+    recovered = stack.get(victim["id"], include="steps")
+    assert recovered["attempt"] >= 2 and recovered["status"] == "PASSED"
+    after = {s["name"]: s["started_at"] for s in recovered["steps"] if s["attempt"] == recovered["attempt"]}
+    # What finished before the kill was kept as it was, not run again.
+    assert all(after[name] == started for name, started in before.items())
+    ran: Counter[str] = Counter()
+    for shard in children(stack, parent_id):
+        latest = stack.get(shard["id"], include="steps")
+        ran.update(s["name"] for s in latest["steps"] if s["attempt"] == latest["attempt"])
+    assert ran == Counter({f"tests/test_sleepy.py::test_{i}": 1 for i in range(8)})
+    assert parent["summary"]["total"] == 8 and parent["summary"]["passed"] == 8
