@@ -244,6 +244,13 @@ class RetryRequest(Strict):
             "current version; without it the retry runs the same snapshot as the execution it follows"
         ),
     )
+    failed_only: StrictBool = Field(
+        default=False,
+        description=(
+            "run only the tests that failed or errored in it (of a sharded run: in any shard), as the "
+            "retry's selection; a sharded case splits them into shards again"
+        ),
+    )
 
 
 Text = Annotated[str, StringConstraints(max_length=20_000)]

@@ -23,7 +23,7 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from anvil.domain.enums import Priority, TriggerKind
@@ -31,7 +31,7 @@ from anvil.domain.policy import backoff_s, resolve_retry_policy, should_retry
 from anvil.domain.states import ACTIVE, RETRYABLE, Status
 from anvil.errors import Conflict, InvalidInput, NotFound
 from db.executions import NewExecution, Source, case_snapshot, insert_executions
-from db.models import Execution, TestCase
+from db.models import Execution, Test, TestCase, TestResult
 from db.sql import read_db_now
 from db.transitions import transition
 
@@ -39,7 +39,13 @@ log = logging.getLogger("anvil.retries")
 
 
 def schedule_retry(
-    session: Session, execution_id: uuid.UUID, *, actor: str, repair: bool = False, force: bool = False
+    session: Session,
+    execution_id: uuid.UUID,
+    *,
+    actor: str,
+    repair: bool = False,
+    force: bool = False,
+    selection: dict[str, Any] | None = None,
 ) -> Execution | None:
     """Retry ``execution_id`` if its policy allows (or ``force``, for a person's request).
 
@@ -48,7 +54,7 @@ def schedule_retry(
     failed = session.get(Execution, execution_id, populate_existing=True)
     if failed is None or failed.test_case_id is None or Status(failed.status) not in RETRYABLE:
         return None
-    if failed.shard_plan is not None:
+    if failed.shard_plan is not None and not force:
         return None  # split into shards: each shard retries under its own policy
     policy = resolve_retry_policy(failed.retry_policy)
     if not force and not should_retry(policy, status=Status(failed.status), retry_index=failed.retry_index):
@@ -72,17 +78,21 @@ def schedule_retry(
         delay_s=delay,
         retry_index=0 if repair else number,
         snapshot=case_snapshot(case) if repair else failed.case_snapshot,
+        selection=selection,
     )
 
 
-def retry_now(session: Session, execution_id: uuid.UUID, *, actor: str, repair: bool = False) -> Execution:
+def retry_now(
+    session: Session, execution_id: uuid.UUID, *, actor: str, repair: bool = False, failed_only: bool = False
+) -> Execution:
     """A person's retry of a finished case execution: a new child (``retry``, or ``repair``), due now.
 
     FAILED/ERROR/TIMEOUT become RETRYING as with an automatic retry. Other finished statuses
     (PASSED, CANCELLED, SKIPPED, ABORTED) cannot change, so the child simply follows them;
     each execution is followed up at most once (retry the latest in the chain).
     A retry runs the snapshot ``execution_id`` ran; a repair runs the case's current version.
-    Conflict when the case was deleted.
+    ``failed_only``: only the tests that failed or errored in it (a sharded run: in any of its
+    shards), as the retry's selection. Conflict when the case was deleted.
     """
     # Locked: two people retrying at once create one child; the second sees it and is refused.
     current = session.get(Execution, execution_id, with_for_update=True, populate_existing=True)
@@ -122,8 +132,11 @@ def retry_now(session: Session, execution_id: uuid.UUID, *, actor: str, repair: 
             current_status=status.value,
             retried_by=str(earlier),
         )
+    selection = _failed_tests_selection(session, current) if failed_only else None
     if status in RETRYABLE:
-        child = schedule_retry(session, execution_id, actor=actor, repair=repair, force=True)
+        child = schedule_retry(
+            session, execution_id, actor=actor, repair=repair, force=True, selection=selection
+        )
         assert child is not None  # a retryable case execution always gets one when forced
         return child
     kind = TriggerKind.REPAIR if repair else TriggerKind.RETRY
@@ -136,6 +149,7 @@ def retry_now(session: Session, execution_id: uuid.UUID, *, actor: str, repair: 
         delay_s=0.0,
         retry_index=0 if repair else current.retry_index,
         snapshot=case_snapshot(case) if repair else current.case_snapshot,
+        selection=selection,
     )
 
 
@@ -148,6 +162,7 @@ def _follow_up(
     delay_s: float,
     retry_index: int,
     snapshot: dict[str, Any],
+    selection: dict[str, Any] | None = None,
 ) -> Execution:
     """The SCHEDULED child that runs ``snapshot`` (``previous``'s, or for a repair the case's current
     one) again, in the same correlation, run and tree."""
@@ -165,13 +180,16 @@ def _follow_up(
                 params=previous.params,
                 parent_execution_id=previous.id,
                 correlation_id=previous.correlation_id,
-                root_execution_id=previous.root_execution_id,
+                # A sharded run's retry is a tree of its own, as its shards hang under it.
+                root_execution_id=None
+                if previous.shard_plan is not None and previous.root_execution_id == previous.id
+                else previous.root_execution_id,
                 status=Status.SCHEDULED,
                 run_at=read_db_now(session) + timedelta(seconds=delay_s),
                 retry_policy=previous.retry_policy,
                 retry_index=retry_index,
                 source=Source.of(previous),
-                selection=previous.selection,
+                selection=previous.selection if selection is None else selection,
                 reason=f"{kind.value} of {previous.id}",
             )
         ],
@@ -179,3 +197,32 @@ def _follow_up(
         max_attempts=previous.max_attempts,
     )
     return child
+
+
+def _failed_tests_selection(session: Session, execution: Execution) -> dict[str, Any]:
+    """A selection of the tests whose last result in ``execution`` (with its shards, and their
+    retries) was failed or error. InvalidInput when there is none."""
+    r = TestResult
+    latest: dict[str, tuple[Any, str]] = {}
+    rows = session.execute(
+        select(Test.key, r.status, r.recorded_at)
+        .join(Test, Test.id == r.test_id)
+        .where(or_(r.execution_id == execution.id, r.root_execution_id == execution.id))
+        .order_by(r.recorded_at, r.id)
+    )
+    for key, status, at in rows:
+        latest[key] = (at, status)
+    failed = [key for key, (_, status) in latest.items() if status in ("failed", "error")]
+    if not failed:
+        raise InvalidInput(
+            f"execution {execution.id} has no failed test to retry; retry it whole instead",
+            field="body.failed_only",
+        )
+    return {
+        "rules": ["failed-in-last:1"],
+        "exclude": [],
+        "whole": False,
+        "tests": failed,
+        "reason": f"retry of the failed tests of {execution.id}",
+        "counts": {"selected": len(failed), "total": len(latest)},
+    }

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from anvil.domain.enums import Priority, TriggerKind
 from anvil.domain.policy import resolve_retry_policy
+from anvil.domain.shards import stops_at_first_failure
 from anvil.domain.states import FINISHED, Status
 from anvil.errors import InvalidInput, InvalidTransition
 from db.aggregation import Counts, any_failure, progress, started, suite_result
@@ -137,8 +138,13 @@ def settle(session: Session, suite_id: uuid.UUID, *, members_finished: bool = Tr
     if status is Status.RUNNING and not members_finished:
         return None  # a member started: nothing to count
     counts = _member_counts(session, suite_id)
-    if suite.case_snapshot.get("fail_fast") and any_failure(counts):
-        counts = _cancel_not_started(session, suite_id)
+    fail_fast = (
+        stops_at_first_failure(suite.case_snapshot.get("spec") or {})
+        if sharded
+        else bool(suite.case_snapshot.get("fail_fast"))
+    )
+    if fail_fast and any_failure(counts):
+        counts = _cancel_not_started(session, suite_id, running_too=sharded)
     result = suite_result(counts)
     summary = parent_summary(counts, latest_shards(session, suite_id)) if sharded else progress(counts)
     values: dict[str, Any] = {"summary": summary}
@@ -174,11 +180,22 @@ def settle(session: Session, suite_id: uuid.UUID, *, members_finished: bool = Tr
     return result  # fmt: skip
 
 
-def _cancel_not_started(session: Session, suite_id: uuid.UUID) -> Counts:
-    """Cancel members that have not started; returns the member counts afterwards.
+def _cancel_not_started(session: Session, suite_id: uuid.UUID, *, running_too: bool = False) -> Counts:
+    """Cancel members that have not started (``running_too``: and ask the running ones to stop, as
+    the shards of a run that stops at its first failure); returns the member counts afterwards.
 
     SKIP LOCKED: a member a worker is claiming right now has started; locking it could deadlock.
     """
+    if running_too:
+        session.execute(
+            update(Execution)
+            .where(
+                Execution.root_execution_id == suite_id,
+                Execution.status == Status.RUNNING.value,
+                Execution.cancel_requested_at.is_(None),
+            )
+            .values(cancel_requested_at=utcnow())
+        )
     waiting = session.scalars(
         select(Execution.id)
         .where(Execution.root_execution_id == suite_id, Execution.status.in_(NOT_STARTED))
@@ -192,7 +209,7 @@ def _cancel_not_started(session: Session, suite_id: uuid.UUID) -> Counts:
                 Status.CANCELLED,
                 from_=[Status(s) for s in NOT_STARTED],
                 actor="suite",
-                reason="fail_fast: a member failed",
+                reason="fail_fast: a shard failed" if running_too else "fail_fast: a member failed",
             )
         except InvalidTransition:
             pass

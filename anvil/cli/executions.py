@@ -106,12 +106,20 @@ def retry(
     repair: Annotated[
         bool, typer.Option("--repair", help="a repair after a fix (trigger_kind repair)")
     ] = False,
+    failed_only: Annotated[
+        bool,
+        typer.Option(
+            "--failed-only", help="run only the tests that failed or errored (all shards of a split run)"
+        ),
+    ] = False,
     api_url: ApiUrl = DEFAULT_API_URL,
     token: Token = None,
 ) -> None:
     """Run a finished execution again as a new child execution. Prints the new execution id."""
     with exit_on_api_error():
         execution = make_api(api_url, token).call(
-            "POST", f"/api/v1/executions/{execution_id}/retry", body={"repair": repair}
+            "POST",
+            f"/api/v1/executions/{execution_id}/retry",
+            body={"repair": repair, "failed_only": failed_only},
         )
     typer.echo(execution["id"])

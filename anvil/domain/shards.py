@@ -15,6 +15,7 @@ import heapq
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from anvil.domain.specs.base import MAX_SHARDS
 
@@ -39,6 +40,19 @@ def shard_count(requested: int | str, *, tests: int, slots: int, min_tests: int)
     else:
         wanted = int(requested)
     return max(1, min(wanted, tests, MAX_SHARDS))
+
+
+def stops_at_first_failure(spec: Mapping[str, Any]) -> bool:
+    """A pytest case run with -x / --exitfirst / --maxfail=1: one failure in any shard stops them all."""
+    args = [str(a) for a in spec.get("args") or ()]
+    for i, arg in enumerate(args):
+        if arg in ("-x", "--exitfirst", "--maxfail=1") or (
+            arg == "--maxfail" and args[i + 1 : i + 2] == ["1"]
+        ):
+            return True
+        if arg.startswith("-") and not arg.startswith("--") and "x" in arg[1:] and arg[1:].isalpha():
+            return True  # combined short flags, e.g. -xq
+    return False
 
 
 def expected_durations(tests: Sequence[str], known: Mapping[str, float]) -> dict[str, float]:

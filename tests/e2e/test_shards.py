@@ -138,6 +138,24 @@ def test_a_sharded_pytest_case_counts_what_pytest_counts(two_workers: Stack) -> 
     )
     assert tuple(rows[0]) == (14, 14)
 
+    # Retrying only the failed tests runs those three, split again.
+    retried = stack.client.post(f"/api/v1/executions/{parent_id}/retry", json={"failed_only": True})
+    assert retried.status_code == 201, retried.text
+    retry = stack.wait_final(retried.json()["id"], timeout=120)
+    assert retry["status"] == "FAILED" and retry["shard_plan"]["tests"] == 3
+    assert sorted(retry["selection"]["tests"]) == sorted(
+        [
+            "tests/test_math.py::test_wrong",
+            "tests/test_text.py::test_uses_broken",
+            "tests/test_text.py::test_also_wrong",
+        ]
+    )
+    assert {k: retry["summary"].get(k, 0) for k in ("failed", "error", "passed")} == {
+        "failed": 2,
+        "error": 1,
+        "passed": 0,
+    }
+
 
 def test_a_shard_that_finishes_early_steals_unstarted_tests(two_workers: Stack) -> None:
     """No history: every test is planned at the same time, and the plan alternates them between
@@ -279,3 +297,17 @@ def test_a_shard_whose_worker_dies_reruns_only_its_unfinished_tests(two_workers:
         ran.update(s["name"] for s in latest["steps"] if s["attempt"] == latest["attempt"])
     assert ran == Counter({f"tests/test_sleepy.py::test_{i}": 1 for i in range(8)})
     assert parent["summary"]["total"] == 8 and parent["summary"]["passed"] == 8
+
+
+def test_a_failure_stops_every_shard_of_a_run_that_stops_at_its_first_failure(two_workers: Stack) -> None:
+    stack = two_workers
+    body = "def test_0_fails():\n    assert False\n\n" + "".join(
+        f"def test_{i}_slow():\n    import time; time.sleep(20)\n\n" for i in range(1, 4)
+    )
+    add_workspace(stack, "stopper", {"tests/test_stop.py": body})
+    case_id = pytest_case(stack, "stopper", ["tests", "-x"])
+    parent_id = submit_sharded(stack, case_id, 2)
+    parent = stack.wait_final(parent_id, timeout=60)  # well before the slow tests could end
+    assert parent["status"] == "FAILED"
+    statuses = sorted(stack.wait_final(s["id"])["status"] for s in children(stack, parent_id))
+    assert statuses == ["CANCELLED", "FAILED"]

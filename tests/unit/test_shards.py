@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from anvil.domain.shards import expected_durations, imbalance, plan, shard_count
+from anvil.domain.shards import expected_durations, imbalance, plan, shard_count, stops_at_first_failure
 
 
 @pytest.mark.parametrize(
@@ -55,3 +55,21 @@ def test_imbalance() -> None:
     assert imbalance([12.0, 6.0, 6.0]) == 1.5
     assert imbalance([]) is None
     assert imbalance([0.0, 0.0]) is None
+
+
+@pytest.mark.parametrize(
+    ("args", "stops"),
+    [
+        (["tests", "-x"], True),
+        (["--exitfirst"], True),
+        (["-xq", "tests"], True),
+        (["--maxfail", "1"], True),
+        (["--maxfail=1"], True),
+        (["--maxfail=2"], False),
+        (["-k", "x"], False),  # a value, not the flag
+        (["tests", "-q"], False),
+        ([], False),
+    ],
+)
+def test_stops_at_first_failure(args: list[str], stops: bool) -> None:
+    assert stops_at_first_failure({"args": args}) is stops

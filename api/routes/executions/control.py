@@ -90,7 +90,8 @@ def retry_execution(
     A plain retry runs the same snapshot of the case as the execution it follows (the spec, timeout
     and version that ran then), even if the case was changed since. ``{"repair": true}`` runs the
     case as it is now: its current spec and version become the child's snapshot (retry after fixing
-    the case with PATCH). A case that was deleted is not run again: 409.
+    the case with PATCH). ``{"failed_only": true}`` runs only the tests that failed or errored in
+    it (of a sharded run: in any of its shards). A case that was deleted is not run again: 409.
 
     The child has the same correlation_id and run_id, is SCHEDULED and due at once (the scheduler
     queues it within a second). A FAILED, ERROR or TIMEOUT execution becomes RETRYING. 409 while it
@@ -101,7 +102,11 @@ def retry_execution(
     """
     check_may_act(session, user, execution_id, action="retry")
     child = retry_now(
-        session, execution_id, actor=f"user:{user.username}", repair=body.repair if body else False
+        session,
+        execution_id,
+        actor=f"user:{user.username}",
+        repair=body.repair if body else False,
+        failed_only=body.failed_only if body else False,
     )
     session.commit()
     response.headers["Location"] = f"/api/v1/executions/{child.id}"
