@@ -39,18 +39,27 @@ def follow_case(api: Api, execution: dict[str, Any], *, out: Console) -> dict[st
     """
     head = str(execution["id"])
     out.print(f"execution [bold]{head}[/]")
+    shards: dict[str, str] = {}  # the shards of a split run: execution id -> "shard i/n"
     for event in event_stream(api, head):
         if event.event not in ("transition", "step"):
             continue
         data = event.json()
         target = str(data.get("execution_id"))
+        if target in shards:
+            # A shard's steps and its end are the run's; its own queueing and start are noise.
+            if event.event == "step":
+                out.print(f"  [dim]{shards[target]}[/] " + step_line(_with_output(api, data)).lstrip())
+            elif data.get("to") not in ("QUEUED", "RUNNING", "SCHEDULED"):
+                out.print(f"  [dim]{shards[target]}[/] " + transition_line(data, priority="").lstrip())
+            continue
         if target != head:
+            new = event.event == "transition" and data.get("from") is None
+            label = _shard_of(api, target, head, shards) if new else None
+            if label is not None:
+                shards[target] = label
+                continue
             # Another execution of the tree: shown only when it is the retry of the current one.
-            if (
-                event.event != "transition"
-                or data.get("from") is not None
-                or not _retry_of(api, target, head)
-            ):
+            if not new or not _retry_of(api, target, head):
                 continue
             head = target
             out.print(f"  retry: execution [bold]{head}[/]")
@@ -61,6 +70,18 @@ def follow_case(api: Api, execution: dict[str, Any], *, out: Console) -> dict[st
     final: dict[str, Any] = api.call("GET", f"/api/v1/executions/{head}")
     out.print(result_line(final))
     return final
+
+
+def _shard_of(api: Api, candidate: str, head: str, shards: dict[str, str]) -> str | None:
+    """"shard i/n" when ``candidate`` is a shard of ``head`` (or the retry of one)."""
+    execution = api.call("GET", f"/api/v1/executions/{candidate}")
+    parent, kind = str(execution.get("parent_execution_id")), execution["trigger_kind"]
+    if parent in shards and kind in ("retry", "repair"):
+        return f"{shards[parent]} {kind}"
+    shard = (execution.get("selection") or {}).get("shard")
+    if parent != head or kind != "shard" or not shard:
+        return None
+    return f"shard {shard['index']}/{shard['of']}"
 
 
 def _retry_of(api: Api, candidate: str, head: str) -> bool:

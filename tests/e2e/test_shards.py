@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.conftest import Stack, StackFactory
+from tests.e2e.test_cli import _at, anvil
 from tests.e2e.test_pytest_runner import add_workspace, pytest_case, steps_of
 
 FILES = {
@@ -219,7 +220,15 @@ def test_a_sharded_bdd_case_splits_by_scenario(two_workers: Stack) -> None:
               "spec": {"workspace": "bdd", "feature": "features/numbers.feature", "shards": 2}},
     )  # fmt: skip
     assert response.status_code == 201, response.text
-    parent_id = str(stack.submit(response.json()["id"])["id"])
+    junit = stack.root / "bdd.xml"
+    # As a user runs it: the CLI follows every shard's steps under the run, and writes one report.
+    ran = anvil(
+        "submit", "case", response.json()["name"], "--shards", "2", "--junit", str(junit), **_at(stack)
+    )
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert "shard 1/2" in ran.stdout and "shard 2/2" in ran.stdout and "the number 5" in ran.stdout
+    assert junit.read_text().count("<testcase ") == 6
+    parent_id = re.search(r"execution (\S+)", ran.stdout).group(1)  # type: ignore[union-attr]
     parent = stack.wait_final(parent_id, timeout=120)
     assert parent["status"] == "PASSED", parent["error"]
     assert parent["shard_plan"]["count"] == 2 and parent["shard_plan"]["tests"] == 6
