@@ -270,6 +270,7 @@ class SuiteProgress(BaseModel):
 
 class StepPublic(BaseModel):
     model_config = ConfigDict(from_attributes=True)
+    execution_id: uuid.UUID = Field(description="the execution that ran it (of a sharded run: its shard)")
     seq: int
     attempt: int
     name: str

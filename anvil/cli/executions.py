@@ -41,7 +41,7 @@ def status(
         ("execution", execution["id"]),
         ("status", styled(execution["status"])),
         ("suite", f"{escape(case)} ({execution.get('test_suite_id')})")
-        if execution.get("progress") is not None
+        if execution.get("progress") is not None and not execution.get("shard_plan")
         else ("test case", f"{escape(case)} ({execution.get('test_case_id')})"),
         ("priority", execution["priority"]),
         ("attempt", f"{execution['attempt']} of {execution['max_attempts']}"),
@@ -78,6 +78,11 @@ def status(
 
 def _summary_text(execution: dict[str, Any]) -> str | None:
     progress = execution.get("progress")
+    if progress and execution.get("shard_plan"):  # split into shards: its tests, then its shards
+        shards = (execution.get("summary") or {}).get("shards") or {}
+        spread = f", slowest {shards['imbalance']}x the mean" if shards.get("imbalance") else ""
+        tests = counts_text(execution.get("summary") or {})
+        return f"{tests}; {progress['done']} of {progress['total']} shards done{spread}"
     if progress:  # a suite: members, not steps
         by_status = ", ".join(f"{n} {status}" for status, n in progress["by_status"].items())
         return f"{progress['done']} of {progress['total']} members done ({by_status})"

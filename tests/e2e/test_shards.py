@@ -100,12 +100,12 @@ def test_a_sharded_pytest_case_counts_what_pytest_counts(two_workers: Stack) -> 
     stack = two_workers
     workspace = add_workspace(stack, "shop", FILES)
     case_id = pytest_case(stack, "shop", ["tests"])
-    parent_id = submit_sharded(stack, case_id, 2)
+    parent_id = submit_sharded(stack, case_id, "auto")  # two live slots: two shards
     parent = stack.wait_final(parent_id, timeout=120)
 
     assert parent["status"] == "FAILED", parent["error"]
     plan = parent["shard_plan"]
-    assert plan["count"] == 2 and plan["tests"] == 14
+    assert plan["count"] == 2 and plan["tests"] == 14 and plan["requested"] == "auto"
     shards = children(stack, parent_id)
     assert sorted(s["trigger_kind"] for s in shards) == ["shard", "shard"]
     assert {s["run_id"] for s in shards} == {parent["run_id"]}
@@ -119,7 +119,10 @@ def test_a_sharded_pytest_case_counts_what_pytest_counts(two_workers: Stack) -> 
         assert sorted(names) == sorted(stack.get(shard["id"])["selection"]["tests"])
         ran.update(names)
     assert len(ran) == 14 and set(ran.values()) == {1}
-    assert steps_of(stack, parent_id) == []  # the parent itself runs nothing
+    # The parent ran nothing itself; its steps are its shards', each naming the shard that ran it.
+    under = steps_of(stack, parent_id)
+    assert Counter(s["name"] for s in under) == ran
+    assert {s["execution_id"] for s in under} <= {s["id"] for s in shards}
 
     expected = pytest_counts(workspace)
     assert expected == {"passed": 9, "failed": 2, "skipped": 2, "error": 1}
@@ -139,11 +142,13 @@ def test_a_sharded_pytest_case_counts_what_pytest_counts(two_workers: Stack) -> 
     )
     assert tuple(rows[0]) == (14, 14)
 
-    # Retrying only the failed tests runs those three, split again.
+    # Retrying only the failed tests runs those three; "auto" gives a shard at least
+    # ANVIL_SHARD_MIN_TESTS (5) tests, so three run as one.
     retried = stack.client.post(f"/api/v1/executions/{parent_id}/retry", json={"failed_only": True})
     assert retried.status_code == 201, retried.text
     retry = stack.wait_final(retried.json()["id"], timeout=120)
-    assert retry["status"] == "FAILED" and retry["shard_plan"]["tests"] == 3
+    assert retry["status"] == "FAILED" and retry["shard_plan"] is None
+    assert sorted(s["name"] for s in steps_of(stack, retry["id"])) == sorted(retry["selection"]["tests"])
     assert sorted(retry["selection"]["tests"]) == sorted(
         [
             "tests/test_math.py::test_wrong",

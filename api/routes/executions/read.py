@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from pydantic import BeforeValidator
+from sqlalchemy.orm import Session
 
 from anvil.domain.enums import Priority, TriggerKind
 from anvil.domain.states import Status
@@ -16,6 +17,8 @@ from api.deps import SessionDep, SettingsDep, Viewer
 from api.execution_schemas import ExecutionPublic, StepPublic, TransitionPublic
 from api.schemas import INT4_MAX
 from db import executions as ex
+from db.models import Execution, StepTrace
+from db.shard_runs import latest_shards
 
 router = APIRouter()
 
@@ -80,9 +83,10 @@ def get_execution(
     include: Annotated[str | None, Query(description="comma-separated: steps, transitions")] = None,
 ) -> ExecutionPublic:
     wanted = _includes(include)
-    public = ExecutionPublic.from_row(ex.get_execution(session, execution_id))
+    execution = ex.get_execution(session, execution_id)
+    public = ExecutionPublic.from_row(execution)
     if "steps" in wanted:
-        public.steps = [StepPublic.model_validate(s) for s in ex.list_steps(session, execution_id)]
+        public.steps = [StepPublic.model_validate(s) for s in _steps(session, execution, None)]
     if "transitions" in wanted:
         public.transitions = [
             TransitionPublic.model_validate(t) for t in ex.list_transitions(session, execution_id)
@@ -110,9 +114,19 @@ def get_steps(
         int | None, Query(ge=1, le=INT4_MAX, description="default: the latest attempt")
     ] = None,
 ) -> object:
-    """Step results recorded so far (they appear while the test runs)."""
-    ex.get_execution(session, execution_id)
-    return ex.list_steps(session, execution_id, attempt=attempt)
+    """Step results recorded so far (they appear while the test runs). A case split into shards:
+    those of every shard (the latest attempt of each), each naming its shard in execution_id."""
+    return _steps(session, ex.get_execution(session, execution_id), attempt)
+
+
+def _steps(session: Session, execution: Execution, attempt: int | None) -> list[StepTrace]:
+    if execution.shard_plan is not None and attempt is None:
+        return [
+            step
+            for shard in latest_shards(session, execution.id)
+            for step in ex.list_steps(session, shard.id)
+        ]
+    return ex.list_steps(session, execution.id, attempt=attempt)
 
 
 @router.get("/{execution_id}/transitions", response_model=list[TransitionPublic])
