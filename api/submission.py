@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 
 from anvil.domain.enums import Priority, TriggerKind
 from anvil.domain.policy import resolve_retry_policy
-from anvil.domain.shards import SHARDABLE
+from anvil.domain.shards import SHARDABLE, xdist_option
 from anvil.errors import AnvilError, InvalidInput, NotFound
 from api.execution_schemas import BatchExecutionCreate, CaseExecutionCreate, SuiteExecutionCreate
 from api.selection import case_selection, suite_selection
@@ -276,6 +276,10 @@ def _case_item(
     submitted = body.retry_policy.layer() if body.retry_policy else None
     if body.shards is not None and case.kind not in SHARDABLE:
         why = f"shards split pytest and bdd cases; case {case.name!r} is a {case.kind} case"
+        raise InvalidInput(why, field="body.shards")
+    option = xdist_option(case.spec.get("args") or ()) if body.shards not in (None, 1) else None
+    if option is not None:
+        why = f"case {case.name!r} runs pytest-xdist ({option}); shards and xdist do not mix"
         raise InvalidInput(why, field="body.shards")
     return BatchItem(
         case=case,

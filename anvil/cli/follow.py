@@ -73,7 +73,7 @@ def follow_case(api: Api, execution: dict[str, Any], *, out: Console) -> dict[st
 
 
 def _shard_of(api: Api, candidate: str, head: str, shards: dict[str, str]) -> str | None:
-    """"shard i/n" when ``candidate`` is a shard of ``head`` (or the retry of one)."""
+    """ "shard i/n" when ``candidate`` is a shard of ``head`` (or the retry of one)."""
     execution = api.call("GET", f"/api/v1/executions/{candidate}")
     parent, kind = str(execution.get("parent_execution_id")), execution["trigger_kind"]
     if parent in shards and kind in ("retry", "repair"):

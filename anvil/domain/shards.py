@@ -42,6 +42,19 @@ def shard_count(requested: int | str, *, tests: int, slots: int, min_tests: int)
     return max(1, min(wanted, tests, MAX_SHARDS))
 
 
+XDIST_OPTIONS = ("-n", "--numprocesses", "--dist", "-d", "--tx", "--maxprocesses")
+
+
+def xdist_option(args: Sequence[str]) -> str | None:
+    """The pytest-xdist option among ``args``, if any: shards and xdist do not mix (a shard hands
+    its tests to one pytest process, one at a time)."""
+    for arg in args:
+        option = arg.split("=", 1)[0]
+        if option in XDIST_OPTIONS or (option.startswith("-n") and option[2:].isdigit()):
+            return option
+    return None
+
+
 def stops_at_first_failure(spec: Mapping[str, Any]) -> bool:
     """A pytest case run with -x / --exitfirst / --maxfail=1: one failure in any shard stops them all."""
     args = [str(a) for a in spec.get("args") or ()]

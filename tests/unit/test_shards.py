@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from anvil.domain.shards import expected_durations, imbalance, plan, shard_count, stops_at_first_failure
+from anvil.domain.shards import (
+    expected_durations,
+    imbalance,
+    plan,
+    shard_count,
+    stops_at_first_failure,
+    xdist_option,
+)
 
 
 @pytest.mark.parametrize(
@@ -73,3 +80,12 @@ def test_imbalance() -> None:
 )
 def test_stops_at_first_failure(args: list[str], stops: bool) -> None:
     assert stops_at_first_failure({"args": args}) is stops
+
+
+@pytest.mark.parametrize(
+    ("args", "found"),
+    [(["-n", "2"], "-n"), (["-n2"], "-n2"), (["--numprocesses=auto"], "--numprocesses"), (["--dist", "load"], "--dist"),
+     (["tests", "-q"], None), (["-k", "n"], None)],
+)  # fmt: skip
+def test_xdist_options_are_found(args: list[str], found: str | None) -> None:
+    assert xdist_option(args) == found

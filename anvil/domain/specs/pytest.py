@@ -7,7 +7,8 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
-from anvil.domain.specs.base import SHARDS_DESCRIPTION, Arg, Shards, Strict, WorkspaceName
+from anvil.domain.shards import xdist_option
+from anvil.domain.specs.base import SHARDS_DESCRIPTION, Arg, Shards, Strict, WorkspaceName, field_error
 from anvil.domain.specs.env import ENV_DESCRIPTION, Env, no_anvil_variables
 from anvil.domain.specs.sandbox import SandboxOptions
 
@@ -63,6 +64,17 @@ class PytestSpec(SandboxOptions, Strict):
     shards: Shards | None = Field(default=None, description=SHARDS_DESCRIPTION + " (default 1)")
 
     _no_anvil = field_validator("env")(no_anvil_variables)
+
+    @model_validator(mode="after")
+    def _shards_without_xdist(self) -> PytestSpec:
+        option = xdist_option(self.args) if self.shards not in (None, 1) else None
+        if option is not None:
+            raise field_error(
+                "PytestSpec",
+                "shards",
+                f"shards and pytest-xdist's {option} do not mix: shards already run in parallel",
+            )
+        return self
 
     @model_validator(mode="before")
     @classmethod
