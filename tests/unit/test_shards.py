@@ -84,8 +84,14 @@ def test_stops_at_first_failure(args: list[str], stops: bool) -> None:
 
 @pytest.mark.parametrize(
     ("args", "found"),
-    [(["-n", "2"], "-n"), (["-n2"], "-n2"), (["--numprocesses=auto"], "--numprocesses"), (["--dist", "load"], "--dist"),
-     (["tests", "-q"], None), (["-k", "n"], None)],
-)  # fmt: skip
+    [
+        (["-n", "2"], "-n"),
+        (["-n2"], "-n2"),
+        (["--numprocesses=auto"], "--numprocesses"),
+        (["--dist", "load"], "--dist"),
+        (["tests", "-q"], None),
+        (["-k", "n"], None),
+    ],
+)
 def test_xdist_options_are_found(args: list[str], found: str | None) -> None:
     assert xdist_option(args) == found
