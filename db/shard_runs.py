@@ -22,8 +22,8 @@ from sqlalchemy.orm import Session
 from anvil.domain.enums import Priority, TriggerKind
 from anvil.domain.shards import Shard, imbalance
 from anvil.domain.states import FINISHED, Status
-from db.executions import NewExecution, Source, insert_executions
-from db.models import Execution, Test, TestResult
+from db.executions import NewExecution, Source, insert_executions, list_steps
+from db.models import Execution, StepTrace, Test, TestResult
 from db.selection import median_durations
 from db.shard_tests import store_plan
 
@@ -162,3 +162,8 @@ def latest_shards(session: Session, parent_id: uuid.UUID) -> list[Execution]:
             .order_by(Execution.created_at, Execution.id)
         )
     )
+
+
+def shard_steps(session: Session, parent_id: uuid.UUID) -> list[StepTrace]:
+    """The steps of a sharded run: the latest attempt's of each shard, shard by shard."""
+    return [step for shard in latest_shards(session, parent_id) for step in list_steps(session, shard.id)]

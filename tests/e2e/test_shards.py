@@ -325,3 +325,31 @@ def test_a_failure_stops_every_shard_of_a_run_that_stops_at_its_first_failure(tw
     assert parent["status"] == "FAILED"
     statuses = sorted(stack.wait_final(s["id"])["status"] for s in children(stack, parent_id))
     assert statuses == ["CANCELLED", "FAILED"]
+
+
+def test_a_sharded_case_in_a_suite(two_workers: Stack) -> None:
+    """A nightly suite whose pytest member splits itself: the member finishes from its shards,
+    and the suite from its members."""
+    stack = two_workers
+    add_workspace(stack, "shop", FILES)
+    response = stack.client.post(
+        "/api/v1/test-cases",
+        json={"name": f"sharded-{uuid.uuid4().hex[:6]}", "kind": "pytest", "timeout_s": 120,
+              "spec": {"workspace": "shop", "args": ["tests"], "shards": 2}},
+    )  # fmt: skip
+    assert response.status_code == 201, response.text
+    generic = stack.create_case([{"name": "ok", "run": ["true"]}])
+    suite = stack.client.post(
+        "/api/v1/test-suites",
+        json={"name": f"nightly-{uuid.uuid4().hex[:6]}", "case_ids": [response.json()["id"], generic["id"]]},
+    ).json()
+    run = stack.client.post("/api/v1/executions/suite", json={"test_suite_id": suite["id"]}).json()
+    finished = stack.wait_final(run["id"], timeout=120)
+    assert finished["status"] == "FAILED" and finished["progress"] == {
+        "total": 2, "done": 2, "by_status": {"FAILED": 1, "PASSED": 1},
+    }  # fmt: skip
+    member = next(m for m in children(stack, run["id"]) if m["test_case_id"] == response.json()["id"])
+    assert member["status"] == "FAILED" and member["shard_plan"]["count"] == 2
+    assert member["summary"]["total"] == 14 and len(children(stack, member["id"])) == 2
+    junit = stack.client.get(f"/api/v1/executions/{run['id']}/junit.xml").text
+    assert junit.count("<testcase ") == 15  # the sharded member's 14 tests, and the generic case

@@ -14,6 +14,7 @@ from api.deps import SessionDep, Viewer
 from api.junit import junit_xml
 from db.executions import get_execution
 from db.models import Execution, StepTrace
+from db.shard_runs import shard_steps
 
 router = APIRouter()
 
@@ -31,20 +32,16 @@ def get_junit(execution_id: uuid.UUID, _: Viewer, session: SessionDep) -> Respon
     """
     execution = get_execution(session, execution_id)
     runs = case_runs(session, execution)
-    if execution.shard_plan is not None:
-        # One testsuite for the case, whichever shard ran each of its tests.
-        runs = [(execution, [step for _, steps in runs for step in steps])]
     name = str((execution.case_snapshot or {}).get("name") or execution.id)
     return Response(junit_xml(name=name, runs=runs), media_type="application/xml")
 
 
 def case_runs(session: Session, execution: Execution) -> list[tuple[Execution, list[StepTrace]]]:
     """The case executions of the report with the steps of their latest attempt, in two queries."""
-    if execution.test_case_id is not None and execution.shard_plan is None:
+    if execution.test_case_id is not None:
         members = [execution]
     else:
-        # A suite, or a case split into shards: its members' last attempts (a RETRYING one was
-        # superseded by its retry).
+        # A suite: its members' last attempts (a RETRYING one was superseded by its retry).
         members = list(
             session.scalars(
                 select(Execution)
@@ -69,6 +66,10 @@ def case_runs(session: Session, execution: Execution) -> list[tuple[Execution, l
             steps[step.execution_id].append(step)
     runs = []
     for member in members:
+        if member.shard_plan is not None:
+            # One testsuite for a case split into shards, whichever shard ran each of its tests.
+            runs.append((member, shard_steps(session, member.id)))
+            continue
         rows = steps.get(member.id, [])
         latest = max((row.attempt for row in rows), default=None)
         runs.append((member, [row for row in rows if row.attempt == latest]))

@@ -18,7 +18,7 @@ from api.execution_schemas import ExecutionPublic, StepPublic, TransitionPublic
 from api.schemas import INT4_MAX
 from db import executions as ex
 from db.models import Execution, StepTrace
-from db.shard_runs import latest_shards
+from db.shard_runs import shard_steps
 
 router = APIRouter()
 
@@ -121,11 +121,7 @@ def get_steps(
 
 def _steps(session: Session, execution: Execution, attempt: int | None) -> list[StepTrace]:
     if execution.shard_plan is not None and attempt is None:
-        return [
-            step
-            for shard in latest_shards(session, execution.id)
-            for step in ex.list_steps(session, shard.id)
-        ]
+        return shard_steps(session, execution.id)
     return ex.list_steps(session, execution.id, attempt=attempt)
 
 
