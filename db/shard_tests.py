@@ -75,9 +75,10 @@ def take(
     ).first()
     if victim is None:
         return []
-    # Half of the planned time the victim has left, from the end of its list (it works from the start).
+    # From the end of its list (it works from the start), and no more than a trip's worth: a
+    # stolen test waiting behind a long one could not be stolen back.
     theirs = _pick(session, parent_id, shard=victim[0], newest=True)
-    return _mark(session, shard_id, attempt, _up_to(theirs, float(victim[1]) / 2))
+    return _mark(session, shard_id, attempt, _up_to(theirs, TRIP_S))
 
 
 def _pick(session: Session, parent_id: uuid.UUID, *, shard: int, newest: bool) -> list[tuple[int, float]]:
