@@ -55,17 +55,24 @@ def plan_keys(session: Session, parent_id: uuid.UUID) -> list[str]:
 
 
 def take(
-    session: Session, parent_id: uuid.UUID, *, shard_id: uuid.UUID, attempt: int, index: int
+    session: Session,
+    parent_id: uuid.UUID,
+    *,
+    shard_id: uuid.UUID,
+    attempt: int,
+    index: int,
+    at_least: int = 1,
 ) -> list[str]:
     """The next tests for shard ``index`` (execution ``shard_id`` at ``attempt``) to run: some of
     its own, else stolen from the shard with the most planned time left; none when all are taken
-    (or the attempt no longer holds the shard)."""
+    (or the attempt no longer holds the shard). ``at_least``: as many as the shard, by the pace it
+    sees, runs in a trip's time (the plan's times are guesses where there is no history)."""
     c = TESTS.c
     mine = _pick(session, parent_id, shard=index, newest=False)
     if mine:
         # Its next tests up to TRIP_S of planned time: long tests one by one (the others may still
         # steal them), short ones a batch per trip.
-        return _mark(session, shard_id, attempt, _up_to(mine, TRIP_S))
+        return _mark(session, shard_id, attempt, _up_to(mine, TRIP_S, at_least))
     victim = session.execute(
         select(c.shard, func.sum(c.planned_s))
         .where(c.parent_execution_id == parent_id, c.taken_by.is_(None))
@@ -78,7 +85,7 @@ def take(
     # From the end of its list (it works from the start), and no more than a trip's worth: a
     # stolen test waiting behind a long one could not be stolen back.
     theirs = _pick(session, parent_id, shard=victim[0], newest=True)
-    return _mark(session, shard_id, attempt, _up_to(theirs, TRIP_S))
+    return _mark(session, shard_id, attempt, _up_to(theirs, TRIP_S, min(at_least, (len(theirs) + 1) // 2)))
 
 
 def _pick(session: Session, parent_id: uuid.UUID, *, shard: int, newest: bool) -> list[tuple[int, float]]:
@@ -95,12 +102,12 @@ def _pick(session: Session, parent_id: uuid.UUID, *, shard: int, newest: bool) -
     return [(row_id, planned) for row_id, planned in rows]
 
 
-def _up_to(rows: list[tuple[int, float]], seconds: float) -> list[int]:
-    """The first rows whose planned time adds up to ``seconds`` (at least one)."""
+def _up_to(rows: list[tuple[int, float]], seconds: float, at_least: int = 1) -> list[int]:
+    """The first rows whose planned time adds up to ``seconds`` (at least ``at_least``, and one)."""
     chosen: list[int] = []
     total = 0.0
     for row_id, planned in rows:
-        if chosen and total + planned > seconds:
+        if len(chosen) >= max(at_least, 1) and total + planned > seconds:
             break
         chosen.append(row_id)
         total += planned

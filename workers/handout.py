@@ -27,7 +27,7 @@ from sqlalchemy.exc import OperationalError
 
 from db.models import Execution
 from db.session import new_session
-from db.shard_tests import plan_keys, resume, take
+from db.shard_tests import BATCH, TRIP_S, plan_keys, resume, take
 
 log = logging.getLogger("anvil.worker")
 
@@ -45,9 +45,17 @@ class Handout:
     failed: str | None = None  # why tests could not be taken (the shard then ends in ERROR)
     _buffer: deque[str] = field(default_factory=deque)
     _exhausted: bool = False
+    _asked: float | None = None
+    _pace: float | None = None  # seconds per test, as seen (a moving average)
 
     def next(self) -> str | None:
         """The next test to run, or None when every test of the plan is taken."""
+        now = time.monotonic()
+        if self._asked is not None:
+            # pytest asks for the next test while the one before runs: the gap is about one test.
+            gap = now - self._asked
+            self._pace = gap if self._pace is None else 0.7 * self._pace + 0.3 * gap
+        self._asked = now
         if not self._buffer and not self._exhausted and self.failed is None:
             got = self._take()
             self._exhausted = not got
@@ -56,7 +64,9 @@ class Handout:
         return self._buffer.popleft() if self._buffer else None
 
     def _whose(self) -> dict[str, Any]:
-        return {"shard_id": self.shard_id, "attempt": self.attempt, "index": self.index}
+        # Quick tests come several per trip to the database, by the pace seen so far.
+        at_least = 1 if not self._pace else min(BATCH, max(1, int(TRIP_S / max(self._pace, 1e-3))))
+        return {"shard_id": self.shard_id, "attempt": self.attempt, "index": self.index, "at_least": at_least}
 
     def _take(self) -> list[str]:
         deadline = time.monotonic() + self.budget_s
