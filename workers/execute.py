@@ -11,6 +11,7 @@ few per second instead of one per test.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
@@ -112,26 +113,9 @@ def execute(execution_id: uuid.UUID, *, worker: str) -> str:
                 ceiling=max_limits(settings),
             ),
         )
-        outcome = None
-        requested = requested_shards(snapshot, selection)
-        planned = make_plan(ctx, requested, settings) if requested != 1 else None
-        if planned is not None and not stop.is_set():
-            # Halted first: a renewal after the commit would give the parent a lease again, and
-            # the lease sweep would then take the parent for lost.
-            heartbeat.halt()
-            shards, durations = planned
-            try:
-                publish_many(
-                    _retrying(
-                        lambda: _split(execution_id, attempt, shards, durations, requested, worker),
-                        settings.lease_ttl_s,
-                    )
-                )
-                return "sharded"
-            except PlanRefused as exc:
-                if not exc.cancelled:
-                    return "lost"
-                outcome = Outcome(Status.CANCELLED, summarize([]), "cancelled before its shards were created")
+        outcome, ended = _split_first(ctx, heartbeat, settings, worker)
+        if ended is not None:
+            return ended
         if outcome is None and takes_as_it_goes(selection):
             ctx.handout = _retrying(
                 lambda: prepare(execution_id, attempt, selection or {}, budget_s=settings.lease_ttl_s),
@@ -196,6 +180,34 @@ def execute(execution_id: uuid.UUID, *, worker: str) -> str:
         )
         return "unrecorded"
     return outcome.status.value if done else "lost"
+
+
+def _split_first(
+    ctx: RunContext, heartbeat: _Heartbeat, settings: Settings, worker: str
+) -> tuple[Outcome | None, str | None]:
+    """A case with shards: collect, plan and hand the run over to its shards. Returns the outcome
+    to record instead of running the case (stopped meanwhile), or what the task ends with (the
+    shards were created, or the attempt lost the execution); (None, None): run the case itself."""
+    requested = requested_shards(ctx.snapshot, ctx.selection)
+    if requested == 1:
+        return None, None
+    planned = make_plan(ctx, requested, settings)
+    if ctx.stop.is_set():  # cancelled (or fenced) while collecting
+        return Outcome(Status.CANCELLED, summarize([]), "stopped while planning its shards"), None
+    if planned is None:
+        return None, None
+    # Halted first: a renewal after the commit would give the parent a lease again, and the lease
+    # sweep would then take the parent for lost.
+    heartbeat.halt()
+    shards, durations = planned
+    split = functools.partial(_split, ctx.execution_id, ctx.attempt, shards, durations, requested, worker)
+    try:
+        publish_many(_retrying(split, settings.lease_ttl_s))
+    except PlanRefused as exc:
+        if not exc.cancelled:
+            return None, "lost"
+        return Outcome(Status.CANCELLED, summarize([]), "cancelled before its shards were created"), None
+    return None, "sharded"
 
 
 def _split(
