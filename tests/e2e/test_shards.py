@@ -353,3 +353,26 @@ def test_a_sharded_case_in_a_suite(two_workers: Stack) -> None:
     assert member["summary"]["total"] == 14 and len(children(stack, member["id"])) == 2
     junit = stack.client.get(f"/api/v1/executions/{run['id']}/junit.xml").text
     assert junit.count("<testcase ") == 15  # the sharded member's 14 tests, and the generic case
+
+
+def test_a_worker_killed_while_planning_leaves_no_half_plan(two_workers: Stack) -> None:
+    """The plan and its shards are one transaction: a worker killed while it collects leaves the
+    parent to the lease sweep, and the next attempt plans it once."""
+    stack = two_workers
+    slow_collection = "import time\ntime.sleep(4)\n"  # every collection (the plan's too) takes 4 s
+    tests = "".join(f"def test_{i}():\n    pass\n\n" for i in range(6))
+    add_workspace(stack, "slowplan", {"tests/conftest.py": slow_collection, "tests/test_six.py": tests})
+    case_id = pytest_case(stack, "slowplan", ["tests"])
+    parent_id = submit_sharded(stack, case_id, 2)
+    planning = stack.wait_status(parent_id, {"RUNNING"})
+    assert children(stack, parent_id) == []
+    worker_index = int(planning["worker"].split("@")[0].removeprefix("e2e"))
+    stack.kill_worker(stack.workers[worker_index - 1])
+
+    parent = stack.wait_final(parent_id, timeout=120)
+    assert parent["status"] == "PASSED", parent["error"]
+    assert parent["attempt"] == 2 and parent["shard_plan"]["count"] == 2
+    shards = children(stack, parent_id)
+    assert len(shards) == 2
+    ran = Counter(s["name"] for s in steps_of(stack, parent_id))
+    assert ran == Counter({f"tests/test_six.py::test_{i}": 1 for i in range(6)})
