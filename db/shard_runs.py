@@ -133,8 +133,9 @@ def parent_summary(counts: Mapping[str, int], shards: Sequence[Execution]) -> di
                 tests[key] = tests.get(key, 0) + value
         for key, value in ((summary.get("pytest") or {}).get("counts") or {}).items():
             runner[key] = runner.get(key, 0) + int(value)
-        if shard.started_at and shard.finished_at and Status(shard.status) in FINISHED:
-            times.append((shard.finished_at - shard.started_at).total_seconds())
+        # A shard whose tests were all taken by others ran nothing: it does not count in the spread.
+        if _seconds(shard) is not None and shard.status != Status.SKIPPED.value:
+            times.append(_seconds(shard) or 0.0)
     done = sum(n for status, n in counts.items() if Status(status) in FINISHED)
     found: dict[str, Any] = {
         "total": tests.pop("total", 0),
@@ -147,6 +148,18 @@ def parent_summary(counts: Mapping[str, int], shards: Sequence[Execution]) -> di
         found["shards"]["seconds"] = [round(t, 3) for t in times]
         found["shards"]["imbalance"] = imbalance(times)
     return found
+
+
+def plan_with_times(plan: dict[str, Any], shards: Sequence[Execution]) -> dict[str, Any]:
+    """The plan with each shard's actual seconds (its latest attempt's) beside the planned ones."""
+    actual = {(shard.selection or {}).get(SHARD, {}).get("index"): _seconds(shard) for shard in shards}
+    return {**plan, "shards": [{**entry, "actual_s": actual.get(entry["index"])} for entry in plan["shards"]]}
+
+
+def _seconds(shard: Execution) -> float | None:
+    if shard.started_at is None or shard.finished_at is None or Status(shard.status) not in FINISHED:
+        return None
+    return round((shard.finished_at - shard.started_at).total_seconds(), 3)
 
 
 def latest_shards(session: Session, parent_id: uuid.UUID) -> list[Execution]:

@@ -24,7 +24,7 @@ from db.aggregation import Counts, any_failure, progress, started, suite_result
 from db.changes import forget_suite
 from db.executions import NewExecution, Source, case_snapshot, insert_executions
 from db.models import Execution, TestCase, TestSuite
-from db.shard_runs import latest_shards, parent_summary
+from db.shard_runs import latest_shards, parent_summary, plan_with_times
 from db.shard_tests import untaken
 from db.suites import resolve_members
 from db.transitions import transition
@@ -146,8 +146,11 @@ def settle(session: Session, suite_id: uuid.UUID, *, members_finished: bool = Tr
     if fail_fast and any_failure(counts):
         counts = _cancel_not_started(session, suite_id, running_too=sharded)
     result = suite_result(counts)
-    summary = parent_summary(counts, latest_shards(session, suite_id)) if sharded else progress(counts)
+    shards = latest_shards(session, suite_id) if sharded else []
+    summary = parent_summary(counts, shards) if sharded else progress(counts)
     values: dict[str, Any] = {"summary": summary}
+    if sharded and result is not None:
+        values["shard_plan"] = plan_with_times(suite.shard_plan, shards)
     if status is Status.QUEUED and (started(counts) or result is not None):
         transition(
             session,

@@ -130,6 +130,8 @@ def test_a_sharded_pytest_case_counts_what_pytest_counts(two_workers: Stack) -> 
     assert {k: summary.get(k, 0) for k in expected} == expected and summary["total"] == 14
     assert summary["shards"]["done"] == 2 and summary["shards"]["imbalance"] >= 1.0
     assert parent["progress"]["total"] == 2
+    # Planned and actual seconds side by side, shard by shard.
+    assert all(s["planned_s"] > 0 and s["actual_s"] > 0 for s in plan["shards"]), plan
 
     # The JUnit report of the parent holds every test of every shard.
     junit = stack.client.get(f"/api/v1/executions/{parent_id}/junit.xml").text
