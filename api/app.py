@@ -11,7 +11,7 @@ import anyio.to_thread
 from fastapi import FastAPI
 
 from anvil import __version__
-from api import openapi, problems
+from api import openapi, problems, ui
 from api.input_guard import InputGuard
 from api.routes import (
     auth,
@@ -135,6 +135,7 @@ def create_app() -> FastAPI:
     )
     for module in routers:
         app.include_router(module.router)
+    ui.install(app)  # the web interface under /ui, and / redirecting there
     # Outermost first on the way in: the size cap, then the hostile-input checks on what it let through.
     app.add_middleware(InputGuard)
     settings = get_settings()

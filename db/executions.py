@@ -297,9 +297,20 @@ def list_executions(
     revision: str | None = None,
     branch: str | None = None,
     environment: str | None = None,
+    requested_by: uuid.UUID | None = None,
+    created_from: datetime | None = None,
+    created_to: datetime | None = None,
 ) -> tuple[list[Execution], str | None]:
-    """Newest first, keyset-paginated on (created_at, id). Returns the page and the next cursor."""
+    """Newest first, keyset-paginated on (created_at, id). Returns the page and the next cursor.
+
+    ``created_from`` is inclusive, ``created_to`` exclusive."""
     stmt = select(Execution)
+    if requested_by:
+        stmt = stmt.where(Execution.requested_by == requested_by)
+    if created_from:
+        stmt = stmt.where(Execution.created_at >= created_from)
+    if created_to:
+        stmt = stmt.where(Execution.created_at < created_to)
     if status:
         stmt = stmt.where(Execution.status.in_(status))
     if priority:

@@ -146,7 +146,9 @@ def _banner(
     examples: Registered,
 ) -> None:
     lines = [
-        f"Anvil is up: API {api_url}  (docs {api_url}/docs)",
+        # The web interface first: what a newcomer opens (sign in as admin, password below).
+        f"Anvil is up: open {api_url}/ui in a browser  (web interface; sign in as admin)",
+        f"API {api_url}  (docs {api_url}/docs)",
         (
             f"Flower http://127.0.0.1:{opts.flower_port}  (listens on 127.0.0.1 only: it has no login)"
             if opts.flower

@@ -72,7 +72,10 @@ def installed_env() -> dict[str, str]:
 
 
 def test_the_wheel_holds_anvil_and_its_migrations(installed: Path, tmp_path: Path) -> None:
-    code = "import anvil, anvil.migrate as m; print(anvil.__file__); print(m.script_location())"
+    code = (
+        "import anvil, anvil.migrate as m, importlib.util as u; print(anvil.__file__); "
+        "print(m.script_location()); print(u.find_spec('api.ui').submodule_search_locations[0])"
+    )
     out = run([installed / "python", "-c", code], cwd=tmp_path, env=installed_env()).split()
     site = installed.parent / "lib"
     assert Path(out[0]).is_relative_to(site), out
@@ -80,6 +83,13 @@ def test_the_wheel_holds_anvil_and_its_migrations(installed: Path, tmp_path: Pat
     shipped = {p.name for p in (Path(out[1]) / "versions").glob("*.py")}
     assert shipped == {p.name for p in (ROOT / "alembic" / "versions").glob("*.py")}
     assert (Path(out[1]) / "script.py.mako").is_file()
+    # The web interface's templates and static files (pyproject.toml package-data).
+    ui = Path(out[2])
+    assert ui.is_relative_to(site), out
+    assert {p.name for p in (ui / "templates").glob("*.html")} == {
+        p.name for p in (ROOT / "api" / "ui" / "templates").glob("*.html")
+    }
+    assert (ui / "static" / "htmx.min.js").is_file() and (ui / "static" / "anvil.css").is_file()
 
 
 @pytest.fixture
