@@ -141,6 +141,16 @@ def give_back_unfinished(session: Session, shard_id: uuid.UUID, *, done: Sequenc
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
+def give_back(session: Session, shard_id: uuid.UUID, *, keys: Sequence[str]) -> None:
+    """Tests the shard took but will not run go back to be taken by another."""
+    c = TESTS.c
+    session.execute(
+        update(TESTS)
+        .where(c.taken_by == shard_id, c.key.in_(list(keys)))
+        .values(taken_by=None, taken_attempt=None, taken_at=None)
+    )
+
+
 def carry_finished_steps(session: Session, execution_id: uuid.UUID, *, attempt: int) -> list[dict[str, Any]]:
     """Copy the steps of the execution's latest earlier attempt into ``attempt`` (the tests they
     record finished: they are not run again) and return them (name, status, details)."""

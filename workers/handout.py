@@ -10,6 +10,7 @@ an empty line when nothing is left.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -18,6 +19,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +29,7 @@ from sqlalchemy.exc import OperationalError
 
 from db.models import Execution
 from db.session import new_session
-from db.shard_tests import BATCH, TRIP_S, plan_keys, resume, take
+from db.shard_tests import BATCH, TRIP_S, give_back, plan_keys, resume, take
 
 log = logging.getLogger("anvil.worker")
 
@@ -47,6 +49,7 @@ class Handout:
     _exhausted: bool = False
     _asked: float | None = None
     _pace: float | None = None  # seconds per test, as seen (a moving average)
+    _pending: Future[list[str]] | None = None  # the next batch, being taken
 
     def next(self) -> str | None:
         """The next test to run, or None when every test of the plan is taken."""
@@ -57,11 +60,32 @@ class Handout:
             self._pace = gap if self._pace is None else 0.7 * self._pace + 0.3 * gap
         self._asked = now
         if not self._buffer and not self._exhausted and self.failed is None:
-            got = self._take()
+            pending, self._pending = self._pending, None
+            got = pending.result() if pending is not None else self._take()
             self._exhausted = not got
             self._buffer.extend(got)
             self.taken.extend(got)
-        return self._buffer.popleft() if self._buffer else None
+        key = self._buffer.popleft() if self._buffer else None
+        if key is not None and not self._buffer and not self._exhausted and self._pending is None:
+            # The next trip to the database while this test runs: pytest asks again when it ends.
+            self._pending = _prefetcher().submit(self._take)
+        return key
+
+    def give_back_unstarted(self) -> None:
+        """Tests taken but never handed to pytest (it stopped early: -x, a crash, a cancel) go
+        back to the plan, for the shards still running."""
+        pending, self._pending = self._pending, None
+        left = list(self._buffer) + (pending.result() if pending is not None else [])
+        self._buffer.clear()
+        if not left:
+            return
+        self.taken = [key for key in self.taken if key not in set(left)]
+        try:
+            with new_session() as session, session.begin():
+                give_back(session, self.shard_id, keys=left)
+        except OperationalError as exc:  # they stay taken: the shard's retry runs them
+            log.warning("could not give back %d tests of %s: %s", len(left), self.shard_id, exc)
+            self.taken.extend(left)
 
     def _whose(self) -> dict[str, Any]:
         # Quick tests come several per trip to the database, by the pace seen so far.
@@ -81,6 +105,18 @@ class Handout:
                     return []
                 time.sleep(delay)
                 delay = min(delay * 2, 2.0)
+
+
+_prefetchers: dict[int, ThreadPoolExecutor] = {}
+
+
+def _prefetcher() -> ThreadPoolExecutor:
+    """This process's threads for taking the next batch ahead (one per process id: a forked pool
+    process must not use its parent's threads)."""
+    pid = os.getpid()
+    if pid not in _prefetchers:
+        _prefetchers[pid] = ThreadPoolExecutor(max_workers=4, thread_name_prefix="handout")
+    return _prefetchers[pid]
 
 
 def prepare(
@@ -146,5 +182,7 @@ def serving(handout: Handout, path: Path, stop: threading.Event) -> Iterator[Pat
         yield path
     finally:
         done.set()
+        with contextlib.suppress(OSError):
+            server.shutdown(socket.SHUT_RDWR)  # wakes the accept() at once
         server.close()
         thread.join(timeout=5)

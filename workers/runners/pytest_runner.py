@@ -188,6 +188,8 @@ def run(ctx: RunContext) -> Outcome:
                 on_tick=recorder.read,
                 confinement=ctx.confinement(private),
             )
+        if handout is not None:
+            handout.give_back_unstarted()
     return recorder.outcome(result)
 
 
