@@ -35,8 +35,8 @@ from anvil.domain.workspaces import WorkspaceError, resolve_feature, resolve_wor
 from workers.confinement import prepare_scratch
 from workers.runners.base import RunContext
 from workers.runners.jsonl import JsonLinesTail
-from workers.runners.tooling import private_dir, tool_env
-from workers.sandbox import ProcessResult, run_process
+from workers.runners.tooling import private_dir, run_tool
+from workers.sandbox import ProcessResult
 
 log = logging.getLogger("anvil.worker")
 
@@ -138,17 +138,8 @@ def run(ctx: RunContext) -> Outcome:
         report.touch()
         prepare_scratch(private, ctx.sandbox)
         recorder = StepRecorder(ctx, report, feature_text=feature if "feature_text" in spec else None)
-        env = tool_env(ctx, private)
-        result = run_process(
-            behave_argv(feature=feature, report=report, spec=spec, names=names),
-            cwd=cwd,
-            env=env,
-            timeout_s=ctx.timeout_s,
-            output_cap=ctx.output_cap,
-            stop=ctx.stop,
-            on_tick=recorder.read,
-            confinement=ctx.confinement(private),
-        )
+        argv = behave_argv(feature=feature, report=report, spec=spec, names=names)
+        result = run_tool(ctx, argv, cwd=cwd, private=private, on_tick=recorder.read)
     return recorder.outcome(result)
 
 
@@ -173,15 +164,8 @@ def collect(ctx: RunContext) -> tuple[list[str], str | None]:
         report = private / "steps.jsonl"
         report.touch()
         prepare_scratch(private, ctx.sandbox)
-        result = run_process(
-            [*behave_argv(feature=feature, report=report, spec=spec, names=names), "--dry-run"],
-            cwd=cwd,
-            env=tool_env(ctx, private),
-            timeout_s=ctx.timeout_s,
-            output_cap=ctx.output_cap,
-            stop=ctx.stop,
-            confinement=ctx.confinement(private),
-        )
+        argv = [*behave_argv(feature=feature, report=report, spec=spec, names=names), "--dry-run"]
+        result = run_tool(ctx, argv, cwd=cwd, private=private)
         if result.stopped or result.timed_out or result.exit_code is None:
             return [], "behave's dry run did not finish"
         keys = []

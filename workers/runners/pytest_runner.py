@@ -37,8 +37,8 @@ from workers.confinement import prepare_scratch
 from workers.handout import serving
 from workers.runners.base import RunContext
 from workers.runners.jsonl import JsonLinesTail
-from workers.runners.tooling import private_dir, tool_env
-from workers.sandbox import ProcessResult, run_process
+from workers.runners.tooling import private_dir, run_tool
+from workers.sandbox import ProcessResult
 
 log = logging.getLogger("anvil.worker")
 
@@ -137,15 +137,7 @@ def collect(ctx: RunContext) -> tuple[list[str], str | None]:
             sys.executable, "-m", "pytest", "-p", PLUGIN, f"--anvil-collected={listed}",
             "-p", "no:cacheprovider", "--collect-only", "-q", *args,
         ]  # fmt: skip
-        result = run_process(
-            argv,
-            cwd=cwd,
-            env=tool_env(ctx, private),
-            timeout_s=ctx.timeout_s,
-            output_cap=ctx.output_cap,
-            stop=ctx.stop,
-            confinement=ctx.confinement(private),
-        )
+        result = run_tool(ctx, argv, cwd=cwd, private=private)
         if result.stopped or result.timed_out or result.exit_code != 0:
             return [], f"collection {_exit(result.exit_code) if result.exit_code is not None else 'stopped'}"
         return list(dict.fromkeys(line for line in listed.read_text("utf-8").splitlines() if line)), None
@@ -173,21 +165,12 @@ def run(ctx: RunContext) -> Outcome:
             args = chosen
         prepare_scratch(private, ctx.sandbox)
         recorder = StepRecorder(ctx, report)
-        env = tool_env(ctx, private)
         with contextlib.ExitStack() as serving_tests:
             if handout is not None:
                 sock = serving_tests.enter_context(serving(handout, private / "handout.sock", ctx.stop))
                 args = [f"--anvil-handout={sock}", *args]
-            result = run_process(
-                pytest_argv(report=report, text_cap=ctx.output_cap, args=args),
-                cwd=cwd,
-                env=env,
-                timeout_s=ctx.timeout_s,
-                output_cap=ctx.output_cap,
-                stop=ctx.stop,
-                on_tick=recorder.read,
-                confinement=ctx.confinement(private),
-            )
+            argv = pytest_argv(report=report, text_cap=ctx.output_cap, args=args)
+            result = run_tool(ctx, argv, cwd=cwd, private=private, on_tick=recorder.read)
         if handout is not None:
             handout.give_back_unstarted()
     return recorder.outcome(result)

@@ -6,13 +6,13 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import workers
 from workers.runners.base import RunContext
-from workers.sandbox import scrubbed_env
+from workers.sandbox import ProcessResult, run_process, scrubbed_env
 
 # What the test process imports of Anvil: the plugin and the formatter (standard library, pytest
 # and behave only), copied so that nothing else of the installation is on its path or in its view.
@@ -46,4 +46,26 @@ def tool_env(ctx: RunContext, private: Path) -> dict[str, str]:
     return scrubbed_env(
         {**spec_env, **ctx.base_env(), "PYTHONPATH": os.pathsep.join(path), "PYTHONDONTWRITEBYTECODE": "1"},
         ctx.passthrough_env,
+    )
+
+
+def run_tool(
+    ctx: RunContext,
+    argv: list[str],
+    *,
+    cwd: Path,
+    private: Path,
+    on_tick: Callable[[], None] | None = None,
+) -> ProcessResult:
+    """Run pytest or behave for ``ctx`` in the sandbox: in the workspace ``cwd``, with ``private``
+    as its scratch directory and import path, under the test's timeout, until ``ctx.stop``."""
+    return run_process(
+        argv,
+        cwd=cwd,
+        env=tool_env(ctx, private),
+        timeout_s=ctx.timeout_s,
+        output_cap=ctx.output_cap,
+        stop=ctx.stop,
+        on_tick=on_tick,
+        confinement=ctx.confinement(private),
     )
