@@ -3,12 +3,15 @@
     .venv/bin/python bench/bench.py [--n 500] [--latency-samples 200]
 
 One run measures, on this machine, with one worker of concurrency 2 (prefork, Anvil's settings):
-  (a) a no-op Celery task (bench/noop.py) on Anvil's broker and worker settings, counted in Redis;
+  (a) a no-op Celery task (bench/noop.py) on Anvil's broker and worker settings, counted in Redis:
+      once with task events off (how Anvil's workers start), once with them on (`-E`, how
+      Flower's enable_events broadcast leaves a worker);
   (b) trivial Anvil executions (a generic case with one step running `true`) submitted through the
       API from a few threads, from the first submit until the last one is PASSED in PostgreSQL:
       once with one request per execution (POST /executions/case), once in batches (POST
-      /executions/batch, --batch items per request);
-  (c) submit->RUNNING latency with an idle worker, one submission at a time.
+      /executions/batch, --batch items per request), and once more in batches after broadcasting
+      enable_events to the worker, as Flower does while it runs ("watched");
+  (c) submit->RUNNING latency with an idle worker (task events off), one submission at a time.
 It uses a database of its own (created, migrated, dropped) and an empty Redis DB (flushed at the
 end), so it never touches other data; every process it starts is stopped, even on Ctrl-C.
 """
@@ -123,19 +126,25 @@ def main() -> int:
     status = 1
     try:
         setup(bench)
-        raw = measure_raw_celery(bench, n=args.n, warmup=args.warmup)
+        raw = measure_raw_celery(bench, n=args.n, warmup=args.warmup, events=False)
+        raw_events = measure_raw_celery(bench, n=args.n, warmup=args.warmup, events=True)
         api_url, token, case_id = start_anvil(bench)
         load = {"n": args.n, "threads": args.threads, "warmup": args.warmup}
         anvil = measure_anvil(bench, api_url, token, case_id, batch=1, **load)
         batched = measure_anvil(bench, api_url, token, case_id, batch=args.batch, **load)
         latency = measure_latency(bench, api_url, token, case_id, samples=args.latency_samples)
+        # Last: nothing turns task events off again but a disable_events broadcast or a restart.
+        enable_task_events()
+        watched = measure_anvil(bench, api_url, token, case_id, batch=args.batch, **load)
         results = report(
             args,
             machine=machine,
             concurrency=CONCURRENCY,
             raw=raw,
+            raw_events=raw_events,
             anvil=anvil,
             batched=batched,
+            watched=watched,
             latency=latency,
         )
         if args.json:
@@ -213,17 +222,21 @@ def setup(bench: Bench) -> None:
     upgrade(bench.database_url)
 
 
-def measure_raw_celery(bench: Bench, *, n: int, warmup: int) -> dict[str, Any]:
-    """(a): seconds from the first publish until the no-op task has run ``n`` times, and CPU."""
+def measure_raw_celery(bench: Bench, *, n: int, warmup: int, events: bool) -> dict[str, Any]:
+    """(a): seconds from the first publish until the no-op task has run ``n`` times, and CPU.
+
+    ``events``: the worker sends task events from the start (`-E`), as one does once Flower's
+    enable_events broadcast reached it; else it starts as Anvil's workers do, without them.
+    """
     from anvil.cli.processes import Child, wait_log
     from anvil.domain.enums import QUEUES
     from bench.noop import NOOP_TASK, app
 
-    log = bench.logs / "celery-noop.log"
+    log = bench.logs / ("celery-noop-events.log" if events else "celery-noop.log")
     # The same options `anvil worker` gives Celery (anvil/cli/servers.py).
     argv = [sys.executable, "-m", "celery", "-A", "bench.noop", "worker", "-Q", ",".join(QUEUES)]
     argv += ["-c", str(CONCURRENCY), "-l", "INFO", "-O", "fair", "--without-gossip", "--without-mingle"]
-    argv += ["-n", f"bench-noop-{uuid.uuid4().hex[:6]}@%h"]
+    argv += ["-n", f"bench-noop-{uuid.uuid4().hex[:6]}@%h"] + (["-E"] if events else [])
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
     with open(log, "ab") as out:
         proc = subprocess.Popen(
@@ -249,7 +262,16 @@ def measure_raw_celery(bench: Bench, *, n: int, warmup: int) -> dict[str, Any]:
     worker.stop()
     bench.children.remove(worker)
     client.flushdb()
-    return {"elapsed_s": elapsed, "cpu_s": cpu, "steal": meter.stolen}
+    return {"elapsed_s": elapsed, "cpu_s": cpu, "steal": meter.stolen, "task_events": events}
+
+
+def enable_task_events() -> None:
+    """What Flower broadcasts every 5 s while it runs; the one worker running now must answer."""
+    from bench.noop import app
+
+    replies = app.control.enable_events(reply=True, timeout=5)
+    if [next(iter(reply.values())) for reply in replies] != [{"ok": "task events enabled"}]:
+        raise RuntimeError(f"enable_events: expected the Anvil worker to enable them, got {replies}")
 
 
 def start_anvil(bench: Bench) -> tuple[str, str, str]:

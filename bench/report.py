@@ -20,19 +20,29 @@ def report(
     machine: dict[str, Any],
     concurrency: int,
     raw: dict[str, Any],
+    raw_events: dict[str, Any],
     anvil: dict[str, Any],
     batched: dict[str, Any],
+    watched: dict[str, Any],
     latency: dict[str, Any],
 ) -> dict[str, Any]:
-    raw_rate = args.n / raw["elapsed_s"]
+    runs = {"raw": raw, "raw_events": raw_events, "single": anvil, "batched": batched, "watched": watched}
+    labels = {
+        "raw": "(a) no-op",
+        "raw_events": "(a) no-op, events",
+        "single": "(b) one each",
+        "batched": f"(b) batch {args.batch}",
+        "watched": "(b) batch, events",
+    }
+    rate = {name: args.n / run["elapsed_s"] for name, run in runs.items()}
     lat = latency["submit_to_running_ms"]
     rtt = latency["post_round_trip_ms"]
     p50, p99 = percentile(lat, 50), percentile(lat, 99)
     rtt50, rtt99 = percentile(rtt, 50), percentile(rtt, 99)
     # CPU milliseconds per task by process group, and the rate they would allow on every CPU.
-    cpu = {name: {k: v * 1000 / args.n for k, v in run["cpu_s"].items()} for name, run in
-           (("raw", raw), ("single", anvil), ("batched", batched))}  # fmt: skip
+    cpu = {name: {k: v * 1000 / args.n for k, v in run["cpu_s"].items()} for name, run in runs.items()}
     cap = {name: machine["nproc"] * 1000 / sum(per.values()) for name, per in cpu.items()}
+    anvils = {"single": "one request each", "batched": f"batches of {args.batch}"}
 
     def verdict(ok: bool) -> str:
         return "ok" if ok else "MISSED"
@@ -44,19 +54,31 @@ def report(
     )
     print(f"one worker, concurrency {concurrency} (prefork, prefetch 1, acks_late), broker {args.redis_url}")
     print()
-    print(f"(a) raw Celery no-op task       {args.n} tasks in {raw['elapsed_s']:.2f} s = {raw_rate:8.1f} /s")
-    rates = {}
-    for label, run in (("one request each", anvil), (f"batches of {args.batch}", batched)):
-        rate = rates[run["batch"]] = args.n / run["elapsed_s"]
+    for name, how in (("raw", "task events off"), ("raw_events", "task events on (-E)")):
+        print(
+            f"(a) raw Celery no-op task, {how + ':':21} {args.n} tasks in {runs[name]['elapsed_s']:.2f} s"
+            f" = {rate[name]:8.1f} /s"
+        )
+    for name, label in anvils.items():
+        run = runs[name]
         print(
             f"(b) Anvil end-to-end, `true`, {label}: {args.n} executions in {run['elapsed_s']:.2f} s"
-            f" = {rate:.1f} /s  (API submit from {args.threads} threads -> PASSED in PostgreSQL)"
+            f" = {rate[name]:.1f} /s  (API submit from {args.threads} threads -> PASSED in PostgreSQL)"
         )
         print(
             f"    all submitted after {run['submit_s']:.2f} s; worker time per execution (claim -> final"
             f" status) {run['worker_ms_mean']:.1f} ms on average"
         )
-        print(f"    (b)/(a) = {rate / raw_rate:.3f}   target >= 0.25: {verdict(rate / raw_rate >= 0.25)}")
+        print(
+            f"    (b)/(a) = {rate[name] / rate['raw']:.3f} against (a) without events, target >= 0.25:"
+            f" {verdict(rate[name] / rate['raw'] >= 0.25)};"
+            f" {rate[name] / rate['raw_events']:.3f} against (a) with events"
+        )
+    print(
+        f"(b) the same in batches, task events enabled by broadcast (as while Flower runs):"
+        f" {args.n} in {watched['elapsed_s']:.2f} s = {rate['watched']:.1f} /s;"
+        f" against (a) with events {rate['watched'] / rate['raw_events']:.3f}"
+    )
     print(f"(c) submit -> RUNNING, idle worker, {len(lat)} sequential submissions:")
     print(f"    p50 {p50:6.1f} ms   target <= 25 ms: {verdict(p50 <= 25)}")
     print(f"    p99 {p99:6.1f} ms   target <= 100 ms: {verdict(p99 <= 100)}")
@@ -70,8 +92,6 @@ def report(
     print(
         "CPU ms per task      " + "".join(f"{g:>10}" for g in groups) + "     total   rate if alone   steal"
     )
-    labels = {"raw": "(a) no-op", "single": "(b) one each", "batched": f"(b) batch {args.batch}"}
-    runs = {"raw": raw, "single": anvil, "batched": batched}
     for name, label in labels.items():
         cells = "".join(f"{cpu[name][g]:10.2f}" if g in cpu[name] else f"{'-':>10}" for g in groups)
         print(
@@ -79,8 +99,11 @@ def report(
             f"   {_percent(runs[name].get('steal'))}"
         )
     print(
-        f"    (b)/(a) by CPU cost: {cap['single'] / cap['raw']:.3f} one request each,"
-        f" {cap['batched'] / cap['raw']:.3f} batched\n"
+        f"    (b)/(a) by CPU cost, against (a) without events: {cap['single'] / cap['raw']:.3f} one request"
+        f" each, {cap['batched'] / cap['raw']:.3f} batched;\n"
+        f"    against (a) with events: {cap['single'] / cap['raw_events']:.3f} one request each,"
+        f" {cap['batched'] / cap['raw_events']:.3f} batched, {cap['watched'] / cap['raw_events']:.3f}"
+        " batched with events\n"
         "    (less sensitive to other load; redis is the whole server)\n"
         "    steal: share of the machine's CPU time the hypervisor gave to other guests meanwhile"
     )
@@ -89,13 +112,19 @@ def report(
         "n": args.n,
         "threads": args.threads,
         "batch": args.batch,
-        "raw_celery_per_s": round(raw_rate, 1),
-        "anvil_per_s": round(rates[1], 1),
-        "anvil_batched_per_s": round(rates[args.batch], 1),
+        "raw_celery_per_s": round(rate["raw"], 1),
+        "raw_celery_events_per_s": round(rate["raw_events"], 1),
+        "anvil_per_s": round(rate["single"], 1),
+        "anvil_batched_per_s": round(rate["batched"], 1),
+        "anvil_batched_events_per_s": round(rate["watched"], 1),
         "anvil_submit_s": round(anvil["submit_s"], 3),
         "anvil_worker_ms_mean": round(anvil["worker_ms_mean"], 2),
-        "ratio": round(rates[1] / raw_rate, 3),
-        "ratio_batched": round(rates[args.batch] / raw_rate, 3),
+        # Against (a) without task events, then against (a) with them (-E).
+        "ratio": round(rate["single"] / rate["raw"], 3),
+        "ratio_batched": round(rate["batched"] / rate["raw"], 3),
+        "ratio_vs_events": round(rate["single"] / rate["raw_events"], 3),
+        "ratio_batched_vs_events": round(rate["batched"] / rate["raw_events"], 3),
+        "ratio_batched_events_vs_events": round(rate["watched"] / rate["raw_events"], 3),
         "latency_samples": len(lat),
         "submit_to_running_p50_ms": round(p50, 2),
         "submit_to_running_p99_ms": round(p99, 2),
@@ -104,7 +133,10 @@ def report(
         "cpu_ms_per_task": {name: _rounded(per) for name, per in cpu.items()},
         "ratio_by_cpu": round(cap["single"] / cap["raw"], 3),
         "ratio_by_cpu_batched": round(cap["batched"] / cap["raw"], 3),
-        "steal": {name: runs[name].get("steal") for name in labels},
+        "ratio_by_cpu_vs_events": round(cap["single"] / cap["raw_events"], 3),
+        "ratio_by_cpu_batched_vs_events": round(cap["batched"] / cap["raw_events"], 3),
+        "ratio_by_cpu_batched_events_vs_events": round(cap["watched"] / cap["raw_events"], 3),
+        "steal": {name: run.get("steal") for name, run in runs.items()},
     }
 
 

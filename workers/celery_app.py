@@ -43,7 +43,8 @@ def broker_options(settings: Settings) -> tuple[str, dict[str, Any]]:
 def make_celery(settings: Settings | None = None) -> Celery:
     settings = settings or get_settings()
     url, transport_options = broker_options(settings)
-    app = Celery("anvil", broker=url, include=["workers.tasks"])
+    # Imported by the worker at start-up: the tasks, and its row in the worker registry.
+    app = Celery("anvil", broker=url, include=["workers.tasks", "workers.registry"])
     app.conf.update(
         task_serializer="json",
         accept_content=["json"],
@@ -61,8 +62,17 @@ def make_celery(settings: Settings | None = None) -> Celery:
         broker_connection_max_retries=None,
         # A broker blip must not kill running tests: their truth is in the database.
         worker_cancel_long_running_tasks_on_connection_loss=False,
-        worker_send_task_events=True,
-        task_send_sent_event=True,
+        # Task events cost a worker's main process about 5 ms per task, and only Flower reads them:
+        # workers start without them, and Flower's `enable_events` broadcast (every 5 s while it
+        # runs) turns them on. Worker events (heartbeats) stay on, so Flower lists workers at once
+        # and the broadcast has a live event dispatcher to act on (anvil/cli/servers.py). Nothing
+        # turns task events off when Flower stops: `celery -A workers.celery_app control
+        # disable_events` does, or a restart.
+        worker_send_task_events=False,
+        # "task-sent" would come from the publishers (API, scheduler), which no broadcast reaches:
+        # a second publish for every execution whether anyone watches or not. Flower shows a task
+        # from its worker's "task-received" on; what waits in a queue is on its Broker page.
+        task_send_sent_event=False,
         worker_concurrency=settings.worker_concurrency,
         beat_scheduler="scheduler.beat:AnvilScheduler",
         beat_max_loop_interval=settings.tick_interval_s,

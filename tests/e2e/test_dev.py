@@ -80,13 +80,17 @@ def still_running(processes: dict[int, tuple[str, str]]) -> list[str]:
 class Dev:
     """One `anvil dev` process with its output in a file."""
 
-    def __init__(self, cwd: Path, *args: str) -> None:
+    def __init__(self, cwd: Path, *args: str, env: dict[str, str] | None = None) -> None:
         self.cwd = cwd
         self.port, self.flower_port = free_port(), free_port()
         self.log = cwd / "dev.log"
         argv = anvil_argv("dev", "--port", str(self.port), "--flower-port", str(self.flower_port), *args)
         self.proc = subprocess.Popen(
-            argv, cwd=cwd, env=dev_env(), stdout=self.log.open("wb"), stderr=subprocess.STDOUT
+            argv,
+            cwd=cwd,
+            env={**dev_env(), **(env or {})},
+            stdout=self.log.open("wb"),
+            stderr=subprocess.STDOUT,
         )
         self.api_url = f"http://127.0.0.1:{self.port}"
 
@@ -170,6 +174,10 @@ def test_dev_with_own_redis_runs_a_case_and_stops_cleanly_on_ctrl_c(
     dev_runs.append(dev)
     token = dev.wait_up()
     assert "(private redis-server)" in dev.output()
+    # The web interface's address comes first, and it answers with the sign-in page.
+    assert f"Anvil is up: open {dev.api_url}/ui " in dev.output()
+    login = httpx.get(f"{dev.api_url}/ui", follow_redirects=True, timeout=30)
+    assert login.status_code == 200 and "Sign in to Anvil" in login.text, login.text
 
     with httpx.Client(base_url=dev.api_url, headers={"Authorization": f"Bearer {token}"}, timeout=30) as api:
         cases = api.get("/api/v1/test-cases").json()["items"]
@@ -217,3 +225,47 @@ def test_dev_stops_everything_when_a_child_dies(tmp_path: Path, dev_runs: list[D
     assert code != 0
     assert "beat exited unexpectedly" in dev.output()
     assert still_running(children) == []
+
+
+def test_flower_under_dev_turns_task_events_on_and_shows_the_worker_and_its_tasks(
+    tmp_path: Path, dev_runs: list[Dev]
+) -> None:
+    assert shutil.which("redis-server"), "this test needs redis-server on PATH"
+    cwd = project_dir(tmp_path)
+    # `anvil dev`'s Flower has no login; its HTTP API then answers only when told to.
+    dev = Dev(cwd, env={"FLOWER_UNAUTHENTICATED_API": "true"})
+    dev_runs.append(dev)
+    token = dev.wait_up()
+
+    # The worker starts without task events; Flower's enable_events broadcast (5 s after it
+    # starts, then every 5 s) turns them on, and the worker says so.
+    deadline = time.monotonic() + 60
+    while "Events of group {task} enabled by remote" not in dev.output():
+        assert time.monotonic() < deadline, f"Flower never enabled task events:\n{dev.output()}"
+        assert dev.proc.poll() is None, f"anvil dev exited with {dev.proc.returncode}:\n{dev.output()}"
+        time.sleep(0.2)
+
+    with httpx.Client(base_url=dev.api_url, headers={"Authorization": f"Bearer {token}"}, timeout=30) as api:
+        hello = next(c for c in api.get("/api/v1/test-cases").json()["items"] if c["name"] == "hello")
+        execution_id = api.post("/api/v1/executions/case", json={"test_case_id": hello["id"]}).json()["id"]
+        deadline = time.monotonic() + 60
+        while (status := api.get(f"/api/v1/executions/{execution_id}").json()["status"]) != "PASSED":
+            assert time.monotonic() < deadline, f"execution {execution_id} still {status}"
+            time.sleep(0.2)
+
+    with httpx.Client(base_url=f"http://127.0.0.1:{dev.flower_port}", timeout=30) as flower:
+        # The task, from the worker's task events: SUCCESS, on that worker, for that execution.
+        deadline = time.monotonic() + 30
+        while True:
+            tasks = flower.get("/api/tasks", params={"taskname": "anvil.run_execution"}).json()
+            ours = [t for t in tasks.values() if execution_id in str(t.get("args"))]
+            if ours and ours[0]["state"] == "SUCCESS":
+                break
+            assert time.monotonic() < deadline, f"Flower does not show {execution_id} succeeded: {tasks}"
+            time.sleep(0.2)
+        worker = ours[0]["worker"]
+        assert worker.startswith("celery@"), ours
+        # The worker, from its heartbeats (alive) and from a remote-control inspect.
+        assert flower.get("/api/workers", params={"status": "1"}).json().get(worker) is True
+        inspected = flower.get("/api/workers", params={"refresh": "1"}).json()
+        assert worker in inspected, inspected
