@@ -48,14 +48,17 @@ class Handout:
     _buffer: deque[str] = field(default_factory=deque)
     _exhausted: bool = False
     _asked: float | None = None
+    _asks: int = 0
     _pace: float | None = None  # seconds per test, as seen (a moving average)
     _pending: Future[list[str]] | None = None  # the next batch, being taken
 
     def next(self) -> str | None:
         """The next test to run, or None when every test of the plan is taken."""
         now = time.monotonic()
-        if self._asked is not None:
+        self._asks += 1
+        if self._asks > 2 and self._asked is not None:
             # pytest asks for the next test while the one before runs: the gap is about one test.
+            # (Its first two asks come back to back: the first test, and the one after it.)
             gap = now - self._asked
             self._pace = gap if self._pace is None else 0.7 * self._pace + 0.3 * gap
         self._asked = now
