@@ -387,3 +387,31 @@ def attempts() -> Iterator[AttemptCounter]:
     yield counter
     counter.server.close()
 
+
+# ---- the browser tests' Chromium (tests/e2e/browser.py) ------------------------------------
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Chromium, for a browser test module (tests/e2e/browser.py: which one, its flags)."""
+    from tests.e2e.browser import ARGS, chromium_path, playwright_api
+
+    with playwright_api.sync_playwright() as driver:
+        launched = driver.chromium.launch(
+            executable_path=chromium_path(),
+            args=ARGS,
+            headless=True,
+        )
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    from tests.e2e.browser import WAIT_MS
+
+    context = browser.new_context(viewport={"width": 1200, "height": 800})
+    context.set_default_timeout(WAIT_MS)
+    opened = context.new_page()
+    yield opened
+    context.close()

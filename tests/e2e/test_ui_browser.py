@@ -1,35 +1,19 @@
 """The web interface in a real headless Chromium (Playwright), against real `anvil api`, `worker`
 and `beat` processes (tests/e2e/conftest.py's stack).
-
-Chromium is Debian's (.ci/run installs it): Playwright's own browser download cannot be fetched
-here. Without it these tests are skipped, saying so. The flags keep Chromium off the network,
-which is closed on the test machines. Screenshots of the pages go to docs/ (for the README).
+The browser, its flags and signing in: tests/e2e/browser.py. Screenshots go to docs/ (for the
+README).
 """
 
 from __future__ import annotations
 
 import re
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-
+from tests.e2e.browser import expect, make_user, shot, sign_in
 from tests.e2e.conftest import Stack, StackFactory
 from tests.e2e.test_pytest_runner import add_workspace, submit
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-DOCS = Path(__file__).resolve().parents[2] / "docs"
-WAIT_MS = 60_000  # generous: other test sessions may be loading the machine
 FAILING = {
     "tests/test_math.py": """
         def test_adds():
@@ -40,57 +24,6 @@ FAILING = {
             assert 7 // 2 == 4, "integer division rounds down"
     """
 }
-
-playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-if not Path(CHROMIUM).exists() and shutil.which("chromium") is None:
-    pytest.skip(
-        f"Chromium is not installed ({CHROMIUM}); .ci/run installs it with apt-get install -y chromium",
-        allow_module_level=True,
-    )
-expect = playwright_api.expect
-expect.set_options(timeout=WAIT_MS)  # assertions wait as long as actions (their default: 5 s)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with playwright_api.sync_playwright() as driver:
-        launched = driver.chromium.launch(
-            executable_path=CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium"),
-            args=ARGS,
-            headless=True,
-        )
-        yield launched
-        launched.close()
-
-
-@pytest.fixture
-def page(browser: Any) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1200, "height": 800})
-    context.set_default_timeout(WAIT_MS)
-    opened = context.new_page()
-    yield opened
-    context.close()
-
-
-def sign_in(page: Any, stack: Stack, username: str, password: str) -> None:
-    page.goto(stack.api_url + "/")  # / -> /ui/executions -> the sign-in page
-    expect(page.get_by_role("heading", name="Sign in to Anvil")).to_be_visible()
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Sign in").click()
-    expect(page.get_by_role("heading", name="Runs")).to_be_visible()
-
-
-def make_user(stack: Stack, role: str) -> tuple[str, str]:
-    name, password = f"{role}-ui", "Correct-Horse-Battery-9"
-    response = stack.client.post("/api/v1/users", json={"username": name, "password": password, "role": role})
-    assert response.status_code == 201, response.text
-    return name, password
-
-
-def shot(page: Any, name: str) -> None:
-    DOCS.mkdir(exist_ok=True)
-    page.screenshot(path=str(DOCS / name))
 
 
 def test_a_failing_pytest_execution_shows_its_failure_text(stack: Stack, page: Any) -> None:

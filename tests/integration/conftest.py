@@ -101,3 +101,14 @@ def unchanged(session: Session) -> Iterator[None]:
     before = count_rows()
     yield
     assert count_rows() == before
+
+
+@pytest.fixture
+def user(auth: Callable[..., Headers]) -> Callable[[Role, str], str]:
+    """``user(Role.TESTER, "tess")`` makes that user (password "pw"); returns the name."""
+
+    def make(role: Role, name: str) -> str:
+        auth(role, name=name)
+        return name
+
+    return make

@@ -7,7 +7,6 @@ import re
 import uuid
 from collections.abc import Callable
 
-import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
@@ -17,35 +16,9 @@ from anvil.domain.steps import StepRecord
 from db.attempts import finish
 from db.session import new_session
 from tests.integration.scheduling import case_in_db, children_of, claim_one, row
+from tests.integration.ui_support import csrf_of, sign_in
 
 Headers = dict[str, str]
-CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
-
-
-def csrf_of(html: str) -> str:
-    found = CSRF.search(html)
-    assert found, "the page has no form with a csrf_token"
-    return found.group(1)
-
-
-def sign_in(client: TestClient, username: str, password: str = "pw", next_: str | None = None) -> object:
-    page = client.get("/ui/login", params={"next": next_} if next_ else None)
-    assert page.status_code == 200
-    form = {"username": username, "password": password, "csrf_token": csrf_of(page.text)}
-    if next_:
-        form["next"] = next_
-    return client.post("/ui/login", data=form, follow_redirects=False)
-
-
-@pytest.fixture
-def user(auth: Callable[..., Headers]) -> Callable[[Role, str], str]:
-    """``user(Role.TESTER, "tess")`` makes that user (password "pw"); returns the name."""
-
-    def make(role: Role, name: str) -> str:
-        auth(role, name=name)
-        return name
-
-    return make
 
 
 def submit(client: TestClient, headers: Headers, case_id: uuid.UUID) -> uuid.UUID:
