@@ -271,6 +271,33 @@ def list_steps(session: Session, execution_id: uuid.UUID, *, attempt: int | None
     )
 
 
+def step_outline(session: Session, execution_ids: list[uuid.UUID]) -> list[tuple[int, str, str]]:
+    """(id, status, name) of the steps of each execution's latest attempt that recorded any, execution
+    by execution in the order given, then by seq: what a page of a long run counts and pages through
+    before it loads the few steps it shows whole."""
+    if not execution_ids:
+        return []
+    latest = (
+        select(StepTrace.execution_id, func.max(StepTrace.attempt).label("attempt"))
+        .where(StepTrace.execution_id.in_(execution_ids))
+        .group_by(StepTrace.execution_id)
+        .subquery()
+    )
+    rows = list(
+        session.execute(
+            select(
+                StepTrace.id, StepTrace.status, StepTrace.name, StepTrace.execution_id, StepTrace.seq
+            ).join(
+                latest,
+                (StepTrace.execution_id == latest.c.execution_id) & (StepTrace.attempt == latest.c.attempt),
+            )
+        ).all()
+    )
+    order = {execution_id: n for n, execution_id in enumerate(execution_ids)}
+    rows.sort(key=lambda r: (order[r.execution_id], r.seq))
+    return [(r.id, r.status, r.name) for r in rows]
+
+
 def list_transitions(session: Session, execution_id: uuid.UUID) -> list[ExecutionTransition]:
     return list(
         session.scalars(

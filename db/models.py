@@ -172,6 +172,8 @@ class Execution(Base):
         Index("ix_executions_status_run_at", "status", "run_at"),
         Index("ix_executions_status_lease", "status", "lease_expires_at"),
         Index("ix_executions_branch", "branch", "created_at"),
+        Index("ix_executions_test_suite_id", "test_suite_id", "created_at"),
+        Index("ix_executions_requested_by", "requested_by", "created_at"),
         UniqueConstraint("schedule_id", "slot_at", name="uq_executions_schedule_slot"),
     )
 

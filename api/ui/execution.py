@@ -6,10 +6,13 @@ included (api/routes/executions/control.py); its JUnit report is served here for
 from __future__ import annotations
 
 import uuid
+from collections import Counter
+from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Request, Response
+from fastapi import APIRouter, Form, Query, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from anvil.domain.enums import Role
@@ -20,16 +23,21 @@ from api.execution_schemas import ExecutionPublic, RetryRequest
 from api.junit import junit_xml
 from api.routes.executions.control import cancel_execution, check_may_act, retry_execution
 from api.routes.executions.junit import case_runs
+from api.ui.lineage_graph import lineage_svg
 from api.ui.pages import PageRoute, render
 from api.ui.runs import usernames
 from api.ui.session import FormUser, PageUser, SignedIn
 from db import executions as ex
 from db.models import Execution, StepTrace
-from db.shard_runs import shard_steps
+from db.shard_runs import latest_shards
 
 router = APIRouter(route_class=PageRoute)
 
 CHILDREN_SHOWN = 50
+STEPS_SHOWN = 200  # a page of steps: a 10,000-test run's page stays small and fast
+FAILURES_SHOWN = 50
+_FAILED_STEP = {"FAILED", "ERROR"}
+StepsFrom = Annotated[int | None, Query(ge=0, description="the first step shown (0-based)")]
 _FINISHED = {s.value for s in FINISHED}
 _RETRYABLE = {s.value for s in RETRYABLE}
 
@@ -45,11 +53,48 @@ def _execution(session: Session, execution_id: str) -> Execution:
     return ex.get_execution(session, _ident(execution_id))
 
 
-def _steps(session: Session, execution: Execution) -> list[StepTrace]:
-    # As GET /api/v1/executions/{id}/steps: the latest attempt; a sharded case, its shards' steps.
-    if execution.shard_plan is not None:
-        return shard_steps(session, execution.id)
-    return ex.list_steps(session, execution.id, attempt=None)
+@dataclass(frozen=True)
+class StepPage:
+    """The steps shown: a page of at most STEPS_SHOWN (the newest while it runs, the first once it
+    has finished, or from ``start``), loaded whole; the others are only counted, and their failures
+    listed."""
+
+    shown: list[StepTrace]
+    total: int
+    start: int
+    chosen: bool  # the viewer picked the page (the live refresh keeps it)
+    counts: dict[str, int]
+    failures: list[tuple[int, int, str]]  # the start of the page that shows it, step id, name
+
+    @property
+    def earlier(self) -> int | None:
+        return max(0, self.start - STEPS_SHOWN) if self.start > 0 else None
+
+    @property
+    def later(self) -> int | None:
+        following = self.start + STEPS_SHOWN
+        return following if following < self.total else None
+
+
+def step_page(session: Session, execution: Execution, start: int | None, active: bool) -> StepPage:
+    # As GET /api/v1/executions/{id}/steps: the latest attempt; a sharded case, its shards' latest.
+    sources = [shard.id for shard in latest_shards(session, execution.id)] if execution.shard_plan else []
+    outline = ex.step_outline(session, sources or [execution.id])
+    total = len(outline)
+    chosen = start is not None
+    if start is None:
+        start = max(0, total - STEPS_SHOWN) if active else 0
+    start = min(max(0, start), max(0, total - 1))
+    ids = [step_id for step_id, _, _ in outline[start : start + STEPS_SHOWN]]
+    loaded = {s.id: s for s in session.scalars(select(StepTrace).where(StepTrace.id.in_(ids)))} if ids else {}
+    on_page = set(ids)
+    failures = [
+        (i - i % STEPS_SHOWN, step_id, name)
+        for i, (step_id, status, name) in enumerate(outline)
+        if status in _FAILED_STEP and step_id not in on_page
+    ][:FAILURES_SHOWN]
+    counts = dict(Counter(status for _, status, _ in outline))
+    return StepPage([loaded[i] for i in ids], total, start, chosen, counts, failures)
 
 
 def actions(session: Session, viewer: SignedIn, execution: Execution) -> dict[str, bool]:
@@ -69,11 +114,12 @@ def actions(session: Session, viewer: SignedIn, execution: Execution) -> dict[st
     return wanted
 
 
-def _live(session: Session, viewer: SignedIn, execution: Execution) -> dict[str, Any]:
+def _live(session: Session, viewer: SignedIn, execution: Execution, start: int | None) -> dict[str, Any]:
+    active = execution.status not in _FINISHED
     return {
         "execution": ExecutionPublic.from_row(execution),
-        "active": execution.status not in _FINISHED,
-        "steps": _steps(session, execution),
+        "active": active,
+        "steps": step_page(session, execution, start, active),
         "transitions": ex.list_transitions(session, execution.id),
         "actions": actions(session, viewer, execution),
         "names": usernames(session, {execution.requested_by}),
@@ -82,7 +128,7 @@ def _live(session: Session, viewer: SignedIn, execution: Execution) -> dict[str,
 
 @router.get("/executions/{execution_id}", response_class=HTMLResponse)
 def execution_page(
-    request: Request, execution_id: str, viewer: PageUser, session: SessionDep
+    request: Request, execution_id: str, viewer: PageUser, session: SessionDep, steps: StepsFrom = None
 ) -> HTMLResponse:
     execution = _execution(session, execution_id)
     parent = session.get(Execution, execution.parent_execution_id) if execution.parent_execution_id else None
@@ -94,16 +140,19 @@ def execution_page(
         parent=ExecutionPublic.from_row(parent) if parent else None,
         children=[ExecutionPublic.from_row(child) for child in reversed(children)],
         more_children=more is not None,
-        **_live(session, viewer, execution),
+        graph=lineage_svg(session, execution),
+        **_live(session, viewer, execution, steps),
     )
 
 
 @router.get("/executions/{execution_id}/live", response_class=HTMLResponse)
 def execution_live(
-    request: Request, execution_id: str, viewer: PageUser, session: SessionDep
+    request: Request, execution_id: str, viewer: PageUser, session: SessionDep, steps: StepsFrom = None
 ) -> HTMLResponse:
     """The changing part of the page alone, for the live refresh."""
-    return render(request, "_live.html", viewer, **_live(session, viewer, _execution(session, execution_id)))
+    return render(
+        request, "_live.html", viewer, **_live(session, viewer, _execution(session, execution_id), steps)
+    )
 
 
 @router.get("/executions/{execution_id}/junit.xml")

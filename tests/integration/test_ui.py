@@ -209,6 +209,64 @@ def test_the_execution_page_shows_steps_failure_and_timeline(
     assert client.get("/ui/executions/not-an-id").status_code == 404
 
 
+def test_a_long_run_shows_its_steps_a_page_at_a_time_with_the_failures_of_other_pages(
+    client: TestClient, session: Session, user: Callable[[Role, str], str], auth: Callable[..., Headers]
+) -> None:
+    execution_id = submit(client, auth(Role.ADMIN), case_in_db(session).id)
+    attempt = claim_one(execution_id)
+    steps = [
+        StepRecord(
+            seq=n, name=f"test_{n:03d}", status="FAILED" if n in (7, 333) else "PASSED", duration_s=0.01,
+            output=f"output of {n:03d}\n", error=f"boom {n}" if n in (7, 333) else None,
+        )
+        for n in range(1, 451)
+    ]  # fmt: skip
+    with new_session() as s, s.begin():
+        assert finish(
+            s, execution_id, attempt=attempt, status=Status.FAILED, actor="worker:w", summary={},
+            error="2 of 450 tests failed", steps=steps,
+        )  # fmt: skip
+    sign_in(client, user(Role.VIEWER, "paige"))
+    first = client.get(f"/ui/executions/{execution_id}").text
+    assert "450 steps: 2 failed, 448 passed" in first and "showing 1–200" in first
+    assert "test_200" in first and "test_201" not in first
+    assert "output of 200" in first and "output of 201" not in first  # only the shown steps' output
+    # test_333 failed on the second page: listed, linking to that page and its step.
+    failure = re.search(r'href="(/ui/executions/[^"]+\?steps=200#step-\d+)">test_333<', first)
+    assert failure, "the failure on page 2 is not linked"
+    second = client.get(failure.group(1).split("#")[0]).text
+    assert "test_201" in second and "test_400" in second and "test_401" not in second
+    assert "boom 333" in second and "Earlier steps" in second and "Later steps" in second
+    last = client.get(f"/ui/executions/{execution_id}", params={"steps": 400}).text
+    assert "test_450" in last and "Later steps" not in last and "showing 401–450" in last
+    bad = client.get(f"/ui/executions/{execution_id}", params={"steps": "-1"})
+    assert bad.status_code == 422 and "steps" in bad.text
+
+
+def test_the_lineage_graph_links_a_suite_run_to_its_members(
+    client: TestClient, session: Session, user: Callable[[Role, str], str], auth: Callable[..., Headers]
+) -> None:
+    admin = auth(Role.ADMIN)
+    cases = [case_in_db(session, name=f"member-{n}") for n in range(3)]
+    suite = client.post("/api/v1/test-suites", json={"name": "graph", "case_ids": [str(c.id) for c in cases]},
+                        headers=admin)  # fmt: skip
+    assert suite.status_code == 201, suite.text
+    run = client.post("/api/v1/executions/suite", json={"test_suite_id": suite.json()["id"]}, headers=admin)
+    assert run.status_code == 201, run.text
+    parent = uuid.UUID(run.json()["id"])
+    members = children_of(parent)
+    sign_in(client, user(Role.VIEWER, "gina"))
+    page = client.get(f"/ui/executions/{parent}").text
+    graph = page[page.index('<svg class="lineage-graph"') : page.index("</svg>")]
+    for member in members:
+        assert f'href="/ui/executions/{member.id}"' in graph
+    assert graph.count('class="lg-edge"') == 3 and 'class="lg-here"' in graph
+    member_page = client.get(f"/ui/executions/{members[0].id}").text
+    assert f'href="/ui/executions/{parent}"' in member_page[member_page.index('<svg class="lineage-graph"') :]
+    alone = submit(client, admin, cases[0].id)
+    assert "lineage-graph" not in client.get(f"/ui/executions/{alone}").text
+
+
 def test_a_viewer_sees_no_actions_and_a_forged_post_is_refused(
     client: TestClient, session: Session, user: Callable[[Role, str], str], auth: Callable[..., Headers]
 ) -> None:
