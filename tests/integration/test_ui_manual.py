@@ -38,10 +38,11 @@ def paused(session: Session, name: str, priority: Priority = Priority.NORMAL) ->
     """A manual execution a worker (run in this process) handed to testers: PAUSED, steps not run."""
     from workers.execute import execute
 
+    case = manual_case(session, name)
     with session.begin():
         execution = create_execution(
             session,
-            case=manual_case(session, name),
+            case=case,
             priority=priority,
             trigger_kind=TriggerKind.API,
             requested_by=None,
@@ -224,10 +225,10 @@ def test_a_viewer_sees_the_queue_without_buttons_and_a_forged_take_is_refused(
     sign_in(client, user(Role.VIEWER, "vera"))
     queue = client.get("/ui/manual")
     assert queue.status_code == 200 and str(execution_id) in section(queue.text, "Waiting for a tester")
-    assert "<button" not in queue.text.replace('class="link">Sign out</button>', "")
+    assert re.findall(r"<button[^>]*>([^<]*)</button>", queue.text) == ["Sign out"]
     page = client.get(f"/ui/manual/{execution_id}").text
     assert "Log in as alice" in page
-    assert "Take this test" not in page and "Record step" not in page
+    assert re.findall(r"<button[^>]*>([^<]*)</button>", page) == ["Sign out"]
     forged = client.post(
         f"/ui/manual/{execution_id}/take", data={"csrf_token": csrf_of(page)}, follow_redirects=False
     )
@@ -258,10 +259,13 @@ def test_bad_step_input_is_refused_with_its_reason_and_nothing_is_written(
     code, text = record(tester, execution_id, 1, "bogus", actual="kept as typed")
     assert code == 422 and "choose one of passed, failed, blocked, skipped" in text
     assert "kept as typed" in text  # the form again, with what was typed
+    assert "Step 1 was not recorded: choose one of" in text
     code, text = record(tester, execution_id, 1, "not_run")
     assert code == 422 and "choose one of" in text
     code, text = record(tester, execution_id, 1, "passed", comment="x" * 20_001)
     assert code == 422 and "at most 20,000 characters" in text
+    code, text = record(tester, execution_id, 1, "passed", actual="nul \x00 inside")
+    assert code == 422  # PostgreSQL text cannot hold NUL: refused before any route
     code, text = record(tester, execution_id, 9, "passed")
     assert code == 422 and "step 9 does not exist; this test has steps 1..3" in text
     code, text = record(tester, execution_id, 0, "passed")
@@ -278,3 +282,36 @@ def test_an_automated_execution_has_no_manual_page(
     execution_id = queued()
     page = tester.get(f"/ui/manual/{execution_id}")
     assert page.status_code == 404 and "is not a manual test" in page.text
+
+
+def test_a_recorded_step_can_be_changed_until_the_test_completes(
+    tester: TestClient, session: Session
+) -> None:
+    execution_id = paused(session, "login by hand")
+    take(tester, execution_id)
+    assert record(tester, execution_id, 1, "failed", actual="blank page")[0] == 303
+    page = tester.get(f"/ui/manual/{execution_id}").text
+    assert "Change the result of step 1" in page and "Record step 1 again" in page and "Record step 2" in page
+    assert "blank page</textarea>" in page  # the form starts from what was recorded
+    assert record(tester, execution_id, 1, "passed", actual="form shown", comment="cache was stale")[0] == 303
+    page = tester.get(f"/ui/manual/{execution_id}").text
+    assert "cache was stale" in page and "blank page" not in page
+    assert state(execution_id)[2:] == (["passed", "not_run", "not_run"], 2)  # every record is kept
+
+
+def test_an_admin_may_give_anyones_test_back_to_the_queue(
+    tester: TestClient, session: Session, user: Callable[[Role, str], str]
+) -> None:
+    execution_id = paused(session, "login by hand")
+    take(tester, execution_id)
+    from api.app import app
+
+    with TestClient(app) as admin:
+        sign_in(admin, user(Role.ADMIN, "ada"))
+        page = admin.get(f"/ui/manual/{execution_id}").text
+        assert "Taken by <b>tess</b>" in page and "Release to the queue" in page and "Record step" not in page
+        released = admin.post(
+            f"/ui/manual/{execution_id}/release", data={"csrf_token": csrf_of(page)}, follow_redirects=False
+        )
+        assert released.status_code == 303
+    assert state(execution_id)[:2] == ("PAUSED", None)
