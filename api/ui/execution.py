@@ -123,6 +123,19 @@ def _live(session: Session, viewer: SignedIn, execution: Execution, start: int |
         "transitions": ex.list_transitions(session, execution.id),
         "actions": actions(session, viewer, execution),
         "names": usernames(session, {execution.requested_by}),
+        **_lineage(session, execution),
+    }
+
+
+def _lineage(session: Session, execution: Execution) -> dict[str, Any]:
+    # Live too: members finish, retries and shards appear while the page is open.
+    parent = session.get(Execution, execution.parent_execution_id) if execution.parent_execution_id else None
+    children, more = ex.list_executions(session, limit=CHILDREN_SHOWN, parent_execution_id=execution.id)
+    return {
+        "parent": ExecutionPublic.from_row(parent) if parent else None,
+        "children": [ExecutionPublic.from_row(child) for child in reversed(children)],
+        "more_children": more is not None,
+        "graph": lineage_svg(session, execution),
     }
 
 
@@ -131,18 +144,7 @@ def execution_page(
     request: Request, execution_id: str, viewer: PageUser, session: SessionDep, steps: StepsFrom = None
 ) -> HTMLResponse:
     execution = _execution(session, execution_id)
-    parent = session.get(Execution, execution.parent_execution_id) if execution.parent_execution_id else None
-    children, more = ex.list_executions(session, limit=CHILDREN_SHOWN, parent_execution_id=execution.id)
-    return render(
-        request,
-        "execution.html",
-        viewer,
-        parent=ExecutionPublic.from_row(parent) if parent else None,
-        children=[ExecutionPublic.from_row(child) for child in reversed(children)],
-        more_children=more is not None,
-        graph=lineage_svg(session, execution),
-        **_live(session, viewer, execution, steps),
-    )
+    return render(request, "execution.html", viewer, **_live(session, viewer, execution, steps))
 
 
 @router.get("/executions/{execution_id}/live", response_class=HTMLResponse)

@@ -46,6 +46,11 @@ def test_a_suite_submitted_from_its_form_fills_its_progress_bar_and_passes_witho
     execution = stack.get(execution_id)
     assert (execution["priority"], execution["trigger_kind"]) == ("HIGH", "manual")
     assert (execution["branch"], execution["environment"]) == ("main", "e2e")
+    # The lineage graph links the run to its two members, each drawn with its status.
+    members = page.locator("svg.lineage-graph a")
+    expect(members).to_have_count(3)
+    expect(page.locator("svg.lineage-graph a[aria-label$='PASSED (child)']")).to_have_count(2)
+    shot(page, "ui-suite-run.png")
 
     page.goto(f"{stack.api_url}/ui/suites/{suite.json()['id']}")
     expect(page.locator(f'tr[data-id="{execution_id}"] .status')).to_have_text("PASSED")
