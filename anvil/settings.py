@@ -180,6 +180,9 @@ class Settings(BaseSettings):
     # missed 3 in a row is stale and its slots stop counting; the API and workers read the same value.
     worker_heartbeat_s: float = Field(default=10.0, gt=0, le=3600)
     log_level: str = "INFO"
+    # Where people open Flower (queues, workers, task rates); the web interface's operations page
+    # links to it. Unset: no link (`anvil dev` sets it to the Flower it starts, http://127.0.0.1:5555).
+    flower_url: str | None = None
     # Directory for standalone state (SQLite database, filesystem broker, pid files).
     data_dir: Path = Path("./.anvil")
 
@@ -202,6 +205,17 @@ class Settings(BaseSettings):
     def _known_database(cls, v: str) -> str:
         if not (v.startswith("postgresql") or v.startswith("sqlite")):
             raise ValueError("ANVIL_DATABASE_URL must be a postgresql+psycopg:// or sqlite:// URL")
+        return v
+
+    @field_validator("flower_url", mode="before")
+    @classmethod
+    def _flower_url(cls, v: object) -> object:
+        if v == "":
+            return None
+        if isinstance(v, str) and not v.startswith(("http://", "https://")):
+            raise ValueError(
+                "ANVIL_FLOWER_URL must be an http:// or https:// URL, e.g. http://127.0.0.1:5555"
+            )
         return v
 
     @field_validator("secrets_key", mode="before")

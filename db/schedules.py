@@ -12,7 +12,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -278,3 +278,36 @@ def trigger_now(session: Session, schedule: Schedule, *, actor: str) -> tuple[Ex
         target = "test case" if schedule.test_case_id else "test suite"
         raise Conflict(f"schedule {schedule.name!r} cannot run: its {target} no longer exists")
     return execution, to_publish
+
+
+def last_runs(session: Session, schedule_ids: list[uuid.UUID]) -> dict[uuid.UUID, Execution]:
+    """Each schedule's latest run (the execution of its latest slot, a trigger-now included), in one
+    query through the (schedule_id, slot_at) unique index."""
+    if not schedule_ids:
+        return {}
+    latest = (
+        select(Execution.schedule_id, func.max(Execution.slot_at).label("slot_at"))
+        .where(Execution.schedule_id.in_(schedule_ids))
+        .group_by(Execution.schedule_id)
+        .subquery()
+    )
+    runs = session.scalars(
+        select(Execution).join(
+            latest,
+            (Execution.schedule_id == latest.c.schedule_id) & (Execution.slot_at == latest.c.slot_at),
+        )
+    )
+    return {run.schedule_id: run for run in runs if run.schedule_id is not None}
+
+
+def targets_of(session: Session, schedules: list[Schedule]) -> dict[uuid.UUID, tuple[str, bool]]:
+    """Id -> (name, deleted) of the test cases and suites ``schedules`` start."""
+    found: dict[uuid.UUID, tuple[str, bool]] = {}
+    for model, ids in (
+        (TestCase, [s.test_case_id for s in schedules if s.test_case_id is not None]),
+        (TestSuite, [s.test_suite_id for s in schedules if s.test_suite_id is not None]),
+    ):
+        if ids:
+            rows = session.execute(select(model.id, model.name, model.deleted_at).where(model.id.in_(ids)))
+            found.update({ident: (name, deleted_at is not None) for ident, name, deleted_at in rows})
+    return found
