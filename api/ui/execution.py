@@ -16,6 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from anvil.domain.enums import Role
+from anvil.domain.results import StepView, test_key
 from anvil.domain.states import FINISHED, RETRYABLE, Status
 from anvil.errors import Forbidden, NotFound
 from api.deps import SessionDep
@@ -28,7 +29,7 @@ from api.ui.pages import PageRoute, render
 from api.ui.runs import usernames
 from api.ui.session import FormUser, PageUser, SignedIn
 from db import executions as ex
-from db.models import Execution, StepTrace
+from db.models import Execution, StepTrace, Test
 from db.shard_runs import latest_shards
 
 router = APIRouter(route_class=PageRoute)
@@ -65,6 +66,7 @@ class StepPage:
     chosen: bool  # the viewer picked the page (the live refresh keeps it)
     counts: dict[str, int]
     failures: list[tuple[int, int, str]]  # the start of the page that shows it, step id, name
+    tests: dict[int, uuid.UUID]  # a shown step's test, for the link to its history
 
     @property
     def earlier(self) -> int | None:
@@ -94,7 +96,26 @@ def step_page(session: Session, execution: Execution, start: int | None, active:
         if status in _FAILED_STEP and step_id not in on_page
     ][:FAILURES_SHOWN]
     counts = dict(Counter(status for _, status, _ in outline))
-    return StepPage([loaded[i] for i in ids], total, start, chosen, counts, failures)
+    shown = [loaded[i] for i in ids]
+    return StepPage(shown, total, start, chosen, counts, failures, _tests_of(session, execution, shown))
+
+
+def _tests_of(session: Session, execution: Execution, shown: list[StepTrace]) -> dict[int, uuid.UUID]:
+    """Step id -> the test whose history it belongs to (a pytest test, a BDD scenario, the case)."""
+    if execution.test_case_id is None or not shown:
+        return {}
+    snapshot = execution.case_snapshot or {}
+    keys = {
+        step.id: test_key(snapshot, StepView(step.name, step.status, details=step.details)) for step in shown
+    }
+    wanted = {key for key in keys.values() if key}
+    if not wanted:
+        return {}
+    rows = session.execute(
+        select(Test.key, Test.id).where(Test.test_case_id == execution.test_case_id, Test.key.in_(wanted))
+    ).all()
+    found = {key: test_id for key, test_id in rows}
+    return {step_id: found[key] for step_id, key in keys.items() if key in found}
 
 
 def actions(session: Session, viewer: SignedIn, execution: Execution) -> dict[str, bool]:

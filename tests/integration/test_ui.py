@@ -205,6 +205,12 @@ def test_the_execution_page_shows_steps_failure_and_timeline(
         assert text in page.text, text
     assert "&lt;script&gt;alert(1)" in page.text and "<script>alert" not in page.text  # escaped
     assert 'hx-trigger="every 2s"' not in page.text  # finished: no live refresh
+    # A generic case is one test: each of its steps leads to that test's history.
+    history = re.search(
+        r'<a class="history" href="(/ui/tests/[0-9a-f-]{36})" aria-label="History of test_bad"', page.text
+    )
+    assert history, "no link from the step to its test's history"
+    assert client.get(history.group(1)).status_code == 200
     assert client.get(f"/ui/executions/{uuid.uuid4()}").status_code == 404
     assert client.get("/ui/executions/not-an-id").status_code == 404
 
