@@ -37,7 +37,8 @@ router = APIRouter(route_class=PageRoute)
 CHILDREN_SHOWN = 50
 STEPS_SHOWN = 200  # a page of steps: a 10,000-test run's page stays small and fast
 FAILURES_SHOWN = 50
-_FAILED_STEP = {"FAILED", "ERROR"}
+# Step statuses that failed the step (anvil/domain/results.py STEP_RESULT: failed or error).
+_FAILED_STEP = {"failed", "error", "timeout", "undefined", "pending", "blocked"}
 StepsFrom = Annotated[int | None, Query(ge=0, description="the first step shown (0-based)")]
 _FINISHED = {s.value for s in FINISHED}
 _RETRYABLE = {s.value for s in RETRYABLE}
@@ -93,7 +94,7 @@ def step_page(session: Session, execution: Execution, start: int | None, active:
     failures = [
         (i - i % STEPS_SHOWN, step_id, name)
         for i, (step_id, status, name) in enumerate(outline)
-        if status in _FAILED_STEP and step_id not in on_page
+        if status.lower() in _FAILED_STEP and step_id not in on_page
     ][:FAILURES_SHOWN]
     counts = dict(Counter(status for _, status, _ in outline))
     shown = [loaded[i] for i in ids]

@@ -222,7 +222,7 @@ def test_a_long_run_shows_its_steps_a_page_at_a_time_with_the_failures_of_other_
     attempt = claim_one(execution_id)
     steps = [
         StepRecord(
-            seq=n, name=f"test_{n:03d}", status="FAILED" if n in (7, 333) else "PASSED", duration_s=0.01,
+            seq=n, name=f"test_{n:03d}", status="failed" if n in (7, 333) else "passed", duration_s=0.01,
             output=f"output of {n:03d}\n", error=f"boom {n}" if n in (7, 333) else None,
         )
         for n in range(1, 451)
