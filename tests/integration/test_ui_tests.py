@@ -69,7 +69,9 @@ def test_the_listing_finds_tests_by_name_case_kind_last_status_and_flakiness(
     sign_in(client, user(Role.VIEWER, "vic"))
     status, rows, html = listed(client)
     assert status == 200 and rows == [ids[A], ids[B], ids[C]]  # by name
-    assert html.count(f'href="/ui/executions/{shop["runs"][2]}"') >= 3  # each test's last run
+    # The last status links to an execution where the test ended so: beta's, the last run.
+    beta_row = html.split(f'<tr data-test="{ids[B]}">')[1].split("</tr>")[0]
+    assert f'href="/ui/executions/{shop["runs"][2]}"' in beta_row and "s-passed" in beta_row
     assert listed(client, search="BETA")[1] == [ids[B]]
     assert listed(client, case=case.name, status="skipped")[1] == [ids[C]]
     assert listed(client, kind="pytest", flaky="yes")[1] == [ids[B]]
@@ -83,6 +85,8 @@ def test_the_listing_finds_tests_by_name_case_kind_last_status_and_flakiness(
     assert status == 422 and "flaky: choose yes, no" in html
     status, rows, html = listed(client, case="no-such-case")
     assert status == 200 and rows == [] and "there is no test case named &#39;no-such-case&#39;" in html
+    status, rows, html = listed(client, cursor="not-a-cursor")
+    assert status == 422 and "cursor is not one this API returned" in html
 
 
 def test_the_listing_pages_by_name(client: TestClient, user: MakeUser, shop: dict[str, Any]) -> None:
@@ -257,11 +261,15 @@ def test_the_history_strip_shows_the_runs_oldest_first_with_links_and_labels_and
     assert "passed and failed on revision rev1" in page.text  # the verdict, with its evidence
 
 
-def test_an_unknown_or_malformed_test_is_a_404_page(client: TestClient, user: MakeUser) -> None:
+def test_an_unknown_or_malformed_test_is_a_404_page_and_a_bad_cursor_a_422(
+    client: TestClient, user: MakeUser, shop: dict[str, Any]
+) -> None:
     sign_in(client, user(Role.VIEWER, "nina"))
     for path in (f"/ui/tests/{uuid.uuid4()}", "/ui/tests/not-a-test"):
         page = client.get(path)
         assert page.status_code == 404 and ("does not exist" in page.text or "there is no test" in page.text)
+    bad_cursor = client.get(f"/ui/tests/{shop['ids'][A]}", params={"cursor": "zzz"})
+    assert bad_cursor.status_code == 422 and "cursor is not one this API returned" in bad_cursor.text
 
 
 # ---- statistics -----------------------------------------------------------------------------------------
