@@ -35,6 +35,7 @@ router = APIRouter(route_class=PageRoute)
 
 PAGE_SIZE = 50
 SLOWEST_SHOWN = 10
+BOARD_SHOWN = 25  # the strongest evidence; the listing filtered on flaky has them all
 FIELDS = ("search", "case", "kind", "status", "flaky", "quarantined")
 KINDS: tuple[str, ...] = get_args(Kind)
 STATUSES: tuple[str, ...] = get_args(LastStatus)
@@ -130,6 +131,8 @@ def tests_page(
         filters=filters,
         items=items,
         flaky=board[0] if board else None,
+        board=board[0].items[:BOARD_SHOWN] if board else [],
+        board_all_url="/ui/tests?" + urlencode({**filters.given, "flaky": "yes"}),
         slowest=board[1] if board else None,
         next_url="/ui/tests?" + urlencode({**filters.given, "cursor": cursor}) if cursor else None,
         first_url="/ui/tests?" + urlencode(filters.given) if request.query_params.get("cursor") else None,
