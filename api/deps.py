@@ -124,10 +124,15 @@ def current_user(session: SessionDep, settings: SettingsDep, token: str | None =
 CurrentUser = Annotated[User, Depends(current_user)]
 
 
+def check_role(user: User, role: Role) -> None:
+    """Forbidden unless ``user`` has ``role`` or a higher one (the web interface checks the same)."""
+    if Role(user.role).level < role.level:
+        raise Forbidden(f"this needs the {role.value} role or higher; {user.username} is {user.role}")
+
+
 def require(role: Role) -> Callable[[User], Coroutine[Any, Any, User]]:
     async def check(user: CurrentUser) -> User:  # async: no trip through the thread pool
-        if Role(user.role).level < role.level:
-            raise Forbidden(f"this needs the {role.value} role or higher; {user.username} is {user.role}")
+        check_role(user, role)
         return user
 
     return check

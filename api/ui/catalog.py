@@ -21,7 +21,7 @@ from anvil.domain.enums import Priority, Role, TriggerKind
 from anvil.domain.policy import resolve_retry_policy
 from anvil.domain.runners import RUNNERS
 from anvil.domain.shards import SHARDABLE
-from anvil.errors import Forbidden, NotFound
+from anvil.errors import NotFound
 from api.deps import SessionDep
 from api.execution_schemas import ExecutionPublic
 from api.routes.test_cases import public
@@ -50,13 +50,6 @@ class FormState:
 
     values: dict[str, str]
     problems: list[str] = field(default_factory=list)
-
-
-def needs(viewer: SignedIn, role: Role) -> None:
-    """The role check the API's endpoints make (api/deps.py's ``require``), with its message."""
-    if not viewer.may(role):
-        user = viewer.user
-        raise Forbidden(f"this needs the {role.value} role or higher; {user.username} is {user.role}")
 
 
 def ident(value: str, what: str) -> uuid.UUID:

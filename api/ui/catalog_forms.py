@@ -28,7 +28,7 @@ from api.execution_schemas import CaseExecutionCreate, SuiteExecutionCreate
 from api.routes.executions.submit import submit_case, submit_suite
 from api.routes.test_cases import update_test_case
 from api.schemas import TestCaseUpdate
-from api.ui.catalog import FormState, case_page, find_case, find_suite, needs, suite_page
+from api.ui.catalog import FormState, case_page, find_case, find_suite, suite_page
 from api.ui.pages import PageRoute
 from api.ui.session import FormUser
 
@@ -129,7 +129,7 @@ def edit_case(
     retry_policy: Field = "",
     version: Field = "",
 ) -> Response:
-    needs(viewer, Role.MAINTAINER)
+    viewer.need(Role.MAINTAINER)
     case = find_case(session, case_id)
     values = {
         "name": name, "description": description, "tags": tags, "timeout_s": timeout_s,
@@ -199,7 +199,7 @@ def submit_case_form(
     environment: Field = "",
     shards: Field = "",
 ) -> Response:
-    needs(viewer, Role.TESTER)
+    viewer.need(Role.TESTER)
     case = find_case(session, case_id)
     values = {"priority": priority, "revision": revision, "branch": branch, "environment": environment,
               "shards": shards}  # fmt: skip
@@ -229,7 +229,7 @@ def submit_suite_form(
     branch: Field = "",
     environment: Field = "",
 ) -> Response:
-    needs(viewer, Role.TESTER)
+    viewer.need(Role.TESTER)
     suite = find_suite(session, suite_id)
     values = {"priority": priority, "revision": revision, "branch": branch, "environment": environment,
               "shards": ""}  # fmt: skip

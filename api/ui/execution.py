@@ -191,14 +191,9 @@ def junit(execution_id: str, _: PageUser, session: SessionDep) -> Response:
     )
 
 
-def _tester(viewer: SignedIn) -> None:
-    if not viewer.may(Role.TESTER):
-        raise Forbidden(f"this needs the tester role or higher; {viewer.user.username} is {viewer.user.role}")
-
-
 @router.post("/executions/{execution_id}/cancel")
 def cancel(execution_id: str, viewer: FormUser, session: SessionDep) -> Response:
-    _tester(viewer)
+    viewer.need(Role.TESTER)
     ident = _ident(execution_id)
     cancel_execution(ident, viewer.user, session, body=None)
     return RedirectResponse(f"/ui/executions/{ident}", status_code=303)
@@ -211,7 +206,7 @@ def retry(
     session: SessionDep,
     failed_only: Annotated[bool, Form()] = False,
 ) -> Response:
-    _tester(viewer)
+    viewer.need(Role.TESTER)
     child = retry_execution(
         _ident(execution_id), viewer.user, session, Response(), body=RetryRequest(failed_only=failed_only)
     )

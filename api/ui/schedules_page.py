@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from anvil.domain.enums import Priority, Role
 from anvil.domain.policy import next_fire_times
-from anvil.errors import AnvilError, Forbidden, NotFound
+from anvil.errors import AnvilError, NotFound
 from api.deps import SessionDep, SettingsDep
 from api.routes import schedules as api
 from api.schemas import ScheduleUpdate
@@ -68,14 +68,6 @@ def _ident(schedule_id: str) -> uuid.UUID:
         return uuid.UUID(schedule_id)
     except ValueError:
         raise NotFound(f"there is no schedule {schedule_id!r}") from None
-
-
-def _need(viewer: SignedIn, role: Role) -> None:
-    """The API's role check (api/deps.py ``require``), with its message."""
-    if not viewer.may(role):
-        raise Forbidden(
-            f"this needs the {role.value} role or higher; {viewer.user.username} is {viewer.user.role}"
-        )
 
 
 def _next_fire(schedule: Schedule, now: datetime) -> tuple[datetime | None, str]:
@@ -164,13 +156,13 @@ def _show_form(
 
 @router.get("/schedules/new", response_class=HTMLResponse)
 def new_schedule(request: Request, viewer: PageUser, session: SessionDep) -> HTMLResponse:
-    _need(viewer, Role.MAINTAINER)
+    viewer.need(Role.MAINTAINER)
     return _show_form(request, viewer, session, ScheduleForm(), None)
 
 
 @router.post("/schedules/new")
 def create_schedule(request: Request, viewer: FormUser, session: SessionDep, form: PostedForm) -> Response:
-    _need(viewer, Role.MAINTAINER)
+    viewer.need(Role.MAINTAINER)
     body = create_body(session, form)
     if body is None:
         return _show_form(request, viewer, session, form, None, 422)
@@ -185,7 +177,7 @@ def create_schedule(request: Request, viewer: FormUser, session: SessionDep, for
 
 @router.get("/schedules/{schedule_id}/edit", response_class=HTMLResponse)
 def edit_schedule(request: Request, schedule_id: str, viewer: PageUser, session: SessionDep) -> HTMLResponse:
-    _need(viewer, Role.MAINTAINER)
+    viewer.need(Role.MAINTAINER)
     schedule = db.get_schedule(session, _ident(schedule_id))
     return _show_form(request, viewer, session, form_of(session, schedule), schedule)
 
@@ -194,7 +186,7 @@ def edit_schedule(request: Request, schedule_id: str, viewer: PageUser, session:
 def update_schedule(
     request: Request, schedule_id: str, viewer: FormUser, session: SessionDep, form: PostedForm
 ) -> Response:
-    _need(viewer, Role.MAINTAINER)
+    viewer.need(Role.MAINTAINER)
     schedule = db.get_schedule(session, _ident(schedule_id))
     body = update_body(session, form, schedule)
     if body is None:
@@ -214,7 +206,7 @@ def update_schedule(
 
 
 def _set_enabled(schedule_id: str, viewer: SignedIn, session: Session, enabled: bool) -> Response:
-    _need(viewer, Role.MAINTAINER)
+    viewer.need(Role.MAINTAINER)
     api.update_schedule(_ident(schedule_id), ScheduleUpdate(enabled=enabled), viewer.user, session)
     return RedirectResponse("/ui/schedules", status_code=303)
 
@@ -233,6 +225,6 @@ def resume(schedule_id: str, viewer: FormUser, session: SessionDep) -> Response:
 @router.post("/schedules/{schedule_id}/trigger")
 def trigger(schedule_id: str, viewer: FormUser, session: SessionDep) -> Response:
     """Run its target now; the browser lands on the execution started."""
-    _need(viewer, Role.TESTER)
+    viewer.need(Role.TESTER)
     execution = api.trigger_schedule(_ident(schedule_id), viewer.user, session, Response())
     return RedirectResponse(f"/ui/executions/{execution.id}", status_code=303)

@@ -23,7 +23,7 @@ from fastapi import Depends, Form, Request, Response
 from anvil.domain.enums import Role
 from anvil.errors import Forbidden, Unauthorized
 from anvil.settings import Settings
-from api.deps import SessionDep, SettingsDep
+from api.deps import SessionDep, SettingsDep, check_role
 from api.security import is_api_token, user_for_token
 from db.models import User
 
@@ -49,6 +49,10 @@ class SignedIn:
 
     def may(self, role: Role) -> bool:
         return Role(self.user.role).level >= role.level
+
+    def need(self, role: Role) -> None:
+        """The API's role check (api/deps.py), with its message: Forbidden below ``role``."""
+        check_role(self.user, role)
 
 
 def csrf_for(settings: Settings, source: str) -> str:
