@@ -23,7 +23,7 @@ DEV_SECRET = "anvil-dev-secret-change-me-please-32b"
 # Settings that are secrets: each may come from ANVIL_<NAME> or from the file ANVIL_<NAME>_FILE
 # names (not both), and `anvil api|worker|beat` remove ANVIL_<NAME> from their environment once
 # the settings are loaded. A new secret setting is added here, and nothing else.
-SECRET_SETTINGS: tuple[str, ...] = ("secret_key", "database_url", "redis_url", "secrets_key")
+SECRET_SETTINGS: tuple[str, ...] = ("secret_key", "database_url", "redis_url", "secrets_key", "metrics_token")
 # Set by a process that removed its secrets from its environment, naming them, so that a process
 # started from that environment (a Celery worker re-executing itself on SIGHUP) fails clearly
 # instead of silently running on the defaults.
@@ -94,6 +94,9 @@ class Settings(BaseSettings):
     # The key test secrets are encrypted with (db/secrets.py), apart from secret_key (32+ characters).
     # Unset: test secrets cannot be stored, nor given to the tests that name them.
     secrets_key: SecretStr | None = None
+    # Set: Prometheus scrapes (the API's /metrics, `--metrics-port` of workers and beat) must send
+    # "Authorization: Bearer <this>". Unset: the metrics are open, like /healthz.
+    metrics_token: SecretStr | None = None
 
     workspace_root: Path = Path("./workspaces")
     # Output kept per step; the rest is dropped and the truncation marked.
@@ -217,6 +220,11 @@ class Settings(BaseSettings):
                 "ANVIL_FLOWER_URL must be an http:// or https:// URL, e.g. http://127.0.0.1:5555"
             )
         return v
+
+    @field_validator("metrics_token", mode="before")
+    @classmethod
+    def _metrics_token(cls, v: object) -> object:
+        return None if v == "" else v
 
     @field_validator("secrets_key", mode="before")
     @classmethod

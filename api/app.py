@@ -12,13 +12,16 @@ from fastapi import FastAPI
 
 from anvil import __version__
 from api import openapi, problems, ui
+from api.http_metrics import HttpMetrics
 from api.input_guard import InputGuard
 from api.routes import (
     auth,
     executions,
     health,
     manual,
+    metrics,
     quarantine,
+    queues,
     results,
     rules,
     schedules,
@@ -132,6 +135,8 @@ def create_app() -> FastAPI:
         tests,
         stats,
         workers,
+        queues,
+        metrics,
     )
     for module in routers:
         app.include_router(module.router)
@@ -142,6 +147,7 @@ def create_app() -> FastAPI:
     # A report's own limit is checked by its route (a 422 naming it); the body may hold the form too.
     reports = {"/api/v1/results/junit": settings.import_max_bytes + 64 * 1024}
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes, paths=reports)
+    app.add_middleware(HttpMetrics)  # outermost: refused requests are counted too
     return app
 
 

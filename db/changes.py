@@ -55,7 +55,5 @@ def pending(session: Session) -> bool:
     return bool(session.info.get(_RETRY) or session.info.get(_SUITES) or session.info.get(_RESULTS))
 
 
-def forget(session: Session) -> None:
-    session.info.pop(_RETRY, None)
-    session.info.pop(_SUITES, None)
-    session.info.pop(_RESULTS, None)
+# The session.info keys above: a rollback drops them, back to a savepoint restores them (db/session.py).
+NOTE_KEYS = (_RETRY, _SUITES, _RESULTS)

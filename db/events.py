@@ -20,6 +20,7 @@ from db.types import utcnow
 
 log = logging.getLogger("anvil.events")
 _PENDING = "anvil_event_roots"
+NOTE_KEYS = (_PENDING,)  # dropped by a rollback, restored back to a savepoint (db/session.py)
 # Core tables: these statements run for every transition and step, so they skip the ORM's work.
 EXECUTIONS = cast(Table, Execution.__table__)
 EVENTS = cast(Table, ExecutionEvent.__table__)
@@ -156,7 +157,3 @@ def nudge_listeners(session: Session) -> None:
         from db.notify import nudge  # Redis is loaded only by processes that write events
 
         nudge([channel(r) for r in roots])
-
-
-def forget_written(session: Session) -> None:
-    session.info.pop(_PENDING, None)

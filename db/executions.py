@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from anvil.domain.enums import Priority, TriggerKind
 from anvil.domain.states import Status
 from anvil.errors import InvalidInput, NotFound
-from db import events
+from db import events, observed
 from db.events import EXECUTIONS
 from db.models import Execution, ExecutionTransition, StepTrace, TestCase
 from db.pagination import page
@@ -139,6 +139,13 @@ def insert_executions(
     )  # fmt: skip
     for root_id in {item.root_execution_id for item in items} - {item.id for item in items} - {None}:
         events.note_written(session, root_id)  # type: ignore[arg-type]  # an existing stream's listeners
+    observed.note_created(
+        session,
+        (
+            observed.Created(str(item.snapshot.get("kind", "")), item.status.value, item.trigger_kind.value)
+            for item in items
+        ),
+    )
     return [Execution(**row) for row in rows]
 
 
@@ -386,10 +393,15 @@ def queued_candidates(session: Session, *, limit: int = 500) -> list[Any]:
     )
 
 
-def mark_republished(session: Session, ids: list[uuid.UUID]) -> None:
-    if ids:
-        session.execute(
+def mark_republished(session: Session, ids: list[uuid.UUID]) -> list[uuid.UUID]:
+    """Count one more publish of each of ``ids`` still QUEUED; returns those (claimed ones are left out)."""
+    if not ids:
+        return []
+    return list(
+        session.scalars(
             update(Execution)
             .where(Execution.id.in_(ids), Execution.status == Status.QUEUED.value)
             .values(published_at=db_now(session), publish_count=Execution.publish_count + 1)
+            .returning(Execution.id)
         )
+    )

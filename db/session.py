@@ -3,16 +3,17 @@ hooks are registered. One engine per process (rebuilt after fork, e.g. in Celery
 
 from __future__ import annotations
 
+import copy
 import os
 import time
 from typing import Any
 
 from sqlalchemy import create_engine, event, exc
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
 from anvil.settings import Settings, get_settings
-from db import changes, events, reactions
+from db import changes, events, observed, reactions
 
 _engines: dict[tuple[int, str], Engine] = {}
 
@@ -104,17 +105,44 @@ def new_session(engine: Engine | None = None) -> Session:
     return factory()
 
 
+_NOTES = (*changes.NOTE_KEYS, *events.NOTE_KEYS)
+_KEPT = "anvil_notes_at_savepoints"
+
+
+def _keep_notes(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.nested:
+        kept = {key: copy.copy(session.info[key]) for key in _NOTES if key in session.info}
+        session.info.setdefault(_KEPT, {})[transaction] = kept
+
+
+def _restore_notes(session: Session, previous: SessionTransaction) -> None:
+    # after_rollback would fire for a savepoint too, and drop the outer transaction's notes with it.
+    kept = session.info.get(_KEPT, {}).pop(previous, None) if previous.nested else None
+    for key in _NOTES:
+        session.info.pop(key, None)
+    session.info.update(kept or {})
+
+
+def _drop_kept(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.parent is None:
+        session.info.pop(_KEPT, None)
+
+
 def session_factory(engine: Engine) -> sessionmaker[Session]:
     """Sessions that react to what they changed, when they commit:
 
     - before the commit, in the same transaction: retries are scheduled for attempts that ended
       with retries left, and suites whose members changed are settled (db/reactions.py);
     - after it: the live-event streams of the executions that got events are nudged (db/events.py);
-    - after a rollback, the notes of what changed are dropped with the changes.
+    - after a rollback, the notes of what changed are dropped with the changes; back to a
+      savepoint, they are as they were when it began (what the outer transaction noted stays);
+    - what the metrics count is counted after the commit only (db/observed.py).
     """
     factory = sessionmaker(engine, expire_on_commit=False)
     event.listen(factory, "before_commit", reactions.react)
     event.listen(factory, "after_commit", events.nudge_listeners)
-    event.listen(factory, "after_rollback", changes.forget)
-    event.listen(factory, "after_rollback", events.forget_written)
+    event.listen(factory, "after_transaction_create", _keep_notes)
+    event.listen(factory, "after_soft_rollback", _restore_notes)
+    event.listen(factory, "after_transaction_end", _drop_kept)
+    observed.listen(factory)
     return factory

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from anvil.domain.states import ALLOWED, FINISHED, Status, sources_of
 from anvil.errors import InvalidTransition, NotFound
-from db import changes, events
+from db import changes, events, observed
 from db.events import EVENTS, EXECUTIONS
 from db.models import Execution, ExecutionTransition
 from db.sql import built_once, clock, clock_params
@@ -31,6 +31,16 @@ from db.types import utcnow
 
 TRANSITIONS = cast(Table, ExecutionTransition.__table__)
 INSERT_TRANSITION = insert(TRANSITIONS).returning(TRANSITIONS.c.id)
+# What the metrics count of each change (db/observed.py), read back by the UPDATE itself.
+_c = EXECUTIONS.c
+OBSERVED = (
+    _c.case_snapshot["kind"].as_string().label("observed_kind"),
+    _c.trigger_kind.label("observed_trigger_kind"),
+    _c.priority.label("observed_priority"),
+    _c.queued_at.label("observed_queued_at"),
+    _c.started_at.label("observed_started_at"),
+    _c.finished_at.label("observed_finished_at"),
+)
 
 
 @dataclass(frozen=True)
@@ -135,6 +145,11 @@ def transition(
             raise NotFound(f"execution {execution_id} does not exist")
         raise _refused(execution_id, Status(current.status), to, attempt, current.attempt)
     new_attempt, root_id, seq = row[:3]
+    kind, trigger_kind, priority, queued_at, started_at, finished_at = row[3 + len(returning) :]
+    observed.note_moved(
+        session,
+        observed.Moved(src, to, kind or "", trigger_kind, priority, queued_at, started_at, finished_at),
+    )
     loaded = session.identity_map.get(session.identity_key(Execution, execution_id))
     if loaded is not None:
         session.expire(loaded)
@@ -156,7 +171,7 @@ def transition(
             reason=reason,
             at=at,
         )
-    return Transitioned(execution_id, src, to, new_attempt, root_id, seq, tuple(row[3:]))
+    return Transitioned(execution_id, src, to, new_attempt, root_id, seq, tuple(row[3 : 3 + len(returning)]))
 
 
 def _update(
@@ -174,7 +189,7 @@ def _update(
         update(EXECUTIONS)
         .where(c.id == bindparam("p_id"), c.status == src.value)
         .values(status=to.value, event_seq=_bump(c), **(values or {}))
-        .returning(c.attempt, c.root_execution_id, c.event_seq, *returning)
+        .returning(c.attempt, c.root_execution_id, c.event_seq, *returning, *OBSERVED)
     )
     if fenced:
         stmt = stmt.where(c.attempt == bindparam("p_attempt"))
@@ -245,7 +260,7 @@ def _with_log(moved_stmt: Any, src: Status, to: Status, returning: tuple[Any, ..
         )
         .cte("evented")
     )
-    kept = [moved.c[column.name] for column in returning]
+    kept = [moved.c[column.name] for column in (*returning, *OBSERVED)]
     return select(moved.c.attempt, moved.c.root_execution_id, seq, *kept).add_cte(evented)
 
 

@@ -14,6 +14,7 @@ from celery.beat import Scheduler
 
 from anvil.settings import get_settings
 from scheduler.tick import run_tick
+from scheduler.tick_metrics import record_tick
 
 log = logging.getLogger("anvil.beat")
 
@@ -28,9 +29,11 @@ class AnvilScheduler(Scheduler):
         now = time.monotonic()
         if now >= self._next:
             try:
-                run_tick()
+                report = run_tick()
             except Exception:  # a failed tick (database down) is retried on the next one
                 log.exception("scheduler tick failed")
+                report = None
+            record_tick(report, time.monotonic() - now)
             self._next = time.monotonic() + self._interval
         delay = super().tick(*args, **kwargs)
         return max(0.0, min(delay, self._next - time.monotonic()))

@@ -5,6 +5,7 @@ Top-level commands, so plain functions: anvil/cli/main.py registers them on the 
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -13,6 +14,12 @@ from anvil.domain.enums import QUEUES
 
 if TYPE_CHECKING:
     from anvil.settings import Settings
+
+MetricsPort = Annotated[
+    int | None,
+    typer.Option(min=1, max=65535, help="serve Prometheus metrics on this port (/metrics); default: none"),
+]
+MetricsHost = Annotated[str, typer.Option(help="address the metrics port listens on")]
 
 
 def api(
@@ -25,7 +32,8 @@ def api(
         ),
     ] = 1,
 ) -> None:
-    """Run the HTTP API."""
+    """Run the HTTP API (its Prometheus metrics at /metrics)."""
+    _prepare_metrics("api")
     import uvicorn
 
     from anvil.hardening import make_undumpable, secrets_in_environment
@@ -102,16 +110,21 @@ def worker(
         int | None, typer.Option("-c", "--concurrency", help="parallel test slots")
     ] = None,
     hostname: Annotated[str | None, typer.Option("-n", "--hostname", help="worker name, e.g. w1@%h")] = None,
+    metrics_port: MetricsPort = None,
+    metrics_host: MetricsHost = "0.0.0.0",
 ) -> None:
     """Run a worker that executes tests (scale by starting more, on any host)."""
     unknown = [q for q in queues.split(",") if q not in QUEUES]
     if unknown:
         raise typer.BadParameter(f"unknown queue(s) {', '.join(unknown)}; known: {', '.join(QUEUES)}")
+    _prepare_metrics("worker")
     settings = _server_settings("worker")
     from anvil.hardening import protect_process
     from workers.celery_app import app as celery
 
     _check_sandbox(settings)
+    # Before the pool forks: its children write their metrics where this process serves them.
+    _serve_metrics("worker", settings, metrics_port, metrics_host)
     # Tests run in this process's pool children (forked: they keep what this does).
     protect_process()
     argv = [
@@ -129,6 +142,34 @@ def worker(
     if hostname:
         argv += ["-n", hostname]
     celery.worker_main(argv)
+
+
+def _prepare_metrics(role: str) -> None:
+    """Before anything loads prometheus_client: the directory this process and its children (the
+    API's uvicorn workers, a worker's pool) write their metrics to (anvil/metrics_export.py)."""
+    from anvil.metrics_export import MULTIPROC_ENV, prepare_directory
+
+    try:
+        prepare_directory(role)
+    except OSError as exc:
+        where = exc.filename or os.environ.get(MULTIPROC_ENV, "")
+        typer.echo(f"anvil {role}: cannot make the metrics directory {where}: {exc.strerror}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _serve_metrics(role: str, settings: Settings, port: int | None, host: str) -> None:
+    """Serve this process's metrics (with its pool children's) on ``port``, if one is given."""
+    if port is None:
+        return
+    from anvil.metrics_export import serve
+
+    token = settings.metrics_token.get_secret_value() if settings.metrics_token else None
+    try:
+        serve(port, host=host, token=token)
+    except OSError as exc:
+        typer.echo(f"anvil {role}: cannot serve metrics on {host}:{port}: {exc.strerror}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"anvil {role}: Prometheus metrics on http://{host}:{port}/metrics", err=True)
 
 
 def _check_sandbox(settings: Settings) -> None:
@@ -149,11 +190,13 @@ def _check_sandbox(settings: Settings) -> None:
         )
 
 
-def beat() -> None:
+def beat(metrics_port: MetricsPort = None, metrics_host: MetricsHost = "0.0.0.0") -> None:
     """Run the scheduler (Celery beat with Anvil's tick). Several may run; one acts at a time."""
+    _prepare_metrics("beat")
     settings = _server_settings("beat")
     from anvil.hardening import protect_process
     from workers.celery_app import app as celery
 
+    _serve_metrics("beat", settings, metrics_port, metrics_host)
     protect_process()
     celery.start(["beat", "-l", settings.log_level, "--scheduler", "scheduler.beat:AnvilScheduler"])

@@ -12,6 +12,7 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 from sqlalchemy import func, insert, select, text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from anvil.domain.enums import Priority, Role, TriggerKind
@@ -624,3 +625,24 @@ def test_other_caller_kinds_take_an_optional_parent(
         EXECUTIONS, params={"trigger_kind": kind, "parent_execution_id": str(parent)}, headers=tester
     )
     assert [e["id"] for e in listed.json()["items"]] == [linked.json()["id"]]
+
+
+def test_a_savepoint_rolled_back_beside_a_members_finish_leaves_the_suite_settled(session: Session) -> None:
+    """A failed savepoint (e.g. a second beat losing a schedule slot) undoes only its own work: the
+    outer transaction's member finish still settles its suite at the commit."""
+    from db.models import SchedulerLease
+    from tests.helpers import make_suite_run
+
+    run_id, (member,) = make_suite_run(session, 1)
+    attempt = claim_one(member)
+    with new_session() as s, s.begin():
+        s.add(SchedulerLease(name="savepoint-test", holder="a", expires_at=func.now()))
+    with new_session() as s, s.begin():
+        assert finish(s, member, attempt=attempt, status=Status.PASSED, actor="test", summary={})
+        with pytest.raises(IntegrityError):
+            with s.begin_nested():
+                s.execute(
+                    insert(SchedulerLease).values(name="savepoint-test", holder="b", expires_at=func.now())
+                )
+    assert statuses([member]) == ["PASSED"]
+    assert suite_row(run_id).status == "PASSED"

@@ -20,6 +20,7 @@ VALUES = {
     "database_url": "postgresql+psycopg://anvil:pw@db.internal:5432/anvil",
     "redis_url": "redis://:pw@broker.internal:6379/0",
     "secrets_key": "s" * 40,
+    "metrics_token": "m" * 40,
 }
 
 

@@ -40,6 +40,7 @@ from fastapi.responses import StreamingResponse
 from redis.exceptions import RedisError
 from sqlalchemy import exists, select
 
+from anvil import metrics
 from anvil.domain.states import ACTIVE, FINISHED
 from anvil.errors import InvalidInput
 from anvil.settings import get_settings
@@ -142,6 +143,7 @@ async def _stream(request: Request, scope: Scope, after: int) -> AsyncIterator[b
                 continue
             for seq, kind, data in poll.events:
                 yield _message(seq, kind, data)
+                metrics.EVENTS_STREAMED.labels(kind).inc()
                 last_sent = seq
             if poll.events:
                 last_write = time.monotonic()
@@ -150,6 +152,7 @@ async def _stream(request: Request, scope: Scope, after: int) -> AsyncIterator[b
             if poll.finished:
                 end = {"execution_id": str(scope.execution_id), "status": poll.status}
                 yield f"event: end\ndata: {json.dumps(end)}\n\n".encode()
+                metrics.EVENTS_STREAMED.labels("end").inc()
                 return
             if await request.is_disconnected():
                 return
