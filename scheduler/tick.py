@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session
 
-from anvil.domain.policy import on_lease_expired, should_republish
+from anvil.domain.policy import missing_from_broker, on_lease_expired, should_republish
 from anvil.domain.states import Status
 from anvil.settings import Settings, get_settings
 from db import quarantine, sweeps
@@ -27,6 +27,7 @@ from db.schedules import fire_due_schedules
 from db.session import new_session
 from db.sql import read_db_now
 from db.transitions import transition
+from scheduler.broker_look import vouched_for
 from scheduler.retention import RetentionReport, run_retention
 from workers.publish import publish_many
 
@@ -47,6 +48,7 @@ class TickReport:
     paused_timeouts: int = 0
     fired: int = 0
     republished: int = 0
+    still_waiting: int = 0  # silent, but their message is in the broker: not published again
     quarantines_expired: int = 0
     published: Publish = field(default_factory=list)
     retention: RetentionReport | None = None  # a retention round ran (scheduler/retention.py)
@@ -163,9 +165,15 @@ def _schedules(session: Session, settings: Settings, report: TickReport) -> Publ
 
 
 def _republish(session: Session, settings: Settings, report: TickReport) -> Publish:
+    """QUEUED executions nobody claimed for a while whose message is no longer in the broker.
+
+    One waiting its turn behind a backlog still has its message in Redis: publishing it again would
+    only add copies. Silent ones are checked against a look at the broker (scheduler/broker_look.py
+    explains the timing); when Redis cannot be read, they are all published again.
+    """
     now = read_db_now(session)
-    due = [
-        (ex.id, ex.priority)
+    silent = {
+        ex.id: ex.priority
         for ex in queued_candidates(session)
         if should_republish(
             last_published=ex.published_at or ex.queued_at or ex.created_at,
@@ -173,11 +181,15 @@ def _republish(session: Session, settings: Settings, report: TickReport) -> Publ
             now=now,
             after_s=settings.republish_after_s,
         )
-    ]
-    mark_republished(session, [ident for ident, _ in due])
+    }
+    if not silent:
+        return []
+    missing = missing_from_broker(silent, vouched_for(silent, settings), now=time.monotonic())
+    report.still_waiting = len(silent) - len(missing)
+    due = [(ident, silent[ident]) for ident in mark_republished(session, missing)]
     report.republished = len(due)
     if due:
-        log.info("re-publishing %d unclaimed executions", len(due))
+        log.info("re-publishing %d unclaimed executions missing from the broker", len(due))
     return due
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import uuid
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -27,6 +28,35 @@ def republish_wait_s(publish_count: int, after_s: float) -> float:
 
 def should_republish(*, last_published: datetime, publish_count: int, now: datetime, after_s: float) -> bool:
     return (now - last_published).total_seconds() >= republish_wait_s(publish_count, after_s)
+
+
+def vouched_until(
+    *, waiting: Iterable[uuid.UUID], taken: Mapping[uuid.UUID, float], looked_at: float, after_s: float
+) -> dict[uuid.UUID, float]:
+    """Until when (on the looker's clock) one look at the broker vouches for each execution it saw.
+
+    A message waiting in a queue is vouched for ``after_s`` from the look, so a message lost after
+    the look is missed for at most ``after_s``, as when every silent execution was re-published. A
+    message a worker took (``taken``: seconds since) is vouched for ``after_s`` from when it was
+    taken: a worker that has not claimed it by then most likely died holding it.
+    """
+    until = {ident: looked_at + after_s for ident in waiting}
+    for ident, age in taken.items():
+        until[ident] = max(until.get(ident, float("-inf")), looked_at + after_s - age)
+    return until
+
+
+def missing_from_broker(
+    silent: Iterable[uuid.UUID], vouched: Mapping[uuid.UUID, float] | None, *, now: float
+) -> list[uuid.UUID]:
+    """Of the executions silent too long, those no look at the broker vouches for at ``now``.
+
+    ``vouched`` None (the broker could not be read): all of them. PostgreSQL decides, and a message
+    too many is harmless (the claim drops it), a missing one is not.
+    """
+    if vouched is None:
+        return list(silent)
+    return [ident for ident in silent if vouched.get(ident, now) <= now]
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,154 @@
+"""Fault 10: a backlog does not multiply messages, and an emptied Redis still gets every execution back.
+
+2,000 executions are queued for ONE worker slot (``-c 1``) running a one-step test (``true``).
+While the slot works through them, the scheduler's reconciler keeps finding QUEUED executions
+nobody claimed for a while; it may publish one again only when its message is no longer in Redis.
+Every second the test counts the QUEUED executions in PostgreSQL, then the messages in the
+broker's queues (every queue, every priority sub-list): the messages never exceed QUEUED + slots.
+Then Redis is emptied (FLUSHALL): every execution still QUEUED is published again, two more
+workers start, and the ledger checks that all 2,000 finished exactly once (one attempt each,
+nothing lost, no duplicate step).
+
+The reconciler runs with ``ANVIL_REPUBLISH_AFTER_S=2`` (production default 10) so it acts five
+times as often, and the watch lasts 40 s; running the 1,900 left after the flush takes most of the
+rest (about 3 minutes in all on 2 busy vCPUs: marked slow). The README's figures use the default
+timing for 120 s: ``ANVIL_FAULT_BACKLOG_REPUBLISH_AFTER_S=10 ANVIL_FAULT_BACKLOG_WATCH_S=120``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+import pytest
+import redis
+
+from anvil.domain.enums import QUEUES
+from tests.faults.conftest import FaultStack, FaultStackFactory
+from tests.faults.ledger import Submission, assert_clean, report
+
+pytestmark = [pytest.mark.fault, pytest.mark.slow]
+
+EXECUTIONS = 2000
+BATCH = 500
+SLOTS = 1
+DRAIN_WORKERS, DRAIN_SLOTS = 2, 3
+WATCH_S = float(os.environ.get("ANVIL_FAULT_BACKLOG_WATCH_S", "40"))
+REPUBLISH_AFTER_S = os.environ.get("ANVIL_FAULT_BACKLOG_REPUBLISH_AFTER_S", "2")
+# kombu's Redis transport: one list per queue and priority step ("normal", "normal\x06\x163", ...).
+PRIORITY_LISTS = [q if step == 0 else f"{q}\x06\x16{step}" for q in QUEUES for step in (0, 3, 6, 9)]
+
+
+@dataclass(frozen=True)
+class Sample:
+    at_s: float
+    queued: int
+    messages: int
+    slots: int
+
+    @property
+    def excess(self) -> int:
+        return self.messages - self.queued - self.slots
+
+
+def sample(stack: FaultStack, client: redis.Redis, started: float, slots: int) -> Sample:
+    # PostgreSQL first: QUEUED only shrinks meanwhile (nothing is submitted), so a claim between
+    # the two reads cannot make the count look short of the messages.
+    queued = stack.sql("SELECT count(*) FROM executions WHERE status = 'QUEUED'")[0][0]
+    with client.pipeline(transaction=True) as pipe:
+        for key in PRIORITY_LISTS:
+            pipe.llen(key)
+        messages = sum(pipe.execute())
+    return Sample(round(time.monotonic() - started, 1), queued, messages, slots)
+
+
+def watch(stack: FaultStack, client: redis.Redis, started: float, until_s: float, slots: int) -> list[Sample]:
+    samples = []
+    while time.monotonic() - started < until_s:
+        samples.append(sample(stack, client, started, slots))
+        time.sleep(1.0)
+    return samples
+
+
+def submit_backlog(stack: FaultStack, case_id: str) -> None:
+    """EXECUTIONS submissions in batches (each item an execution of its own), into the ledger."""
+    for _ in range(EXECUTIONS // BATCH):
+        began = time.monotonic()
+        response = stack.client.post(
+            "/api/v1/executions/batch", json={"items": [{"test_case_id": case_id}] * BATCH}
+        )
+        assert response.status_code == 201, response.text
+        latency = time.monotonic() - began
+        stack.ledger.entries += [Submission(201, item["id"], latency) for item in response.json()["items"]]
+
+
+def nearest(samples: list[Sample], at_s: float) -> int | None:
+    if not samples or samples[-1].at_s < at_s - 2:
+        return None
+    return min(samples, key=lambda s: abs(s.at_s - at_s)).messages
+
+
+def test_a_backlog_on_one_slot_keeps_one_message_per_execution(make_fault_stack: FaultStackFactory) -> None:
+    stack = make_fault_stack(workers=0, beats=0)
+    assert stack.redis_server is not None
+    stack.env["ANVIL_REPUBLISH_AFTER_S"] = REPUBLISH_AFTER_S
+    beat = stack.start_beat()
+    case = stack.create_case([{"name": "short", "run": ["true"]}], workspace="fault")
+    submit_backlog(stack, case["id"])
+    client = redis.Redis.from_url(stack.redis_url)
+
+    stack.start_worker(concurrency=SLOTS)
+    started = time.monotonic()
+    backlog = watch(stack, client, started, WATCH_S, SLOTS)
+    publishes_before_flush = stack.sql("SELECT sum(publish_count) FROM executions")[0][0]
+    # The README's figures come from this line (with the default timing, see the docstring).
+    print(
+        f"BACKLOG-WATCH after_s={REPUBLISH_AFTER_S} messages_20s={nearest(backlog, 20)} "
+        f"messages_120s={nearest(backlog, 120)} max={max(s.messages for s in backlog)} "
+        f"publishes={publishes_before_flush} finished={EXECUTIONS - backlog[-1].queued}",
+        flush=True,
+    )
+
+    client.flushall()
+    emptied = stack.sql("SELECT id FROM executions WHERE status = 'QUEUED'")
+    flushed_at = time.monotonic() - started
+    for _ in range(DRAIN_WORKERS):
+        stack.spawn_worker(concurrency=DRAIN_SLOTS)
+    slots = SLOTS + DRAIN_WORKERS * DRAIN_SLOTS
+    drain: list[Sample] = []
+    while (latest := sample(stack, client, started, slots)).queued and latest.at_s < flushed_at + 150:
+        drain.append(latest)
+        time.sleep(1.0)
+    figures = stack.check(timeout=60)
+    client.close()
+    emptied_ids = [r.id for r in emptied]
+    not_republished = stack.sql(
+        "SELECT count(*) FROM executions WHERE id = ANY(:ids) AND publish_count < 2", ids=emptied_ids
+    )[0][0]
+    beat_log = beat.log_path.read_text(errors="replace") if beat.log_path else ""
+    figures.update(
+        republish_after_s=float(REPUBLISH_AFTER_S),
+        watched_s=WATCH_S,
+        finished_while_watched=EXECUTIONS - backlog[-1].queued,
+        messages_after_20s=nearest(backlog, 20),
+        messages_after_120s=nearest(backlog, 120),
+        max_messages=max(s.messages for s in backlog),
+        max_excess_over_queued_plus_slots=max(s.excess for s in backlog + drain),
+        publishes_before_flush=publishes_before_flush,
+        queued_when_emptied=len(emptied_ids),
+        emptied_not_republished=not_republished,
+        drained_after_flush_s=round((drain[-1].at_s if drain else flushed_at) - flushed_at, 1),
+        reconciler_log_lines=beat_log.count("re-publishing"),
+    )
+    report("fault10_backlog_messages", figures)
+
+    over = [s for s in backlog + drain if s.excess > 0]
+    assert not over, f"more messages than QUEUED + slots: {over[:5]}"
+    assert publishes_before_flush == EXECUTIONS, "a message waiting its turn was published again"
+    assert len(emptied_ids) > EXECUTIONS // 2
+    # Every execution QUEUED after the flush got a new message, but the one the slot had just taken.
+    assert not_republished <= SLOTS, not_republished
+    assert figures["statuses"] == {"PASSED": EXECUTIONS}, figures["statuses"]
+    assert figures["max_attempt"] == 1, "an execution ran twice"
+    assert_clean(figures)
