@@ -87,6 +87,18 @@ def events(
     return list(session.scalars(stmt.order_by(TestQuarantineEvent.id.desc()).limit(limit)))
 
 
+def quarantined_ids(session: Session, test_ids: list[uuid.UUID], *, now: datetime) -> set[uuid.UUID]:
+    """Which of ``test_ids`` are under quarantine at ``now``."""
+    if not test_ids:
+        return set()
+    rows = session.execute(
+        select(Test.id, Test.quarantined_at, Test.quarantine_expires_at).where(
+            Test.id.in_(test_ids), Test.quarantined_at.is_not(None)
+        )
+    ).all()
+    return {ident for ident, since, until in rows if quarantined(since, until, now)}
+
+
 def quarantined_keys(session: Session, case_id: uuid.UUID, *, now: datetime) -> frozenset[str]:
     """The keys of the case's tests under quarantine at ``now``."""
     return _keys(session, Test.test_case_id == case_id, now)
