@@ -9,6 +9,7 @@ from typing import Annotated, Any, Self
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StringConstraints, model_validator
 
 from anvil.domain.enums import Priority, StepStatus, TriggerKind
+from anvil.domain.gates import GATE_HELP, GateRules
 from anvil.domain.rules import MAX_RULES, RuleError, parse_rules
 from anvil.domain.selection import Request
 from anvil.domain.specs.base import SHARDS_DESCRIPTION, Shards, field_error
@@ -141,6 +142,9 @@ class CaseExecutionCreate(SourceFields):
     expires_in_s: StrictFloat | None = Field(default=None, gt=0, le=MAX_EXPIRES_S, description=EXPIRES_HELP)
     selection: SelectionIn | None = Field(default=None, description=SELECTION_HELP)
     shards: Shards | None = Field(default=None, description=SHARDS_DESCRIPTION + "; overrides the case's")
+    gate: GateRules | None = Field(
+        default=None, description=GATE_HELP + "; replaces the case's (pytest and bdd cases only)"
+    )
 
 
 # Items per batch submission: one transaction and a publish per item.
@@ -167,6 +171,7 @@ class SuiteExecutionCreate(SourceFields):
         description=SELECTION_HELP
         + "; only the member cases with something selected run, each with its tests",
     )
+    gate: GateRules | None = Field(default=None, description=GATE_HELP + "; replaces the suite's")
 
 
 class SelectionDryRun(SourceFields):
@@ -355,6 +360,14 @@ class ExecutionPublic(BaseModel):
         description=(
             "a case split into shards: how many were asked for and made, the tests collected, each "
             "shard's execution, tests and planned seconds (its children have trigger_kind shard)"
+        ),
+    )
+    gate: dict[str, Any] | None = Field(
+        default=None,
+        description=(
+            "a finished suite or sharded case run with a quality gate: status (passed or failed), "
+            "rules, measured (tests, passed, failed, errors, skipped, quarantined, pass_rate, "
+            "duration_s, new_failures) and failed_rules (rule, measured, limit, message); null without a gate"
         ),
     )
     steps: list[StepPublic] | None = None

@@ -25,6 +25,7 @@ from pydantic import (
 
 from anvil.domain.enums import Priority
 from anvil.domain.file_maps import check_file_map
+from anvil.domain.gates import GATE_HELP, GateRules
 from anvil.domain.policy import valid_cron
 from anvil.domain.runners import CaseKind
 from anvil.domain.specs.base import Strict
@@ -192,6 +193,7 @@ class TestSuiteCreate(Strict):
         default=None, description="overrides its members' case policies, key by key"
     )
     file_map: FileMap | None = None
+    gate: GateRules | None = Field(default=None, description=GATE_HELP)
 
 
 class TestSuiteUpdate(Strict):
@@ -206,6 +208,7 @@ class TestSuiteUpdate(Strict):
         default=None, description="overrides its members' case policies, key by key"
     )
     file_map: FileMap | None = None
+    gate: GateRules | None = Field(default=None, description=GATE_HELP)
 
 
 class TestSuitePublic(BaseModel):
@@ -220,6 +223,7 @@ class TestSuitePublic(BaseModel):
     default_priority: str
     retry_policy: dict[str, Any] | None = None
     file_map: dict[str, list[str]] | None = None
+    gate: dict[str, Any] | None = Field(default=None, description="the quality gate its runs are judged by")
     version: int
     created_by: uuid.UUID | None
     created_at: datetime

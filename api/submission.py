@@ -250,6 +250,7 @@ def submit_suite(
             members=members,  # with a selection: only the cases it selected, each with its own
             selection=stored,
             member_selections=per_member,
+            gate=body.gate.as_dict() if body.gate else None,
         )
 
     return submit_once(
@@ -281,6 +282,9 @@ def _case_item(
     if option is not None:
         why = f"case {case.name!r} runs pytest-xdist ({option}); shards and xdist do not mix"
         raise InvalidInput(why, field="body.shards")
+    if body.gate is not None and case.kind not in SHARDABLE:
+        why = f"gates judge suites and pytest or bdd cases; case {case.name!r} is a {case.kind} case"
+        raise InvalidInput(why, field="body.gate")
     return BatchItem(
         case=case,
         priority=body.priority,
@@ -296,6 +300,7 @@ def _case_item(
         source=body.source(),
         selection=selection,
         shards=body.shards,
+        gate=body.gate.as_dict() if body.gate else None,
     )
 
 

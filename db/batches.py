@@ -42,6 +42,7 @@ class BatchItem:
     source: Source = field(default_factory=Source)
     selection: dict[str, Any] | None = None
     shards: int | str | None = None  # the submission's override of the case's own
+    gate: dict[str, Any] | None = None  # the submission's quality gate, replacing the case's
 
 
 def item_key(key: str, index: int) -> str:
@@ -98,7 +99,7 @@ def create_batch(
         session,
         [
             NewExecution(
-                snapshot=_with_shards(case_snapshot(item.case), item.shards),
+                snapshot=_with_gate(_with_shards(case_snapshot(item.case), item.shards), item.gate),
                 test_case_id=item.case.id,
                 priority=item.priority,
                 trigger_kind=item.trigger_kind,
@@ -127,3 +128,10 @@ def _with_shards(snapshot: dict[str, Any], shards: int | str | None) -> dict[str
     if shards is None:
         return snapshot
     return {**snapshot, "spec": {**snapshot["spec"], "shards": shards}}
+
+
+def _with_gate(snapshot: dict[str, Any], gate: dict[str, Any] | None) -> dict[str, Any]:
+    """The snapshot the execution is judged by: a submission's ``gate`` replaces the case's."""
+    if gate is None:
+        return snapshot
+    return {**snapshot, "spec": {**snapshot["spec"], "gate": gate}}

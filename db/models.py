@@ -151,6 +151,8 @@ class TestSuite(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     deleted_at: Mapped[datetime | None] = mapped_column()
     file_map: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    # Quality gate rules its runs are judged by when they finish (anvil/domain/gates.py).
+    gate: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
 
 
 class Execution(Base):
@@ -236,6 +238,8 @@ class Execution(Base):
     # Set on a case execution split into shards (its children, trigger_kind shard): the count, each
     # shard's tests and planned time, then the actual times (db/shard_runs.py).
     shard_plan: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    # A suite's or sharded case's quality gate verdict, written when it finishes (db/gates.py).
+    gate: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
 
 
 class Schedule(Base):

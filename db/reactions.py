@@ -3,8 +3,9 @@
 db/session.py registers ``react`` as the ``before_commit`` hook of Anvil's sessions. From the
 changes transition() noted (db/changes.py) it
 1. records the per-test results of executions that reached a result (db/test_results.py),
-2. schedules retries for attempts that ended FAILED/ERROR/TIMEOUT with retries left, and
-3. settles the suites whose members changed (db/suite_runs.settle),
+2. schedules retries for attempts that ended FAILED/ERROR/TIMEOUT with retries left,
+3. judges case runs that ended with a quality gate (db/gates.py), and
+4. settles the suites whose members changed (db/suite_runs.settle, which judges their gates),
 so a result, its test results, its retry and its suite's new state are committed together or
 not at all.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from db import changes
+from db.gates import judge_case_runs
 from db.retries import schedule_retry
 from db.suite_runs import settle
 from db.test_results import record_results
@@ -23,9 +25,11 @@ def react(session: Session) -> None:
     # A retry or a settled suite is itself a change (a new child, a suite's final status): repeat
     # until nothing is left.
     while changes.pending(session):
-        record_results(session, changes.take_results_due(session))
+        due = changes.take_results_due(session)
+        record_results(session, due)
         for execution_id in changes.take_retry_candidates(session):
             schedule_retry(session, execution_id, actor="retry-policy")
+        judge_case_runs(session, due)  # after the retries: a RETRYING case run is not over
         roots = changes.take_dirty_suites(session)
         for root_id in sorted(roots):  # a fixed lock order between transactions
             settle(session, root_id, members_finished=roots[root_id])

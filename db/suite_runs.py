@@ -23,6 +23,7 @@ from anvil.errors import InvalidInput, InvalidTransition
 from db.aggregation import Counts, any_failure, progress, started, suite_result
 from db.changes import forget_suite
 from db.executions import NewExecution, Source, case_snapshot, insert_executions
+from db.gates import judge_run
 from db.models import Execution, TestCase, TestSuite
 from db.shard_runs import latest_shards, parent_summary, plan_with_times
 from db.shard_tests import untaken
@@ -57,6 +58,7 @@ def create_suite_execution(
     members: Sequence[TestCase] | None = None,
     selection: dict[str, Any] | None = None,
     member_selections: Mapping[uuid.UUID, dict[str, Any]] | None = None,
+    gate: dict[str, Any] | None = None,
 ) -> tuple[Execution, list[tuple[uuid.UUID, str]]]:
     """Insert the suite execution and one QUEUED child per member (bulk). Returns what to publish.
 
@@ -65,6 +67,7 @@ def create_suite_execution(
     then: SKIPPED).
     With a selection (api/selection.py), ``members`` are the cases it selected, ``selection`` what the
     suite execution records and ``member_selections`` each member's own (anvil/domain/selection.py).
+    ``gate``: the submission's quality gate, replacing the suite's (db/gates.py judges it at the end).
     With a parent, the suite joins the parent's ``correlation_id``, but it stays the root of its
     own tree: its members are counted (and their events numbered) under it.
     """
@@ -87,6 +90,7 @@ def create_suite_execution(
             "fail_fast": suite.fail_fast,
             "version": suite.version,
             "total": len(members),
+            "gate": gate or suite.gate,
         },
         trigger_kind=trigger_kind,
         idempotency_key=idempotency_key,
@@ -180,6 +184,7 @@ def settle(session: Session, suite_id: uuid.UUID, *, members_finished: bool = Tr
         reason=reason,
         values={**values, "finished_at": utcnow(), "error": None if result is Status.PASSED else reason},
     )
+    judge_run(session, suite_id)  # its quality gate, committed with its result
     return result  # fmt: skip
 
 

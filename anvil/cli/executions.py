@@ -13,6 +13,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from anvil.cli.gates import gate_summary
 from anvil.cli.http import exit_on_api_error, make_api
 from anvil.cli.options import DEFAULT_API_URL, ApiUrl, AsJson, Token
 from anvil.cli.output import console, counts_text, styled
@@ -53,6 +54,7 @@ def status(
         ("finished", execution.get("finished_at")),
         ("duration", f"{execution['duration_s']:.3f}s" if execution.get("duration_s") is not None else None),
         ("summary", _summary_text(execution)),
+        ("quality gate", escape(gate_summary(execution.get("gate")) or "") or None),
         ("error", escape(execution["error"]) if execution.get("error") else None),
     ]
     head = Table.grid(padding=(0, 2))

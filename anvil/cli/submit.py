@@ -1,11 +1,15 @@
 """`anvil submit case|cases|suite`: start executions over the API, and with --wait follow them live.
 
 Exit codes: 0 done (or PASSED), 1 the execution did not pass, 2 usage or API error. `--wait`
-follows the live event stream (anvil/cli/follow.py).
+follows the live event stream (anvil/cli/follow.py). With `--gate` the run's quality gate decides
+instead: 0 passed, 1 failed. Run by GitHub Actions or GitLab CI, a finished run is also reported the
+way that system shows it (anvil/cli/ci.py).
 """
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 from typing import Annotated, Any
 from xml.etree import ElementTree
@@ -13,9 +17,12 @@ from xml.etree import ElementTree
 import typer
 from rich.markup import escape
 
+from anvil.cli.ci import ci_system, raw_echo
+from anvil.cli.ci import report as ci_report
 from anvil.cli.follow import follow_case, follow_suite
+from anvil.cli.gates import gate_exit_code, gate_summary, verdict_of
 from anvil.cli.git import source_from_git
-from anvil.cli.http import Api, exit_on_api_error, make_api
+from anvil.cli.http import Api, ApiError, exit_on_api_error, make_api
 from anvil.cli.lookup import resolve, resolve_case
 from anvil.cli.options import DEFAULT_API_URL, ApiUrl, PriorityOption, Token
 from anvil.cli.output import console
@@ -50,6 +57,23 @@ Env = Annotated[
     str | None, typer.Option("--env", help="where it runs, a free label, e.g. staging", show_default=False)
 ]
 
+GateOption = Annotated[
+    bool,
+    typer.Option(
+        "--gate",
+        help="exit by the run's quality gate (0 passed, 1 failed) instead of its status; implies --wait",
+    ),
+]
+GateRulesOption = Annotated[
+    str | None,
+    typer.Option(
+        "--gate-rules",
+        help="quality gate for this run as a JSON object, replacing the suite's or case's, e.g. "
+        '{"max_failures": 0, "no_new_failures": true}; implies --gate',
+        show_default=False,
+    ),
+]
+
 ShardsOption = Annotated[
     str | None,
     typer.Option(
@@ -74,6 +98,8 @@ def submit_case(
     shards: ShardsOption = None,
     wait: Wait = False,
     junit: Junit = None,
+    gate: GateOption = False,
+    gate_rules: GateRulesOption = None,
     api_url: ApiUrl = DEFAULT_API_URL,
     token: Token = None,
 ) -> None:
@@ -88,14 +114,16 @@ def submit_case(
         }
         if shards is not None:  # the API says what is wrong with a bad value
             body["shards"] = int(shards) if shards.isdigit() else shards
+        if gate_rules is not None:
+            body["gate"] = parse_gate_rules(gate_rules)
         execution = api.call(
             "POST", "/api/v1/executions/case", body=body, headers=idempotency(idempotency_key)
         )
-        if not (wait or junit):
+        if not (wait or junit or gate or gate_rules):
             typer.echo(execution["id"])
             return
         final = follow_case(api, execution, out=console())
-    finish(api, final, junit)
+    finish(api, final, junit, gate=gate or gate_rules is not None)
 
 
 @app.command("cases")
@@ -143,6 +171,8 @@ def submit_suite(
     env: Env = None,
     wait: Wait = False,
     junit: Junit = None,
+    gate: GateOption = False,
+    gate_rules: GateRulesOption = None,
     api_url: ApiUrl = DEFAULT_API_URL,
     token: Token = None,
 ) -> None:
@@ -159,14 +189,16 @@ def submit_suite(
             body["priority"] = priority.value
         if run_id:
             body["run_id"] = run_id
+        if gate_rules is not None:
+            body["gate"] = parse_gate_rules(gate_rules)
         execution = api.call(
             "POST", "/api/v1/executions/suite", body=body, headers=idempotency(idempotency_key)
         )
-        if not (wait or junit):
+        if not (wait or junit or gate or gate_rules):
             typer.echo(execution["id"])
             return
         final = follow_suite(api, execution, out=console())
-    finish(api, final, junit)
+    finish(api, final, junit, gate=gate or gate_rules is not None)
 
 
 def case_options(priority: Priority, trigger: str, run_id: str | None) -> dict[str, Any]:
@@ -197,8 +229,20 @@ def check_junit_target(path: Path | None) -> None:
         raise typer.BadParameter(f"directory {path.parent} does not exist", param_hint="--junit")
 
 
-def finish(api: Api, final: dict[str, Any], junit: Path | None) -> None:
-    """Write the JUnit report if asked (also when it did not pass), then exit 0 if PASSED, else 1."""
+def parse_gate_rules(text: str) -> dict[str, Any]:
+    """--gate-rules as a JSON object (the API checks the rules themselves)."""
+    try:
+        rules = json.loads(text)
+    except ValueError as exc:
+        raise typer.BadParameter(f"not JSON: {exc}", param_hint="--gate-rules") from exc
+    if not isinstance(rules, dict):
+        raise typer.BadParameter('give a JSON object, e.g. {"max_failures": 0}', param_hint="--gate-rules")
+    return rules
+
+
+def finish(api: Api, final: dict[str, Any], junit: Path | None, *, gate: bool = False) -> None:
+    """Write the JUnit report if asked (also when it did not pass), show the quality gate and what
+    a CI system shows, then exit 0 if PASSED, else 1 (with ``gate``: 0 if the gate passed, else 1)."""
     if junit is not None:
         with exit_on_api_error():
             report = api.download(f"/api/v1/executions/{final['id']}/junit.xml")
@@ -208,6 +252,20 @@ def finish(api: Api, final: dict[str, Any], junit: Path | None) -> None:
             typer.echo(f"error: cannot write {junit}: {exc.strerror or exc}", err=True)
             raise typer.Exit(2) from exc
         console().print(f"JUnit report {escape(str(junit))} ({junit_counts(report)})")
+    with exit_on_api_error():
+        verdict = verdict_of(api, final)
+    system = ci_system(os.environ)
+    if system is not None:
+        try:
+            ci_report(system, api, final, verdict, env=os.environ, junit=junit, echo=raw_echo)
+        except ApiError as exc:  # the run's result stands; only the CI extras are missing
+            typer.echo(f"warning: no {system} report of the failed tests: {exc}", err=True)
+    if verdict is not None:
+        console().print(f"quality gate {escape(gate_summary(verdict) or '')}")
+    elif gate:
+        console().print("no quality gate verdict for this run: the exit code follows its status")
+    if gate:
+        raise typer.Exit(gate_exit_code(verdict, final["status"]))
     raise typer.Exit(0 if final["status"] == Status.PASSED else 1)
 
 

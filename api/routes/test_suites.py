@@ -5,6 +5,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 
+from anvil.domain.gates import GateRules
 from anvil.errors import InvalidInput
 from api.deps import Maintainer, SessionDep, SettingsDep, Viewer
 from api.schemas import Page, TestSuiteCreate, TestSuitePublic, TestSuiteUpdate
@@ -25,6 +26,8 @@ def _stored(changes: dict[str, Any]) -> dict[str, Any]:
         stored["default_priority"] = stored["default_priority"].value
     if stored.get("retry_policy") is not None:  # only the keys set: the rest come from the case
         stored["retry_policy"] = {k: v for k, v in stored["retry_policy"].items() if v is not None}
+    if stored.get("gate") is not None:  # only the rules checked
+        stored["gate"] = GateRules.model_validate(stored["gate"]).as_dict()
     return stored
 
 

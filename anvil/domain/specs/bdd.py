@@ -24,6 +24,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from anvil.domain.gates import GATE_HELP, GateRules
 from anvil.domain.specs.base import SHARDS_DESCRIPTION, Shards, Strict, WorkspaceName, field_error
 from anvil.domain.specs.env import ENV_DESCRIPTION, Env, no_anvil_variables
 from anvil.domain.specs.sandbox import SandboxOptions
@@ -45,6 +46,7 @@ class BddSpec(SandboxOptions, Strict):
     tags: Annotated[str, StringConstraints(min_length=1, max_length=2000)] | None = None
     env: Env | None = Field(default=None, description=ENV_DESCRIPTION)
     shards: Shards | None = Field(default=None, description=SHARDS_DESCRIPTION + " (default 1)")
+    gate: GateRules | None = Field(default=None, description=GATE_HELP)
 
     _no_anvil = field_validator("env")(no_anvil_variables)
 

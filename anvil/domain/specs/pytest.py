@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
+from anvil.domain.gates import GATE_HELP, GateRules
 from anvil.domain.shards import xdist_option
 from anvil.domain.specs.base import SHARDS_DESCRIPTION, Arg, Shards, Strict, WorkspaceName, field_error
 from anvil.domain.specs.env import ENV_DESCRIPTION, Env, no_anvil_variables
@@ -62,6 +63,7 @@ class PytestSpec(SandboxOptions, Strict):
     )
     env: Env | None = Field(default=None, description=ENV_DESCRIPTION)
     shards: Shards | None = Field(default=None, description=SHARDS_DESCRIPTION + " (default 1)")
+    gate: GateRules | None = Field(default=None, description=GATE_HELP)
 
     _no_anvil = field_validator("env")(no_anvil_variables)
 
