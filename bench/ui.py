@@ -246,6 +246,7 @@ def pages() -> dict[str, str]:
         "a suite": f"/ui/suites/{suite}",
         "a case": f"/ui/cases/{case.id}",
         "tests": "/ui/tests",
+        "tests, board judged anew": "/ui/tests",
         "a test's history": f"/ui/tests/{test}",
         "stats, everything 30d": "/ui/stats",
         "manual testing": "/ui/manual",
@@ -259,6 +260,7 @@ def measure(samples: int) -> dict[str, dict[str, float]]:
     from fastapi.testclient import TestClient
 
     from api.app import app, freeze_startup_heap
+    from api.ui import tests_page
 
     urls = pages()
     figures: dict[str, dict[str, float]] = {}
@@ -279,6 +281,8 @@ def measure(samples: int) -> dict[str, dict[str, float]]:
                 continue
             times = []
             for _ in range(samples):
+                if "anew" in label:  # as after a run recorded results: the flaky board is judged again
+                    tests_page._boards.clear()
                 started = time.perf_counter()
                 answer = client.get(url)
                 times.append((time.perf_counter() - started) * 1000)
