@@ -238,23 +238,43 @@ def measure_write(samples: int) -> dict[str, float]:
     }
 
 
-def main() -> int:
-    args = parse_args()
-    base = args.pg_admin.rsplit("/", 1)[0]
-    url = f"{base}/{DBNAME}"
+def use_database(pg_admin: str, dbname: str) -> str:
+    """Point this process's settings at ``dbname`` on the server of ``pg_admin``; its libpq URL."""
+    url = f"{pg_admin.rsplit('/', 1)[0]}/{dbname}"
     os.environ["ANVIL_DATABASE_URL"] = url.replace("postgresql://", "postgresql+psycopg://", 1)
     from anvil.settings import get_settings
 
     get_settings.cache_clear()
+    return url
+
+
+def fresh_database(pg_admin: str, dbname: str) -> None:
+    """``dbname`` dropped if it was there, created empty and migrated to head."""
+    with psycopg.connect(pg_admin, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+        admin.execute(f'CREATE DATABASE "{dbname}"')
+    from anvil.migrate import upgrade
+
+    upgrade(os.environ["ANVIL_DATABASE_URL"])
+
+
+def drop_database(pg_admin: str, dbname: str) -> None:
+    """This process's connections closed, then ``dbname`` dropped."""
+    from db.session import _engines
+
+    for engine in _engines.values():
+        engine.dispose()
+    with psycopg.connect(pg_admin, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+
+
+def main() -> int:
+    args = parse_args()
+    url = use_database(args.pg_admin, DBNAME)
     machine = machine_info()
     now = datetime.now(UTC)
     if not args.reuse:
-        with psycopg.connect(args.pg_admin, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{DBNAME}" WITH (FORCE)')
-            admin.execute(f'CREATE DATABASE "{DBNAME}"')
-        from anvil.migrate import upgrade
-
-        upgrade(os.environ["ANVIL_DATABASE_URL"])
+        fresh_database(args.pg_admin, DBNAME)
         started = time.perf_counter()
         seeded = seed(url, now, random.Random(12))
         took = time.perf_counter() - started
@@ -268,12 +288,7 @@ def main() -> int:
             print(f"  {name:<58} " + "  ".join(f"{k} {v:7.1f} ms" for k, v in figure.items()))
     finally:
         if not args.keep:
-            from db.session import _engines
-
-            for engine in _engines.values():
-                engine.dispose()
-            with psycopg.connect(args.pg_admin, autocommit=True) as admin:
-                admin.execute(f'DROP DATABASE IF EXISTS "{DBNAME}" WITH (FORCE)')
+            drop_database(args.pg_admin, DBNAME)
     return 0
 
 

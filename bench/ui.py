@@ -30,6 +30,7 @@ import psycopg
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.history import drop_database, fresh_database, use_database  # noqa: E402
 from bench.history import seed as seed_history  # noqa: E402
 from bench.report import machine_info  # noqa: E402
 
@@ -298,22 +299,12 @@ def measure(samples: int) -> dict[str, dict[str, float]]:
 
 def main() -> int:
     args = parse_args()
-    base = args.pg_admin.rsplit("/", 1)[0]
-    url = f"{base}/{DBNAME}"
-    os.environ["ANVIL_DATABASE_URL"] = url.replace("postgresql://", "postgresql+psycopg://", 1)
     os.environ.setdefault("ANVIL_SECRET_KEY", "bench-ui-secret-key-of-enough-length-0123456789")
-    from anvil.settings import get_settings
-
-    get_settings.cache_clear()
+    url = use_database(args.pg_admin, DBNAME)
     machine = machine_info()
     now = datetime.now(UTC)
     if not args.reuse:
-        with psycopg.connect(args.pg_admin, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{DBNAME}" WITH (FORCE)')
-            admin.execute(f'CREATE DATABASE "{DBNAME}"')
-        from anvil.migrate import upgrade
-
-        upgrade(os.environ["ANVIL_DATABASE_URL"])
+        fresh_database(args.pg_admin, DBNAME)
         started = time.perf_counter()
         history = seed_history(url, now, random.Random(12))
         counts = seed_executions(url, now)
@@ -336,12 +327,7 @@ def main() -> int:
             )
     finally:
         if not args.keep:
-            from db.session import _engines
-
-            for engine in _engines.values():
-                engine.dispose()
-            with psycopg.connect(args.pg_admin, autocommit=True) as admin:
-                admin.execute(f'DROP DATABASE IF EXISTS "{DBNAME}" WITH (FORCE)')
+            drop_database(args.pg_admin, DBNAME)
     return 0
 
 
