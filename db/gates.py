@@ -69,8 +69,9 @@ def judge_case_runs(session: Session, execution_ids: Sequence[uuid.UUID]) -> Non
     if not execution_ids:
         return
     ended, root = Execution, aliased(Execution)
+    # On every finish of a case: read the gate alone, not the whole snapshot with its spec.
     rows = session.execute(
-        select(root.id, root.case_snapshot, ended.finished_at)
+        select(root.id, root.case_snapshot["spec"]["gate"], ended.finished_at)
         .join(root, root.id == ended.root_execution_id)
         .where(
             ended.id.in_(list(dict.fromkeys(execution_ids))),
@@ -80,8 +81,8 @@ def judge_case_runs(session: Session, execution_ids: Sequence[uuid.UUID]) -> Non
         )
         .order_by(ended.finished_at, ended.id)
     ).all()
-    for root_id, snapshot, finished_at in rows:
-        if gate_rules(snapshot) is not None:
+    for root_id, gate, finished_at in rows:
+        if gate:
             judge_run(session, root_id, ended_at=finished_at)
 
 
