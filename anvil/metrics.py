@@ -87,3 +87,14 @@ EVENTS_STREAMED = Counter(
     "Live events sent to Server-Sent Events clients, by type (transition, step, end).",
     ["type"],
 )
+
+WEBHOOK_ATTEMPTS = Counter(
+    "anvil_webhook_attempts_total",
+    "Webhook POSTs by outcome: delivered (2xx), retrying (will be tried again), failed (gave up).",
+    ["outcome"],
+)
+WEBHOOK_LATENCY = Histogram(
+    "anvil_webhook_latency_seconds",
+    "Time a webhook receiver took to answer.",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+)

@@ -97,11 +97,35 @@ class Settings(BaseSettings):
     # Set: Prometheus scrapes (the API's /metrics, `--metrics-port` of workers and beat) must send
     # "Authorization: Bearer <this>". Unset: the metrics are open, like /healthz.
     metrics_token: SecretStr | None = None
+    # Where people open Anvil (e.g. https://anvil.example.com): links in webhook messages to the
+    # run or test page. Unset: messages carry no link.
+    public_url: str | None = None
+    # Webhooks (db/webhooks.py, scheduler/deliveries.py): each POST may take this long; a delivery
+    # that keeps failing is tried again with growing waits for webhook_retry_hours, then marked failed.
+    webhook_timeout_s: float = Field(default=10.0, gt=0, le=120)
+    webhook_retry_hours: float = Field(default=24.0, gt=0)
+    # The wait before a failed delivery's 2nd attempt; later waits grow from it (5 s: 30 s, 2 min,
+    # 10 min, 30 min, 1 h, then every 3 h).
+    webhook_backoff_s: float = Field(default=5.0, gt=0)
+    # How often the beat's sender looks for due deliveries, and how many it sends at once.
+    webhook_poll_s: float = Field(default=1.0, gt=0)
+    webhook_senders: int = Field(default=4, ge=1, le=64)
 
     workspace_root: Path = Path("./workspaces")
     # Output kept per step; the rest is dropped and the truncation marked.
     step_output_cap: int = Field(default=64 * 1024, ge=1024)
     max_test_timeout_s: int = Field(default=3600, gt=0)
+    broker_visibility_timeout_s: int | None = Field(
+        default=None,
+        gt=0,
+        description=(
+            "ANVIL_BROKER_VISIBILITY_TIMEOUT_S: seconds after which Redis hands a message its worker has "
+            "not acknowledged (a running execution's) to a worker again. Default: max_test_timeout_s + "
+            "600, above the longest allowed run. A lower value is safe (the database claim turns a "
+            "redelivered message into a no-op) but costs a wasted delivery per running execution and "
+            "timeout; the fault tests set 5 to exercise redelivery."
+        ),
+    )
     default_test_timeout_s: int = Field(default=900, gt=0)
 
     # The sandbox every test process runs in (workers/confinement.py): "bwrap" (bubblewrap; the
@@ -254,7 +278,7 @@ class Settings(BaseSettings):
     @property
     def visibility_timeout_s(self) -> int:
         # Above the longest allowed run, so Redis never redelivers a message that is still running.
-        return self.max_test_timeout_s + 600
+        return self.broker_visibility_timeout_s or self.max_test_timeout_s + 600
 
 
 @lru_cache(maxsize=1)

@@ -32,6 +32,7 @@ from api.routes import (
     tests,
     tokens,
     users,
+    webhooks,
     workers,
     workspaces,
 )
@@ -137,6 +138,7 @@ def create_app() -> FastAPI:
         workers,
         queues,
         metrics,
+        webhooks,
     )
     for module in routers:
         app.include_router(module.router)

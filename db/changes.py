@@ -16,6 +16,7 @@ from anvil.domain.states import RETRYABLE, Status
 _RETRY = "anvil_retry_candidates"
 _SUITES = "anvil_dirty_suites"
 _RESULTS = "anvil_results_due"
+_ENDED = "anvil_ended"  # reached a final status (not RETRYING): the execution.finished webhook
 # An execution reaching one of these has its per-test results recorded (db/test_results.py).
 # Not RETRYING (the FAILED it follows recorded them), SKIPPED or ABORTED (nothing ran to a result).
 RESULT_BEARING = frozenset({Status.PASSED, Status.FAILED, Status.ERROR, Status.TIMEOUT, Status.CANCELLED})
@@ -28,6 +29,8 @@ def note_change(
         session.info.setdefault(_RETRY, []).append(execution_id)
     if to in RESULT_BEARING:
         session.info.setdefault(_RESULTS, []).append(execution_id)
+    if finished and to is not Status.RETRYING:
+        session.info.setdefault(_ENDED, []).append(execution_id)
     if root_id != execution_id:
         dirty = session.info.setdefault(_SUITES, {})
         dirty[root_id] = dirty.get(root_id, False) or finished
@@ -51,9 +54,15 @@ def take_results_due(session: Session) -> list[uuid.UUID]:
     return session.info.pop(_RESULTS, [])
 
 
+def take_ended(session: Session) -> list[uuid.UUID]:
+    """Executions that reached a final status in this transaction (their status may have moved on
+    since: a FAILED one with retries left is RETRYING by the time the reactions read it)."""
+    return session.info.pop(_ENDED, [])
+
+
 def pending(session: Session) -> bool:
-    return bool(session.info.get(_RETRY) or session.info.get(_SUITES) or session.info.get(_RESULTS))
+    return any(session.info.get(key) for key in NOTE_KEYS)
 
 
 # The session.info keys above: a rollback drops them, back to a savepoint restores them (db/session.py).
-NOTE_KEYS = (_RETRY, _SUITES, _RESULTS)
+NOTE_KEYS = (_RETRY, _SUITES, _RESULTS, _ENDED)

@@ -48,14 +48,14 @@ def judge_run(
     rules = gate_rules(run.case_snapshot or {})
     if rules is None or run.root_execution_id != run.id:
         return None
-    previous = _previous_run(session, run)
+    previous = previous_run(session, run)
     end = ended_at or run.finished_at
     duration = (end - (run.started_at or run.created_at)).total_seconds() if end else None
     verdict = evaluate(
         rules,
-        _result_rows(session, run.id),
+        result_rows(session, run.id),
         duration_s=duration,
-        previous_failing=failing_tests(_result_rows(session, previous)) if previous else None,
+        previous_failing=failing_tests(result_rows(session, previous)) if previous else None,
         previous_execution_id=str(previous) if previous else None,
     )
     session.execute(update(Execution).where(Execution.id == run.id).values(gate=verdict))
@@ -86,7 +86,7 @@ def judge_case_runs(session: Session, execution_ids: Sequence[uuid.UUID]) -> Non
             judge_run(session, root_id, ended_at=finished_at)
 
 
-def _previous_run(session: Session, run: Execution) -> uuid.UUID | None:
+def previous_run(session: Session, run: Execution) -> uuid.UUID | None:
     """The latest earlier run of the same suite (or case) on the same branch that reached a result."""
     e = Execution
     same = (
@@ -109,7 +109,7 @@ def _previous_run(session: Session, run: Execution) -> uuid.UUID | None:
     ).first()
 
 
-def _result_rows(session: Session, root_id: uuid.UUID) -> list[ResultRow]:
+def result_rows(session: Session, root_id: uuid.UUID) -> list[ResultRow]:
     """The test results of a run: a case run alone, its own and its retries'; a suite's, its
     children's (and, of a sharded member, its shards'); a sharded case's, its shards'; with their
     retries, never a follow-up's (repair, agent)."""

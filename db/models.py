@@ -586,3 +586,7 @@ class ShardTest(Base):
     taken_by: Mapped[uuid.UUID | None] = mapped_column(Uuid)
     taken_attempt: Mapped[int | None] = mapped_column(Integer)
     taken_at: Mapped[datetime | None] = mapped_column()
+
+
+# Registers the webhook tables on Base.metadata (kept in a module of their own).
+from db import webhook_models as _webhook_models  # noqa: E402,F401

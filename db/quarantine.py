@@ -20,6 +20,7 @@ from anvil.errors import Conflict
 from db.history import get_test
 from db.models import Execution, Test, TestQuarantineEvent
 from db.test_results import quarantined
+from db.webhook_events import quarantine_changed
 
 QUARANTINED, RELEASED, EXPIRED = "quarantined", "released", "expired"
 SYSTEM = "system"
@@ -58,6 +59,8 @@ def quarantine(
     test.quarantine_expires_at = expires_at
     _event(session, test.id, QUARANTINED, actor=actor, at=now, reason=reason, expires_at=expires_at)
     session.flush()
+    action = QUARANTINED if newly else "updated"
+    quarantine_changed(session, [test.id], action, actor=actor, reason=reason, expires_at=expires_at)
     return test, newly
 
 
@@ -74,6 +77,7 @@ def release(
         setattr(test, column, value)
     _event(session, test.id, RELEASED, actor=actor, at=now, reason=reason)
     session.flush()
+    quarantine_changed(session, [test.id], RELEASED, actor=actor, reason=reason)
     return test
 
 
@@ -150,6 +154,7 @@ def expire_due(session: Session, *, now: datetime, limit: int) -> int:
             for row in due
         ],
     )
+    quarantine_changed(session, [row.id for row in due], EXPIRED, actor=SYSTEM)
     return len(due)
 
 

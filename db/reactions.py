@@ -6,8 +6,9 @@ changes transition() noted (db/changes.py) it
 2. schedules retries for attempts that ended FAILED/ERROR/TIMEOUT with retries left,
 3. judges case runs that ended with a quality gate (db/gates.py), and
 4. settles the suites whose members changed (db/suite_runs.settle, which judges their gates),
-so a result, its test results, its retry and its suite's new state are committed together or
-not at all.
+5. writes the webhook outbox: runs that finished, tests found flaky (db/webhook_events.py),
+so a result, its test results, its retry, its suite's new state and its notifications are
+committed together or not at all.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from db.gates import judge_case_runs
 from db.retries import schedule_retry
 from db.suite_runs import settle
 from db.test_results import record_results
+from db.webhook_events import flaky_detected, runs_finished
 
 
 def react(session: Session) -> None:
@@ -33,3 +35,6 @@ def react(session: Session) -> None:
         roots = changes.take_dirty_suites(session)
         for root_id in sorted(roots):  # a fixed lock order between transactions
             settle(session, root_id, members_finished=roots[root_id])
+        flaky_detected(session, due)
+        # Last: a run's final status, retry, gate and (for a suite, settled above) counts are known.
+        runs_finished(session, changes.take_ended(session))

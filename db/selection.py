@@ -20,7 +20,7 @@ from sqlalchemy import Table, exists, func, select, text, true
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.orm import Session
 
-from anvil.domain.flaky import Thresholds
+from anvil.domain.flaky import Thresholds, in_words
 from anvil.domain.observation import Observed
 from anvil.domain.results import FAILING, SKIPPED
 from anvil.domain.selection import CaseFacts, Request, Selection, TestFacts, choose, with_suite_map
@@ -257,14 +257,5 @@ def flaky_reasons(
     reasons = {test_id: f"passed and failed on revision {revision}" for test_id, revision in sure.items()}
     rest = [test_id for test_id in failing if test_id not in sure]
     for test_id, verdict in judged(session, filters, rest, Thresholds.of(settings)).items():
-        reasons[test_id] = _evidence(verdict.evidence[0])
+        reasons[test_id] = in_words(verdict.evidence[0])
     return reasons
-
-
-def _evidence(evidence: Any) -> str:
-    if evidence.kind == "same_revision":
-        return f"passed and failed on revision {evidence.revision}"
-    if evidence.kind == "passed_on_retry":
-        return f"passed on a retry after failing (execution {evidence.executions[0].execution_id})"
-    where = f" on {evidence.branch}" if evidence.branch else ""
-    return f"flip rate {evidence.flip_rate}{where} ({evidence.flips} flips in {evidence.runs} runs)"

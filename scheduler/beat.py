@@ -1,7 +1,8 @@
 """Celery beat scheduler that runs Anvil's tick in the beat process itself.
 
 Running the tick here (not as a task on workers) keeps recovery going while every worker slot is
-busy with long tests. Nothing is persisted locally: the database holds all scheduling state.
+busy with long tests. Nothing is persisted locally: the database holds all scheduling state. The
+beat also runs the webhook sender, on a thread of its own (scheduler/deliveries.py).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 from celery.beat import Scheduler
 
 from anvil.settings import get_settings
+from scheduler.deliveries import start_sender
 from scheduler.tick import run_tick
 from scheduler.tick_metrics import record_tick
 
@@ -24,6 +26,7 @@ class AnvilScheduler(Scheduler):
         super().__init__(*args, **kwargs)
         self._interval = get_settings().tick_interval_s
         self._next = 0.0
+        self._sender = start_sender()
 
     def tick(self, *args: Any, **kwargs: Any) -> float:
         now = time.monotonic()

@@ -99,6 +99,8 @@ def pg_url(template_db: str) -> Iterator[str]:
 
 
 TABLES = (
+    "webhook_deliveries",
+    "webhooks",
     "test_quarantine_events",
     "result_rollups",
     "test_results",

@@ -27,6 +27,7 @@ from anvil.cli import (
     tests,
     tokens,
     users,
+    webhooks,
     workers,
 )
 
@@ -59,3 +60,4 @@ app.add_typer(tests.app, name="tests")
 app.add_typer(rules.app, name="rules")
 app.add_typer(history.app, name="history")
 app.add_typer(stats.app, name="stats")
+app.add_typer(webhooks.app, name="webhooks")

@@ -178,3 +178,13 @@ def could_flip(passed: int, failed: int, thresholds: Thresholds) -> bool:
 
 def _seen(results: Iterable[Result]) -> tuple[Seen, ...]:
     return tuple(Seen(r.execution_id, r.status, r.recorded_at) for r in results)
+
+
+def in_words(evidence: Evidence) -> str:
+    """One line of evidence for people (selection reasons, notifications)."""
+    if evidence.kind == "same_revision":
+        return f"passed and failed on revision {evidence.revision}"
+    if evidence.kind == "passed_on_retry":
+        return f"passed on a retry after failing (execution {evidence.executions[0].execution_id})"
+    where = f" on {evidence.branch}" if evidence.branch else ""
+    return f"flip rate {evidence.flip_rate}{where} ({evidence.flips} flips in {evidence.runs} runs)"
