@@ -87,6 +87,8 @@ def _run(sup: Supervisor, opts: Options) -> int:
     }
     if opts.flower and not os.environ.get("ANVIL_FLOWER_URL"):
         env["ANVIL_FLOWER_URL"] = f"http://127.0.0.1:{opts.flower_port}"  # the web UI links to it
+    if not os.environ.get("ANVIL_PUBLIC_URL"):
+        env["ANVIL_PUBLIC_URL"] = f"http://127.0.0.1:{opts.port}"  # links in webhook messages
     broker_url, needs_redis = choose_broker(opts.broker, data_dir)
     env["ANVIL_REDIS_URL"] = start_redis(sup, data_dir) if needs_redis else broker_url
     # Set for this process too: the migration and the admin bootstrap below read the same settings.
