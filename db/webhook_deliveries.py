@@ -18,7 +18,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from anvil.domain.webhooks import next_attempt
-from db.webhook_models import Webhook, WebhookDelivery
+from db.models import Webhook, WebhookDelivery
 
 
 @dataclass(frozen=True)

@@ -28,9 +28,8 @@ from anvil.domain.webhooks import EXECUTION_FINISHED, FLAKY_DETECTED, QUARANTINE
 from anvil.settings import get_settings
 from db.flaky import RESULTS, verdicts
 from db.gates import previous_run, result_rows
-from db.models import Execution, Test, TestCase
+from db.models import Execution, Test, TestCase, WebhookDelivery
 from db.types import utcnow
-from db.webhook_models import WebhookDelivery
 from db.webhooks import enqueue, listening
 
 NAMES_KEPT = 50  # failing tests named in an event (the counts say how many in all)

@@ -20,9 +20,9 @@ from sqlalchemy.orm import Session
 
 from anvil.domain.webhooks import envelope, matches, new_secret, redacted
 from anvil.errors import NotFound
+from db.models import Webhook, WebhookDelivery
 from db.secrets import decrypt, encrypt
 from db.types import utcnow
-from db.webhook_models import Webhook, WebhookDelivery
 
 
 def _secret_name(webhook_id: uuid.UUID) -> str:

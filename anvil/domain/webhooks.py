@@ -169,7 +169,7 @@ def _finished(data: Mapping[str, Any]) -> tuple[str, list[str], str | None]:
         lines.append(f"took {data['duration_s']:.1f} s")
     gate = data.get("gate")
     if gate:
-        failed_rules = [r.get("message", r.get("rule")) for r in gate.get("failed") or []]
+        failed_rules = [r.get("message", r.get("rule")) for r in gate.get("failed_rules") or []]
         lines.append(
             f"quality gate {gate.get('status')}" + (": " + "; ".join(failed_rules) if failed_rules else "")
         )

@@ -33,12 +33,11 @@ from api.webhook_schemas import (
     WebhookUpdate,
 )
 from db import webhook_deliveries, webhooks
-from db.models import Schedule
+from db.models import Schedule, Webhook, WebhookDelivery
 from db.scopes import find_case, find_suite
 from db.secrets import box_for
 from db.sql import read_db_now
 from db.types import utcnow
-from db.webhook_models import Webhook, WebhookDelivery
 
 router = APIRouter(prefix="/api/v1/webhooks", tags=["webhooks"])
 WebhookId = Annotated[uuid.UUID, Path(description="the subscription's id")]

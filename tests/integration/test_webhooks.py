@@ -20,10 +20,9 @@ from sqlalchemy.orm import Session
 
 from anvil.domain.enums import Role
 from anvil.settings import Settings, get_settings
-from db.models import Execution
+from db.models import Execution, Webhook, WebhookDelivery
 from db.session import new_session
 from db.types import utcnow
-from db.webhook_models import Webhook, WebhookDelivery
 from scheduler.deliveries import deliver_due
 from tests.integration.runs import (
     finish_with,
