@@ -273,8 +273,13 @@ def flaky_list(
         for i, (verdict, results) in judged.items()
         if i in tests
     ]
-    found.sort(key=lambda f: (STRENGTH.index(f.verdict.strongest or STRENGTH[-1]), -f.failures, f.test.name))
+    found.sort(key=lambda f: board_order(f.verdict.strongest, f.failures, f.test.name))
     return found
+
+
+def board_order(strongest: str | None, failures: int, name: str) -> tuple[int, int, str]:
+    """The flaky board's order: strongest evidence first, then most failures, then by name."""
+    return STRENGTH.index(strongest or STRENGTH[-1]), -failures, name
 
 
 def _narrowed(

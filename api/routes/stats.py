@@ -7,10 +7,12 @@ ANVIL_FLAKY_WINDOW_DAYS days. Scope: ``case`` and ``suite`` (names or ids, repea
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
+from sqlalchemy.orm import Session
 
 from anvil.domain.flaky import Thresholds
 from anvil.domain.windows import Window
@@ -28,7 +30,7 @@ from api.history_schemas import (
 )
 from api.routes.tests import case_names
 from db import stats as stats_db
-from db.flaky import flaky_tests
+from db.flaky import FlakyTest, flaky_tests
 from db.scopes import Scope, result_filters
 from db.test_results import quarantined
 from db.types import utcnow
@@ -71,26 +73,30 @@ def get_flaky_tests(
     resolved, shown = scope.resolve(session)
     thresholds = Thresholds.of(settings)
     found = flaky_tests(session, scope=resolved, window=window, thresholds=thresholds, now=now)
-    names = case_names(session, (f.test.test_case_id for f in found))
     return FlakyList(
         window=WindowPublic.of(window, _since(session, resolved, window, now)),
         scope=shown,
         thresholds=ThresholdsPublic.of(thresholds),
-        items=[
-            FlakyTestPublic(
-                test_id=f.test.id,
-                test_case_id=f.test.test_case_id,
-                case_name=names.get(f.test.test_case_id),
-                key=f.test.key,
-                name=f.test.name,
-                quarantined=quarantined(f.test.quarantined_at, f.test.quarantine_expires_at, now),
-                runs=f.runs,
-                failures=f.failures,
-                evidence=[EvidencePublic.of(e) for e in f.verdict.evidence],
-            )
-            for f in found
-        ],
+        items=flaky_public(session, found, now),
     )
+
+
+def flaky_public(session: Session, found: Sequence[FlakyTest], now: datetime) -> list[FlakyTestPublic]:
+    names = case_names(session, (f.test.test_case_id for f in found))
+    return [
+        FlakyTestPublic(
+            test_id=f.test.id,
+            test_case_id=f.test.test_case_id,
+            case_name=names.get(f.test.test_case_id),
+            key=f.test.key,
+            name=f.test.name,
+            quarantined=quarantined(f.test.quarantined_at, f.test.quarantine_expires_at, now),
+            runs=f.runs,
+            failures=f.failures,
+            evidence=[EvidencePublic.of(e) for e in f.verdict.evidence],
+        )
+        for f in found
+    ]
 
 
 @router.get("/slowest", response_model=SlowestPublic, responses=NAMED_IN_QUERY)

@@ -129,6 +129,22 @@ def test_the_board_shows_a_flaky_tests_evidence_and_links_to_the_executions_that
     assert "Quarantine</button>" not in page.text and "/quarantine" not in page.text
 
 
+def test_the_board_takes_in_a_new_runs_results_without_judging_everything_again(
+    client: TestClient, user: MakeUser, shop: dict[str, Any]
+) -> None:
+    from api.ui import tests_page
+
+    sign_in(client, user(Role.VIEWER, "noa"))
+    assert BOARD.findall(board_of(client.get("/ui/tests").text)) == [shop["ids"][B]]
+    judged_at = tests_page._boards[None].judged_at
+    # alpha fails on rev2, where it passed: flaky now; beta's verdict stands (not judged again).
+    run(shop["case"], {A: "failed", B: "passed", C: "skipped"}, revision="rev2")
+    board = board_of(client.get("/ui/tests").text)
+    assert BOARD.findall(board) == [shop["ids"][A], shop["ids"][B]]  # the same evidence: by name
+    assert "passed and failed on revision rev2" in board
+    assert tests_page._boards[None].judged_at == judged_at  # brought up to date, not judged in full
+
+
 # ---- quarantine and release --------------------------------------------------------------------------
 
 
