@@ -12,6 +12,9 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import create_engine
 
 # The checkout; for an installed wheel, site-packages.
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,3 +45,20 @@ def upgrade(database_url: str | None = None, revision: str = "head") -> None:
 
 def downgrade(database_url: str | None = None, revision: str = "base") -> None:
     command.downgrade(alembic_config(database_url), revision)
+
+
+def current(database_url: str | None = None) -> str | None:
+    """The revision the database is at; None when it was never migrated."""
+    from anvil.settings import get_settings
+
+    engine = create_engine(database_url or get_settings().database_url)
+    try:
+        with engine.connect() as connection:
+            return MigrationContext.configure(connection).get_current_revision()
+    finally:
+        engine.dispose()
+
+
+def head() -> str | None:
+    """The newest revision of the migrations that came with this copy of Anvil."""
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()

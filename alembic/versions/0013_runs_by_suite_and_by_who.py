@@ -20,8 +20,15 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    op.create_index("ix_executions_test_suite_id", "executions", ["test_suite_id", "created_at"])
-    op.create_index("ix_executions_requested_by", "executions", ["requested_by", "created_at"])
+    # CONCURRENTLY on PostgreSQL (outside the migration's transaction): a plain CREATE INDEX blocks
+    # every write to executions while it reads the table (about 8 s per million rows), and workers
+    # of the previous release keep writing there during a rolling upgrade.
+    # If it fails half-way, PostgreSQL keeps an INVALID index: DROP INDEX it, then upgrade again.
+    with op.get_context().autocommit_block():
+        for column in ("test_suite_id", "requested_by"):
+            op.create_index(
+                f"ix_executions_{column}", "executions", [column, "created_at"], postgresql_concurrently=True
+            )
 
 
 def downgrade() -> None:

@@ -14,9 +14,10 @@ from sqlalchemy import inspect
 from anvil.migrate import alembic_config, downgrade, upgrade
 from db.models import Base
 from db.session import make_engine
-from tests.conftest import _drop, clone_database, sqlalchemy_url
+from tests.conftest import RUN, _drop, clone_database, sqlalchemy_url
 
-EMPTY_DB = "anvil_migrations_test"
+# Per session: sessions running side by side would drop each other's database.
+EMPTY_DB = f"anvil_migrations_test_{RUN}"
 
 
 @pytest.fixture(params=["postgresql", "sqlite"])
