@@ -28,6 +28,7 @@ from api.ui import (
     tests_page,
     tests_quarantine,
     tests_stats,
+    webhooks_page,
 )
 from api.ui.pages import HERE
 
@@ -37,7 +38,7 @@ def install(app: FastAPI) -> None:
     # runs first: its literal /executions/rows must win over /executions/{execution_id}.
     for module in (
         login, runs, execution, manual, catalog, catalog_forms,
-        tests_page, tests_history, tests_quarantine, tests_stats, schedules_page, operations,
+        tests_page, tests_history, tests_quarantine, tests_stats, schedules_page, operations, webhooks_page,
     ):  # fmt: skip
         router.include_router(module.router)
     app.include_router(router)

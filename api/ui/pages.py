@@ -19,6 +19,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
 
+from anvil.domain.enums import Role
 from anvil.errors import AnvilError
 from api.ui.session import LoginNeeded, SignedIn
 
@@ -43,6 +44,7 @@ def _seconds(value: float | None) -> str:
 
 templates.env.filters["when"] = _when
 templates.env.filters["seconds"] = _seconds
+templates.env.globals["roles"] = Role  # e.g. viewer.may(roles.MAINTAINER) in the navigation
 
 
 def render(
