@@ -94,18 +94,26 @@ class NewExecution:
 
 
 def insert_executions(
-    session: Session, items: Sequence[NewExecution], *, actor: str, max_attempts: int
+    session: Session,
+    items: Sequence[NewExecution],
+    *,
+    actor: str,
+    max_attempts: int,
+    now: datetime | None = None,
 ) -> list[Execution]:
     """Insert executions with their first transition and its live event, in three bulk statements;
     the caller commits, then publishes the QUEUED ones. Every way an execution is created (a
     submission, a batch, a suite's expansion, a retry, a schedule's slot) comes through here.
+
+    ``now``: the database clock when the caller read it already (the scheduler does: its host's
+    clock may be skewed, and the reconciler measures a message's silence from ``published_at``).
 
     Returns the executions (not attached to the session), in the items' order.
     """
     if not items:
         return []
     # One Python timestamp for the inserts: a SQL now() would cost a read-back on the hot path.
-    now = utcnow()
+    now = now or utcnow()
     seqs, stream_lengths = _number_events(session, items)
     rows = [
         _row(item, now=now, index=index, max_attempts=max_attempts, event_seq=stream_lengths.get(item.id, 0))

@@ -176,12 +176,17 @@ def fire_due_schedules(session: Session, *, now: datetime, actor: str) -> Publis
         if decision.fire_at is None:
             continue
         schedule.last_slot_at = decision.fire_at
-        out += fire(session, schedule, slot_at=decision.fire_at, actor=actor, explicit=False)
+        out += fire(session, schedule, slot_at=decision.fire_at, now=now, actor=actor, explicit=False)
     return out
 
 
-def fire(session: Session, schedule: Schedule, *, slot_at: datetime, actor: str, explicit: bool) -> Publish:
+def fire(
+    session: Session, schedule: Schedule, *, slot_at: datetime, now: datetime, actor: str, explicit: bool
+) -> Publish:
     """Start the schedule's target for ``slot_at`` under its overlap policy. A slot fires at most once.
+
+    ``now`` is the database clock: the new executions are stamped with it, not with the clock of
+    the beat's host, which may be skewed.
 
     A target that was deleted starts nothing; the tick (not ``explicit``) then disables the schedule.
     """
@@ -218,6 +223,7 @@ def fire(session: Session, schedule: Schedule, *, slot_at: datetime, actor: str,
                     retry_policy=None,
                     actor=actor_name,
                     max_attempts=max_attempts,
+                    now=now,
                     **item,
                 )
                 return children
@@ -234,6 +240,7 @@ def fire(session: Session, schedule: Schedule, *, slot_at: datetime, actor: str,
                 ],
                 actor=actor_name,
                 max_attempts=max_attempts,
+                now=now,
             )
             return [(execution.id, execution.priority)]
     except IntegrityError:
@@ -270,7 +277,7 @@ def trigger_now(session: Session, schedule: Schedule, *, actor: str) -> tuple[Ex
     Returns the execution it started (a suite execution for a suite) and what to publish after the commit.
     """
     slot_at = read_db_now(session)
-    to_publish = fire(session, schedule, slot_at=slot_at, actor=actor, explicit=True)
+    to_publish = fire(session, schedule, slot_at=slot_at, now=slot_at, actor=actor, explicit=True)
     execution = session.scalar(
         select(Execution).where(Execution.schedule_id == schedule.id, Execution.slot_at == slot_at)
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, or_, select, update
@@ -58,6 +59,7 @@ def create_suite_execution(
     members: Sequence[TestCase] | None = None,
     selection: dict[str, Any] | None = None,
     member_selections: Mapping[uuid.UUID, dict[str, Any]] | None = None,
+    now: datetime | None = None,
     gate: dict[str, Any] | None = None,
 ) -> tuple[Execution, list[tuple[uuid.UUID, str]]]:
     """Insert the suite execution and one QUEUED child per member (bulk). Returns what to publish.
@@ -121,7 +123,9 @@ def create_suite_execution(
         )
         for case in members
     ]
-    execution, *_ = insert_executions(session, [root, *children], actor=actor, max_attempts=max_attempts)
+    execution, *_ = insert_executions(
+        session, [root, *children], actor=actor, max_attempts=max_attempts, now=now
+    )
     return execution, [(child.id, priority.value) for child in children]
 
 
