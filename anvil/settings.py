@@ -180,6 +180,10 @@ class Settings(BaseSettings):
     db_max_overflow: int = Field(default=5, ge=0)
     # Longest wait for a connection (in the API: for a turn at the database) before giving up.
     db_pool_timeout_s: float = Field(default=10.0, gt=0)
+    # Longest wait of the API for PostgreSQL to answer one command. A stopped or frozen server (SIGSTOP,
+    # a paused VM) accepts bytes and answers nothing: the request gets a 503 instead of hanging until
+    # it resumes. A command of the API that legitimately runs longer gets the 503 too.
+    db_answer_timeout_s: float = Field(default=5.0, gt=0)
     max_body_bytes: int = Field(default=1024 * 1024, gt=0)
     # A JUnit report imported with POST /api/v1/results/junit may be this large (the request's body
     # limit there, in place of max_body_bytes); parsing it takes about 10x this in memory.

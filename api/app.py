@@ -93,6 +93,10 @@ async def _lifespan(_app: FastAPI) -> AsyncIterator[None]:
     # Threads for blocking work (sync endpoints and dependencies, event streams' reads); the
     # database pool is sized from the same setting (db/session.py, api/deps.py).
     anyio.to_thread.current_default_thread_limiter().total_tokens = get_settings().api_threads
+    # A stopped PostgreSQL must not hold requests until it resumes: 503 after db_answer_timeout_s.
+    from db.session import bound_answers, get_engine
+
+    bound_answers(get_engine(), get_settings().db_answer_timeout_s)
     freeze_startup_heap()
     yield
 

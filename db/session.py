@@ -6,8 +6,10 @@ from __future__ import annotations
 import copy
 import os
 import time
-from typing import Any
+from typing import Any, TypeVar
 
+import psycopg
+from psycopg.abc import PQGen
 from sqlalchemy import create_engine, event, exc
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
@@ -16,6 +18,7 @@ from anvil.settings import Settings, get_settings
 from db import changes, events, observed, reactions
 
 _engines: dict[tuple[int, str], Engine] = {}
+RV = TypeVar("RV")
 
 
 def make_engine(url: str) -> Engine:
@@ -42,6 +45,35 @@ def make_engine(url: str) -> Engine:
     )
     _ping_after_idle(engine)
     return engine
+
+
+class _BoundedConnection(psycopg.Connection[Any]):
+    """A psycopg connection that stops waiting for an answer after ``answer_timeout_s``: it is then
+    closed (its state is unknown), and SQLAlchemy discards it as disconnected (OperationalError)."""
+
+    answer_timeout_s: float | None = None
+
+    def wait(self, gen: PQGen[RV], interval: float = 0.1, timeout: float | None = None) -> RV:
+        if timeout is not None:  # psycopg's own bounded waits (e.g. notifies) handle their timeouts
+            return super().wait(gen, interval, timeout)
+        try:
+            return super().wait(gen, interval, self.answer_timeout_s)
+        except psycopg.OperationalError:
+            self.pgconn.finish()
+            raise
+
+
+def bound_answers(engine: Engine, seconds: float) -> None:
+    """Connections ``engine`` opens from now on wait at most ``seconds`` for each answer (the API's:
+    statement_timeout cannot fire in a stopped server, and the connect timeout covers only connecting)."""
+    if engine.dialect.driver != "psycopg":
+        return
+
+    @event.listens_for(engine, "do_connect")
+    def _connect(_dialect: Any, _record: Any, cargs: Any, cparams: Any) -> psycopg.Connection[Any]:
+        conn = _BoundedConnection.connect(*cargs, **cparams)
+        conn.answer_timeout_s = seconds
+        return conn
 
 
 def pool_options(settings: Settings) -> dict[str, Any]:

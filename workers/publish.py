@@ -30,7 +30,10 @@ from anvil.domain.enums import QUEUES, Priority
 
 log = logging.getLogger("anvil.publish")
 
-_RETRY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
+# No retry: each try can wait the broker's socket_timeout (workers/celery_app.py), and retries kept a
+# request waiting 20 s on a paused Redis; the reconciler publishes again anyway. (redis-py replaces a
+# pooled connection that a Redis restart closed by itself: that publish still succeeds.)
+_RETRY = {"max_retries": 0, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
 
 
 def publish(execution_id: uuid.UUID, priority: str, producer: Any = None) -> bool:
