@@ -10,6 +10,7 @@ from kombu import Queue
 
 from anvil.domain.enums import QUEUES
 from anvil.settings import Settings, get_settings
+from workers import broker
 
 RUN_TASK = "anvil.run_execution"
 
@@ -21,8 +22,11 @@ def broker_options(settings: Settings) -> tuple[str, dict[str, Any]]:
         "queue_order_strategy": "priority",
         # Above the longest allowed run, so a running message is never redelivered by Redis.
         "visibility_timeout": settings.visibility_timeout_s,
+        **restore_sweep(settings.visibility_timeout_s),
         "socket_connect_timeout": 3,
-        "socket_timeout": 10,
+        # A paused or stuck Redis accepts commands and answers none: a publish waits this long
+        # (workers/publish.py: no retry), so the API still answers within 10 s (tests/faults).
+        "socket_timeout": 3,
         "health_check_interval": 10,
     }
     if url.startswith("filesystem://"):
@@ -38,6 +42,18 @@ def broker_options(settings: Settings) -> tuple[str, dict[str, Any]]:
         }
         url = "filesystem://"
     return url, options
+
+
+def restore_sweep(visibility_timeout_s: int) -> dict[str, int]:
+    """How often a worker puts messages unacknowledged past the visibility timeout back in their queue.
+
+    kombu sweeps every ``interval * throttle`` seconds, by default 100: fine for the default timeout
+    (over an hour), but a short one would never be honoured. Sweep about five times per timeout,
+    between every second and kombu's 100 s.
+    """
+    interval = max(1, min(10, visibility_timeout_s // 5))
+    throttle = max(1, min(10, visibility_timeout_s // (5 * interval)))
+    return {"unacked_restore_interval": interval, "unacked_restore_throttle": throttle}
 
 
 def make_celery(settings: Settings | None = None) -> Celery:
@@ -58,6 +74,8 @@ def make_celery(settings: Settings | None = None) -> Celery:
         task_default_queue="normal",
         task_create_missing_queues=False,
         broker_transport_options=transport_options,
+        # Redis: kombu's transport with one fix, so a worker survives a Redis restart (workers/broker.py).
+        broker_transport=broker.TRANSPORT if url.split("://", 1)[0] in broker.SCHEMES else None,
         broker_connection_retry_on_startup=True,
         broker_connection_max_retries=None,
         # A broker blip must not kill running tests: their truth is in the database.
