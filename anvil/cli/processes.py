@@ -63,8 +63,12 @@ def spawn(
     env: Mapping[str, str] | None = None,
     log: Path | IO[bytes] | None = None,
     cwd: Path | None = None,
+    wrapper: Sequence[str] = (),
 ) -> Child:
-    """Start ``anvil <args>`` in its own process group, output to ``log`` (a path or an open file)."""
+    """Start ``anvil <args>`` in its own process group, output to ``log`` (a path or an open file).
+
+    ``wrapper``: a command that runs it, e.g. ``["faketime", "-f", "+10m"]`` (the fault tests).
+    """
     full_env = {**os.environ, **(env or {})}
     full_env.setdefault("PYTHONUNBUFFERED", "1")
     log_path = log if isinstance(log, Path) else None
@@ -75,7 +79,12 @@ def spawn(
     else:
         out = log if log is not None else subprocess.DEVNULL
     proc = subprocess.Popen(
-        anvil_argv(*args), env=full_env, stdout=out, stderr=subprocess.STDOUT, cwd=cwd, start_new_session=True
+        [*wrapper, *anvil_argv(*args)],
+        env=full_env,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        cwd=cwd,
+        start_new_session=True,
     )
     return Child(name, proc, log_path)
 

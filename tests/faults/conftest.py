@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -160,9 +160,11 @@ class FaultStack(Stack):
         with ThreadPoolExecutor(threads) as pool:
             list(pool.map(lambda _: self.ledger.submit(self.client, case_id), range(count)))
 
-    def start_beat(self) -> Child:
+    def start_beat(self, *, wrapper: Sequence[str] = ()) -> Child:
+        """Start a beat; ``wrapper`` runs it under another command (e.g. faketime)."""
         name = f"beat{next(self._beat_seq)}"
-        child = spawn(name, ["beat"], env=self.env, log=self.root / "logs" / f"{name}.log", cwd=self.root)
+        log = self.root / "logs" / f"{name}.log"
+        child = spawn(name, ["beat"], env=self.env, log=log, cwd=self.root, wrapper=wrapper)
         self.children.append(child)
         self.beats.append(child)
         return child

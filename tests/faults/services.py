@@ -141,12 +141,17 @@ class PgCluster:
 
 
 class RedisServer:
-    """A ``redis-server`` without persistence: a kill and a start give an empty broker on the same port."""
+    """A ``redis-server`` without persistence: a kill and a start give an empty broker on the same port.
+
+    With ``appendonly`` set, the next ``start`` turns the append-only file on (in ``folder``), so a
+    restart keeps what Redis held; a start without it deletes that file and is empty again.
+    """
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
+        self.appendonly = False
 
     @property
     def url(self) -> str:
@@ -155,8 +160,13 @@ class RedisServer:
     def start(self, timeout: float = 15.0) -> None:
         binary = shutil.which("redis-server")
         assert binary is not None, "redis-server is not installed"
+        aof_dir = "appendonlydir"
+        if not self.appendonly:
+            shutil.rmtree(self.folder / aof_dir, ignore_errors=True)
+        persistence = ["--appendonly", "yes", "--dir", str(self.folder), "--appenddirname", aof_dir]
         self.proc = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             *(persistence if self.appendonly else ["--appendonly", "no"])],  # fmt: skip
             cwd=self.folder,
             stdout=(self.folder / "redis.log").open("ab"),
             stderr=subprocess.STDOUT,
@@ -179,10 +189,26 @@ class RedisServer:
             client.close()
 
     def kill(self) -> None:
-        """SIGKILL: whatever it held (queued messages, unacked deliveries) is gone."""
+        """SIGKILL: without AOF, whatever it held (queued messages, unacked deliveries) is gone."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+
+    def shutdown(self, timeout: float = 15.0) -> None:
+        """Graceful ``SHUTDOWN``: Redis closes its clients and (with AOF) syncs the file before exiting."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        client = redis.Redis.from_url(self.url)
+        try:
+            client.shutdown()
+        except redis.ConnectionError:
+            pass  # it closed the connection on its way out
+        finally:
+            client.close()
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
 
     def flush(self) -> None:
         client = redis.Redis.from_url(self.url)
