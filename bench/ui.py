@@ -278,7 +278,7 @@ def record_again(url: str, execution_id: str) -> None:
         conn.execute("UPDATE result_rollups SET recorded_at = now() WHERE execution_id = %s", (execution_id,))
 
 
-def measure(samples: int, url: str) -> dict[str, dict[str, float]]:
+def measure(samples: int, db_url: str) -> dict[str, dict[str, float]]:
     from fastapi.testclient import TestClient
 
     from api.app import app, freeze_startup_heap
@@ -302,12 +302,12 @@ def measure(samples: int, url: str) -> dict[str, dict[str, float]]:
                 print(f"  !!! {label}: {url} answered {first.status_code}")
                 continue
             times = []
-            runs = recent_runs(url, samples) if "a run's results" in label else []
+            runs = recent_runs(db_url, samples) if "a run's results" in label else []
             for i in range(samples):
                 if "in full" in label:  # as in a new API process, or every BOARD_TTL_S
                     tests_page._boards.clear()
                 if runs:
-                    record_again(url, runs[i % len(runs)])
+                    record_again(db_url, runs[i % len(runs)])
                 started = time.perf_counter()
                 answer = client.get(url)
                 times.append((time.perf_counter() - started) * 1000)

@@ -32,7 +32,7 @@ from api.ui.pages import PageRoute, render
 from api.ui.session import PageUser, SignedIn
 from api.ui.tests_quarantine import may_quarantine
 from db import history
-from db.flaky import board_order, flaky_list
+from db.flaky import board_order, failing_tests, flaky_list
 from db.models import ResultRollup, TestResult
 from db.quarantine import quarantined_ids
 from db.scopes import Scope, result_filters
@@ -147,7 +147,11 @@ def _board(
         _boards[case] = Board(now, now, latest, flaky, slowest)
         return flaky, slowest
     if board.latest != latest or now - board.checked_at > RECHECK_S:
-        _update(viewer, session, settings, scope, resolved, board)
+        # A new result: judge its tests again. Every RECHECK_S also the OVERLAP before the last look:
+        # a transaction commits a little after it stamped its results, maybe after that look.
+        recheck = now - board.checked_at > RECHECK_S
+        since = board.latest - OVERLAP if recheck and board.latest else board.latest
+        _update(viewer, session, settings, scope, resolved, board, since)
         board.latest, board.checked_at = latest, now
     held = quarantined_ids(session, [f.test_id for f in board.flaky.items], now=utcnow())
     items = [f.model_copy(update={"quarantined": f.test_id in held}) for f in board.flaky.items]
@@ -155,22 +159,24 @@ def _board(
 
 
 def _update(
-    viewer: SignedIn, session: Session, settings: Settings, scope: ScopeParam, resolved: Scope, board: Board
+    viewer: SignedIn,
+    session: Session,
+    settings: Settings,
+    scope: ScopeParam,
+    resolved: Scope,
+    board: Board,
+    since: datetime | None,
 ) -> None:
-    """Judge again the tests with results recorded since the board was last brought up to date (and
-    OVERLAP before: a transaction that recorded results commits a little after it stamped them), and
-    put them in or out of the board; the slowest are read again (one grouped read of the window)."""
+    """Judge again the tests with results recorded after ``since`` that failed in the window (the
+    only ones that can be flaky) and put them in or out of the board; read the slowest again."""
     now = utcnow()
     window = default_window(settings)
     filters, _ = result_filters(session, resolved, window, now)
-    since = (board.latest or now) - OVERLAP
-    touched = set(
-        session.scalars(
-            select(TestResult.test_id).where(*resolved.filters(), TestResult.recorded_at > since).distinct()
-        )
-    )
+    newer = [TestResult.recorded_at > since] if since is not None else []
+    touched = set(session.scalars(select(TestResult.test_id).where(*resolved.filters(), *newer).distinct()))
     if touched:
-        found = flaky_list(session, filters, sorted(touched), Thresholds.of(settings))
+        suspects = failing_tests(session, [*filters, TestResult.test_id.in_(touched)])
+        found = flaky_list(session, filters, suspects, Thresholds.of(settings))
         items = [f for f in board.flaky.items if f.test_id not in touched] + flaky_public(session, found, now)
         items.sort(key=lambda f: board_order(f.evidence[0].kind if f.evidence else None, f.failures, f.name))
         board.flaky = board.flaky.model_copy(update={"items": items})
