@@ -9,7 +9,8 @@ leaves before their parents (``parent_execution_id`` is a foreign key). A batch 
 crash leaves a tree that is still expired: the next round finishes it.
 
 Test results are no foreign key of executions: they outlive them until their own cutoff. A test
-with no result left, not quarantined and with no recent quarantine audit, goes too.
+with no result left, not quarantined and with no recent quarantine audit, goes too. Webhook
+deliveries that were delivered or given up on go with the executions' cutoff.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from db.models import (
     Test,
     TestQuarantineEvent,
     TestResult,
+    WebhookDelivery,
 )
 
 EXECUTIONS = cast(Table, Execution.__table__)
@@ -169,6 +171,18 @@ def delete_forgotten_tests(session: Session, *, cutoff: datetime, limit: int) ->
         .limit(limit)
     )
     return _count(session.execute(delete(tests).where(tests.c.id.in_(batch))))
+
+
+def delete_old_deliveries(session: Session, *, cutoff: datetime, limit: int) -> int:
+    """Webhook deliveries created before ``cutoff`` that were delivered or given up on (the delivery
+    log keeps executions' retention); one still being tried stays."""
+    deliveries = cast(Table, WebhookDelivery.__table__)
+    batch = (
+        select(deliveries.c.id)
+        .where(deliveries.c.created_at < cutoff, deliveries.c.status.in_(("delivered", "failed")))
+        .limit(limit)
+    )
+    return _count(session.execute(delete(deliveries).where(deliveries.c.id.in_(batch))))
 
 
 def _count(result: Any) -> int:

@@ -104,6 +104,9 @@ def run_retention(
     tests = partial(retention.delete_forgotten_tests, cutoff=limits.results, limit=batch)
     while step("tests", tests, more=full):
         pass
+    deliveries = partial(retention.delete_old_deliveries, cutoff=limits.executions, limit=batch)
+    while step("webhook_deliveries", deliveries, more=full):
+        pass
     # Workers stopped or stale for a week (anvil/domain/workers.py: FORGET_AFTER_DAYS).
     gone_workers = partial(workers.forget_old, now=now, limit=batch)
     while step("workers", gone_workers, more=full):

@@ -165,6 +165,43 @@ def test_results_past_their_own_retention_go_and_tests_with_none_left_unless_qua
     assert sorted(row[0] for row in sql("SELECT key FROM tests")) == ["calc::adds", "calc::divides"]
 
 
+def test_settled_webhook_deliveries_go_with_the_executions_cutoff(session: Session) -> None:
+    from datetime import timedelta
+
+    from db.models import WebhookDelivery
+    from db.secrets import box_for
+    from db.webhooks import create
+
+    with session.begin():
+        hook, _ = create(
+            session, name="h", url="https://h.example/x", fmt="standard", events=["execution.finished"],
+            filters={}, created_by=None, box=box_for(get_settings()),
+        )  # fmt: skip
+        now = utcnow()
+        for status, days in (("delivered", 100), ("failed", 100), ("pending", 100), ("delivered", 5)):
+            at = now - timedelta(days=days)
+            session.add(
+                WebhookDelivery(
+                    id=uuid.uuid4(),
+                    webhook_id=hook.id,
+                    event_type="execution.finished",
+                    event={},
+                    status=status,
+                    attempts=1,
+                    created_at=at,
+                    next_attempt_at=at,
+                )  # fmt: skip
+            )
+
+    report = run_retention(settings(), holder="test-beat", force=True)
+
+    assert report is not None and report.deleted["webhook_deliveries"] == 2
+    kept = sorted((row[0], round(row[1])) for row in sql(
+        "SELECT status, extract(epoch FROM now() - created_at) / 86400 FROM webhook_deliveries"
+    ))  # fmt: skip
+    assert kept == [("delivered", 5), ("pending", 100)]  # the recent one, and one still being tried
+
+
 def test_the_tick_runs_a_round_at_most_once_a_minute_and_an_unfinished_one_goes_on_next_tick(
     session: Session,
 ) -> None:
