@@ -99,8 +99,8 @@ def enqueue(
     *,
     hooks: Sequence[Webhook] | None = None,
     only: uuid.UUID | None = None,
-) -> int:
-    """Write one delivery per subscription that hears this event; returns how many.
+) -> list[uuid.UUID]:
+    """Write one delivery per subscription that hears this event; returns their ids.
 
     ``hooks``: the listeners, when the caller already read them; ``only``: that subscription alone
     (the test event), whatever its events and filters.
@@ -109,7 +109,7 @@ def enqueue(
         hooks = listening(session, event_type, only=only)
     now = utcnow()
     event = envelope(event_type, now, data)
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "id": uuid.uuid4(),
             "webhook_id": hook.id,
@@ -125,4 +125,4 @@ def enqueue(
     ]
     if rows:
         session.execute(insert(WebhookDelivery), rows)
-    return len(rows)
+    return [row["id"] for row in rows]

@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import httpx
 
@@ -30,14 +30,15 @@ from db.webhooks import credentials
 log = logging.getLogger("anvil.webhooks")
 
 
-def send(client: httpx.Client, settings: Settings, due: Due) -> tuple[int | None, int, str | None]:
-    """POST one delivery; (status code or None, latency in ms, error text or None)."""
+def send(
+    client: httpx.Client, settings: Settings, due: Due, at: datetime
+) -> tuple[int | None, int, str | None]:
+    """POST one delivery signed as of ``at`` (the database clock when it was taken); (status code
+    or None, latency in ms, error text or None)."""
     started = time.monotonic()
     try:
         url, secret = credentials(due.webhook, box_for(settings))
         payload = json.dumps(body(due.format, due.event), separators=(",", ":"))
-        with new_session() as session:
-            at = read_db_now(session)
         headers = signed_headers(secret, str(due.id), at, payload)
         response = client.post(url, content=payload.encode(), headers=headers)
     except Exception as exc:  # a refused connection, a timeout, a secret this key cannot read
@@ -54,8 +55,9 @@ def deliver_due(settings: Settings, client: httpx.Client, pool: ThreadPoolExecut
     """One round: take, send and record the due deliveries; returns how many were sent."""
     hold = timedelta(seconds=2 * settings.webhook_timeout_s + 30)
     with new_session() as session, session.begin():
-        taken = take_due(session, now=read_db_now(session), limit=4 * settings.webhook_senders, hold=hold)
-    results = list(pool.map(lambda due: send(client, settings, due), taken))
+        now = read_db_now(session)
+        taken = take_due(session, now=now, limit=4 * settings.webhook_senders, hold=hold)
+    results = list(pool.map(lambda due: send(client, settings, due, now), taken))
     retry_for = timedelta(hours=settings.webhook_retry_hours)
     for due, (code, latency_ms, error) in zip(taken, results, strict=True):
         with new_session() as session, session.begin():

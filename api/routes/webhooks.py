@@ -209,14 +209,7 @@ def send_test_event(webhook_id: WebhookId, user: Maintainer, session: SessionDep
             "requested_by": user.username,
             "message": "This subscription works.",
         }
-        webhooks.enqueue(session, TEST_EVENT, data, only=hook.id)
-        delivery_id = session.scalar(
-            select(WebhookDelivery.id)
-            .where(WebhookDelivery.webhook_id == hook.id, WebhookDelivery.event_type == TEST_EVENT)
-            .order_by(WebhookDelivery.created_at.desc())
-            .limit(1)
-        )
-    assert delivery_id is not None
+        (delivery_id,) = webhooks.enqueue(session, TEST_EVENT, data, only=hook.id)
     return DeliveryQueued(delivery_id=delivery_id)
 
 
