@@ -25,7 +25,7 @@ from anvil.domain.states import FINISHED, Status
 from db.executions import NewExecution, Source, insert_executions, list_steps
 from db.models import Execution, StepTrace, Test, TestResult
 from db.selection import median_durations
-from db.shard_tests import store_plan
+from db.shard_tests import plan_keys, store_plan
 
 SHARD = "shard"  # the key of a shard's own part of its selection
 
@@ -48,6 +48,51 @@ def recent_durations(session: Session, case_id: uuid.UUID, *, since: datetime) -
     return {keys[test_id]: p50 for test_id, p50 in medians.items() if test_id in keys}
 
 
+def previous_tests(
+    session: Session, parent: Execution, *, since: datetime
+) -> tuple[uuid.UUID, list[str]] | None:
+    """The test list of the case's latest sharded pytest run since ``since`` that ran the same
+    spec (but its shards and gate) and parameters whole, as its first shard collected it: a new
+    run's plan can start from it, its shards confirming it as they collect (db/shard_tests
+    .confirm_plan), instead of a serial collection first. None when there is no such run."""
+
+    def same(snapshot: Mapping[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in (snapshot.get("spec") or {}).items() if k not in ("shards", "gate")}
+
+    def whole(selection: Mapping[str, Any] | None) -> bool:
+        return not selection or bool(selection.get("observe") or selection.get("whole"))
+
+    if not whole(parent.selection):
+        return None
+
+    candidates = session.execute(
+        select(
+            Execution.id, Execution.case_snapshot, Execution.params, Execution.selection, Execution.shard_plan
+        )
+        .where(
+            Execution.test_case_id == parent.test_case_id,
+            Execution.created_at >= since,
+            Execution.shard_plan.is_not(None),
+            Execution.id != parent.id,
+        )
+        .order_by(Execution.created_at.desc())
+        .limit(5)
+    ).all()
+    for row in candidates:
+        plan, chosen = row.shard_plan or {}, row.selection or {}
+        usable = plan.get("work_stealing") and plan.get("confirmed", True)
+        whole = not chosen or chosen.get("observe") or chosen.get("whole")
+        if (
+            usable
+            and whole
+            and row.params == parent.params
+            and same(row.case_snapshot) == same(parent.case_snapshot)
+        ):
+            keys = plan_keys(session, row.id)
+            return (row.id, keys) if keys else None
+    return None
+
+
 def create_shards(
     session: Session,
     parent_id: uuid.UUID,
@@ -57,9 +102,12 @@ def create_shards(
     durations: Mapping[str, float],
     requested: int | str,
     actor: str,
+    listed_by: uuid.UUID | None = None,
 ) -> list[tuple[uuid.UUID, str]]:
     """Insert the shards of a RUNNING parent held by ``attempt`` and store its plan; returns what to
-    publish once committed. Raises PlanRefused when the attempt lost the parent or a cancel came."""
+    publish once committed. Raises PlanRefused when the attempt lost the parent or a cancel came.
+    ``listed_by``: the earlier run whose test list the plan was made from (the shards collect
+    and confirm it) instead of a collection of its own."""
     parent = session.execute(
         select(Execution)
         .where(Execution.id == parent_id)
@@ -95,7 +143,13 @@ def create_shards(
                 "whole": False,
                 "tests": list(shard.tests),
                 "counts": {"selected": len(shard.tests), "total": collected},
-                SHARD: {"index": shard.index + 1, "of": count, "planned_s": shard.planned_s, "steal": steal},
+                SHARD: {
+                    "index": shard.index + 1,
+                    "of": count,
+                    "planned_s": shard.planned_s,
+                    "steal": steal,
+                    "collects": listed_by is not None,
+                },
             },
             reason=f"shard {shard.index + 1} of {count}: "
             f"{len(shard.tests)} tests, {shard.planned_s:g}s planned",
@@ -104,10 +158,12 @@ def create_shards(
     ]
     insert_executions(session, children, actor=actor, max_attempts=parent.max_attempts)
     if steal:
-        store_plan(session, parent.id, shards, durations)
+        where = {key: shard.index for shard in shards for key in shard.tests}
+        store_plan(session, parent.id, [(key, where[key], seconds) for key, seconds in durations.items()])
     parent.shard_plan = {
         "requested": requested,
         "work_stealing": steal,
+        **({"confirmed": False, "listed_by": str(listed_by)} if listed_by is not None else {}),
         "count": count,
         "tests": collected,
         "shards": [

@@ -12,13 +12,13 @@ worker died) gives back what its earlier attempts took and did not finish.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, exists, func, insert, select, update
+from sqlalchemy import Table, and_, delete, exists, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from anvil.domain.shards import Shard
+from anvil.domain.shards import refit
 from anvil.domain.states import Status
 from db.models import Execution, ShardTest, StepTrace
 from db.types import utcnow
@@ -28,24 +28,65 @@ BATCH = 16  # at most this many tests per trip to the database
 TRIP_S = 0.25  # a shard's own tests taken per trip: up to this much planned time
 
 
-def store_plan(
-    session: Session, parent_id: uuid.UUID, shards: Sequence[Shard], durations: Mapping[str, float]
-) -> None:
-    """The plan's tests, each with its shard and expected time (``durations``, in collection order)."""
-    position = {key: i for i, key in enumerate(durations)}
+def store_plan(session: Session, parent_id: uuid.UUID, tests: Sequence[tuple[str, int, float]]) -> None:
+    """The plan's tests in collection order, each as (key, its shard's 0-based index, expected s)."""
     rows = [
-        {
-            "parent_execution_id": parent_id,
-            "key": key,
-            "position": position[key],
-            "shard": shard.index + 1,
-            "planned_s": durations[key],
-        }
-        for shard in shards
-        for key in shard.tests
+        dict(parent_execution_id=parent_id, key=key, position=i, shard=index + 1, planned_s=seconds)
+        for i, (key, index, seconds) in enumerate(tests)
     ]
     if rows:
         session.execute(insert(TESTS), rows)
+
+
+def confirm_plan(session: Session, parent_id: uuid.UUID, collected: Sequence[str]) -> bool:
+    """Fit a plan made from an earlier run's test list to the tests a shard's pytest collected now
+    (the first shard to ask does it; its collection is the run's test list): tests gone are
+    dropped, new ones planned for the least loaded shards. False when the plan was already
+    confirmed. Before this, no shard takes a test: each confirms at its first ask."""
+    parent = session.execute(
+        select(Execution).where(Execution.id == parent_id).with_for_update()
+    ).scalar_one()
+    plan = dict(parent.shard_plan or {})
+    if plan.get("confirmed", True):
+        return False
+    c = TESTS.c
+    planned = {
+        key: (shard - 1, seconds)
+        for key, shard, seconds in session.execute(
+            select(c.key, c.shard, c.planned_s).where(c.parent_execution_id == parent_id)
+        )
+    }
+    change = refit(planned, collected, plan["count"])
+    if change.gone or change.added:
+        # Nothing is taken yet: the rows are written again, in the order collected now.
+        planned.update((key, (index, seconds)) for key, index, seconds in change.added)
+        session.execute(delete(TESTS).where(c.parent_execution_id == parent_id))
+        keys = list(dict.fromkeys(collected))
+        store_plan(session, parent_id, [(key, planned[key][0], planned[key][1]) for key in keys])
+    per_shard = {
+        shard: (int(count), float(planned or 0.0))
+        for shard, count, planned in session.execute(
+            select(c.shard, func.count(), func.sum(c.planned_s))
+            .where(c.parent_execution_id == parent_id)
+            .group_by(c.shard)
+        )
+    }
+    plan["shards"] = [
+        {
+            **entry,
+            "tests": per_shard.get(entry["index"], (0, 0.0))[0],
+            "planned_s": round(per_shard.get(entry["index"], (0, 0.0))[1], 3),
+        }
+        for entry in plan["shards"]
+    ]
+    plan.update(
+        confirmed=True,
+        tests=sum(count for count, _ in per_shard.values()),
+        added=len(change.added),
+        gone=len(change.gone),
+    )
+    parent.shard_plan = plan
+    return True
 
 
 def plan_keys(session: Session, parent_id: uuid.UUID) -> list[str]:

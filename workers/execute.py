@@ -199,8 +199,10 @@ def _split_first(
     # Halted first: a renewal after the commit would give the parent a lease again, and the lease
     # sweep would then take the parent for lost.
     heartbeat.halt()
-    shards, durations = planned
-    split = functools.partial(_split, ctx.execution_id, ctx.attempt, shards, durations, requested, worker)
+    shards, durations, listed_by = planned
+    split = functools.partial(
+        _split, ctx.execution_id, ctx.attempt, shards, durations, requested, worker, listed_by
+    )
     try:
         publish_many(_retrying(split, settings.lease_ttl_s))
     except PlanRefused as exc:
@@ -217,6 +219,7 @@ def _split(
     durations: dict[str, float],
     requested: int | str,
     worker: str,
+    listed_by: uuid.UUID | None,
 ) -> list[tuple[uuid.UUID, str]]:
     """Commit the shards of a planned execution (fenced by ``attempt``); returns what to publish."""
     with new_session() as session, session.begin():
@@ -228,6 +231,7 @@ def _split(
             durations=durations,
             requested=requested,
             actor=f"worker:{worker}",
+            listed_by=listed_by,
         )
 
 

@@ -18,20 +18,22 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
 
 from db.models import Execution
 from db.session import new_session
-from db.shard_tests import BATCH, TRIP_S, give_back, plan_keys, resume, take
+from db.shard_tests import BATCH, TRIP_S, confirm_plan, give_back, plan_keys, resume, take
 
 log = logging.getLogger("anvil.worker")
+T = TypeVar("T")
 
 
 @dataclass
@@ -43,6 +45,10 @@ class Handout:
     plan: list[str]  # every test of the plan, in collection order (what the shard collects)
     carried: list[dict[str, Any]]  # steps earlier attempts finished (name, status, details)
     budget_s: float  # how long to ride out a database outage before giving up
+    # The plan was made from an earlier run's test list: this shard's pytest collects the case's
+    # own tests (into ``collected``, a file) and its first ask confirms the plan by them.
+    collects: bool = False
+    collected: Path | None = None
     taken: list[str] = field(default_factory=list)
     failed: str | None = None  # why tests could not be taken (the shard then ends in ERROR)
     _buffer: deque[str] = field(default_factory=deque)
@@ -62,6 +68,8 @@ class Handout:
             gap = now - self._asked
             self._pace = gap if self._pace is None else 0.7 * self._pace + 0.3 * gap
         self._asked = now
+        if self.collects and self._asks == 1:
+            self._confirm()
         if not self._buffer and not self._exhausted and self.failed is None:
             pending, self._pending = self._pending, None
             got = pending.result() if pending is not None else self._take()
@@ -96,16 +104,28 @@ class Handout:
         return {"shard_id": self.shard_id, "attempt": self.attempt, "index": self.index, "at_least": at_least}
 
     def _take(self) -> list[str]:
+        return self._retrying(lambda session: take(session, self.parent_id, **self._whose()), [])
+
+    def _confirm(self) -> None:
+        assert self.collected is not None
+        keys = [line for line in self.collected.read_text("utf-8").splitlines() if line]
+        if self._retrying(lambda session: confirm_plan(session, self.parent_id, keys), False):
+            log.info(
+                "shard %s confirmed the plan of %s: %d tests collected", self.index, self.parent_id, len(keys)
+            )
+
+    def _retrying(self, work: Callable[[Session], T], failed: T) -> T:
+        """``work`` in a transaction, tried again through a database outage of up to budget_s."""
         deadline = time.monotonic() + self.budget_s
         delay = 0.1
         while True:
             try:
                 with new_session() as session, session.begin():
-                    return take(session, self.parent_id, **self._whose())
+                    return work(session)
             except OperationalError as exc:
                 if time.monotonic() + delay > deadline:
                     self.failed = f"could not take tests from the plan: {exc.orig or exc}"
-                    return []
+                    return failed
                 time.sleep(delay)
                 delay = min(delay * 2, 2.0)
 
@@ -140,6 +160,7 @@ def prepare(
         attempt=attempt,
         index=int(selection["shard"]["index"]),
         plan=plan,
+        collects=bool(selection["shard"].get("collects")),
         carried=carried,
         budget_s=budget_s,
     )

@@ -22,7 +22,7 @@ from anvil.domain.shards import SHARDABLE, Shard, expected_durations, plan, shar
 from anvil.settings import Settings
 from db.models import Execution
 from db.session import new_session
-from db.shard_runs import SHARD, recent_durations
+from db.shard_runs import SHARD, previous_tests, recent_durations
 from db.sql import read_db_now
 from db.types import utcnow
 from db.workers import live_slots
@@ -58,14 +58,26 @@ def collect(ctx: RunContext) -> tuple[list[str], str | None]:
 
 def make_plan(
     ctx: RunContext, requested: int | str, settings: Settings
-) -> tuple[list[Shard], dict[str, float]] | None:
-    """The shards to split into and each collected test's expected duration (in collection
-    order), or None: run the case whole."""
-    tests, why = collect(ctx)
-    if not tests:
-        log.warning("not sharding %s: %s", ctx.execution_id, why or "no tests collected")
-        return None
-    now = utcnow()
+) -> tuple[list[Shard], dict[str, float], uuid.UUID | None] | None:
+    """The shards to split into, each test's expected duration (in collection order) and the
+    earlier run whose test list the plan starts from (None: collected now); or None: run the case
+    whole.
+
+    A pytest case run whole whose last sharded run had the same spec starts from that run's test
+    list: its shards collect the tests anyway (each pytest must), and the first to do so confirms
+    the list, so the run spares a serial collection. Otherwise the tests are collected first."""
+    since = utcnow() - timedelta(days=settings.flaky_window_days)
+    listed = None
+    if ctx.snapshot["kind"] == "pytest" and ctx.selected is None:
+        with new_session() as session:
+            listed = previous_tests(session, session.get_one(Execution, ctx.execution_id), since=since)
+    if listed is not None:
+        listed_by, tests = listed
+    else:
+        listed_by, (tests, why) = None, collect(ctx)
+        if not tests:
+            log.warning("not sharding %s: %s", ctx.execution_id, why or "no tests collected")
+            return None
     with new_session() as session:
         priority, case_id = session.execute(
             select(Execution.priority, Execution.test_case_id).where(Execution.id == ctx.execution_id)
@@ -75,13 +87,12 @@ def make_plan(
             if requested == "auto"
             else 0
         )
-        since = now - timedelta(days=settings.flaky_window_days)
         known = recent_durations(session, _case(case_id), since=since)
     count = shard_count(requested, tests=len(tests), slots=slots, min_tests=settings.shard_min_tests)
     if count == 1:
         log.info("%s runs as one shard (%d tests, %d live slots)", ctx.execution_id, len(tests), slots)
         return None
-    return plan(tests, known, count), expected_durations(tests, known)
+    return plan(tests, known, count), expected_durations(tests, known), listed_by
 
 
 def _case(case_id: uuid.UUID | None) -> uuid.UUID:

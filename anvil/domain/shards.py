@@ -98,3 +98,33 @@ def imbalance(durations_s: Sequence[float]) -> float | None:
         return None
     mean = sum(durations_s) / len(durations_s)
     return round(max(durations_s) / mean, 3) if mean > 0 else None
+
+
+@dataclass(frozen=True)
+class Refit:
+    """How a plan made from an earlier run's test list changes to fit the tests collected now."""
+
+    gone: tuple[str, ...]  # planned, not collected any more: dropped from the plan
+    added: tuple[tuple[str, int, float], ...]  # collected, not planned: (key, shard index 0-based, planned s)
+
+
+def refit(planned: Mapping[str, tuple[int, float]], collected: Sequence[str], count: int) -> Refit:
+    """Fit a plan (each test's 0-based shard and planned seconds) to the tests collected now: the
+    tests no longer collected go; new tests get the median planned time and go, longest-first
+    style, each to the shard with the least planned time."""
+    now = set(collected)
+    gone = tuple(key for key in planned if key not in now)
+    new = [key for key in dict.fromkeys(collected) if key not in planned]
+    kept = [planned[key] for key in planned if key in now]
+    fallback = statistics.median(seconds for _, seconds in kept) if kept else UNKNOWN_S
+    loads = [0.0] * count
+    for index, seconds in kept:
+        loads[index] += seconds
+    heap = [(load, i) for i, load in enumerate(loads)]
+    heapq.heapify(heap)
+    added = []
+    for key in new:
+        load, index = heapq.heappop(heap)
+        added.append((key, index, fallback))
+        heapq.heappush(heap, (load + fallback, index))
+    return Refit(gone, tuple(added))

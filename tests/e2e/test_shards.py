@@ -165,6 +165,44 @@ def test_a_sharded_pytest_case_counts_what_pytest_counts(two_workers: Stack) -> 
     }
 
 
+def test_a_later_run_starts_from_the_last_list_and_runs_the_tests_as_they_are_now(two_workers: Stack) -> None:
+    """A run of a case whose last sharded run had the same spec is planned from that run's list
+    (no serial collection first); its shards collect the tests as they are now, and the first one
+    fits the plan before any test is taken: a removed test is not run, an added one is, once."""
+    stack = two_workers
+    workspace = add_workspace(stack, "shop", FILES)
+    case_id = pytest_case(stack, "shop", ["tests"])
+    first = stack.wait_final(submit_sharded(stack, case_id, 2), timeout=120)
+    assert first["status"] == "FAILED" and "listed_by" not in first["shard_plan"]
+
+    (workspace / "tests/test_more.py").write_text(
+        "import pytest\n\ndef test_one():\n    pass\n\ndef test_skipped_inside():\n    pytest.skip('no')\n"
+    )
+    (workspace / "tests/test_new.py").write_text(
+        "def test_added():\n    pass\n\ndef test_added_failing():\n    assert 1 == 2\n"
+    )
+    second = stack.wait_final(submit_sharded(stack, case_id, 2), timeout=120)
+    plan = second["shard_plan"]
+    assert plan["listed_by"] == first["id"] and plan["confirmed"] is True, plan
+    assert (plan["added"], plan["gone"], plan["tests"]) == (2, 1, 15)
+    ran = Counter(step["name"] for step in steps_of(stack, second["id"]))
+    assert len(ran) == 15 and set(ran.values()) == {1}
+    assert "tests/test_more.py::test_two" not in ran and "tests/test_new.py::test_added_failing" in ran
+    expected = pytest_counts(workspace)
+    assert expected == {"passed": 9, "failed": 3, "skipped": 2, "error": 1}
+    assert {k: second["summary"].get(k, 0) for k in expected} == expected and second["summary"]["total"] == 15
+
+    # A file that no longer parses: every shard's pytest stops at collection, as pytest does, and
+    # the error is recorded once (by shard 1), not once per shard.
+    (workspace / "tests/test_broken.py").write_text("def test_broken(:\n    pass\n")
+    third = stack.wait_final(submit_sharded(stack, case_id, 2), timeout=120)
+    assert third["shard_plan"]["listed_by"] == second["id"]
+    assert third["status"] == "ERROR", third
+    assert [step["name"] for step in steps_of(stack, third["id"])] == ["tests/test_broken.py"]
+    assert pytest_counts(workspace) == {"error": 1}
+    assert third["summary"]["error"] == 1 and third["summary"]["total"] == 1
+
+
 def test_a_shard_that_finishes_early_steals_unstarted_tests(two_workers: Stack) -> None:
     """No history: every test is planned at the same time, and the plan alternates them between
     the shards, so shard 1 gets all six slow tests. Shard 2 runs its quick ones, then takes slow

@@ -5,9 +5,12 @@ from __future__ import annotations
 import pytest
 
 from anvil.domain.shards import (
+    UNKNOWN_S,
+    Refit,
     expected_durations,
     imbalance,
     plan,
+    refit,
     shard_count,
     stops_at_first_failure,
     xdist_option,
@@ -95,3 +98,16 @@ def test_stops_at_first_failure(args: list[str], stops: bool) -> None:
 )
 def test_xdist_options_are_found(args: list[str], found: str | None) -> None:
     assert xdist_option(args) == found
+
+
+def test_refit_drops_the_tests_gone_and_plans_new_ones_at_the_median_on_the_least_loaded_shards() -> None:
+    planned = {"a": (0, 4.0), "b": (1, 1.0), "c": (1, 2.0), "d": (0, 0.5), "gone": (1, 9.0)}
+    change = refit(planned, ["a", "new1", "b", "c", "d", "new2", "new3"], 2)
+    assert change.gone == ("gone",)
+    # Kept: shard 0 has 4.5 s, shard 1 has 3 s; the median of the kept is 1.5 s.
+    assert change.added == (("new1", 1, 1.5), ("new2", 0, 1.5), ("new3", 1, 1.5))
+
+
+def test_refit_of_an_unchanged_list_changes_nothing_and_of_an_empty_plan_uses_the_default_time() -> None:
+    assert refit({"a": (0, 1.0), "b": (1, 2.0)}, ["b", "a"], 2) == Refit((), ())
+    assert refit({}, ["x", "y"], 2).added == (("x", 0, UNKNOWN_S), ("y", 1, UNKNOWN_S))

@@ -155,20 +155,26 @@ def run(ctx: RunContext) -> Outcome:
         report.touch()
         args = list(spec.get("args", []))
         handout = ctx.handout
-        # A shard taking its tests as it goes collects the whole plan: it may be handed any of it.
-        selected = handout.plan if handout is not None else ctx.selected
+        # A shard taking its tests as it goes collects the whole plan: it may be handed any of it;
+        # or, when the plan is an earlier run's list to confirm, the case's own tests.
+        selected = ctx.selected if handout is None else None if handout.collects else handout.plan
         if selected is not None:
             chosen = selected_args(cwd, private, selected, args)
             if chosen is None:
                 why = f"none of the files of the {len(selected)} selected tests is in the workspace any more"
                 return Outcome(Status.SKIPPED, summarize([]), why)
             args = chosen
+        if handout is not None and handout.collects:
+            handout.collected = private / "collected.txt"
+            handout.collected.touch()  # before prepare_scratch: the sandbox user writes into it
         prepare_scratch(private, ctx.sandbox)
         recorder = StepRecorder(ctx, report)
         with contextlib.ExitStack() as serving_tests:
             if handout is not None:
                 sock = serving_tests.enter_context(serving(handout, private / "handout.sock", ctx.stop))
                 args = [f"--anvil-handout={sock}", *args]
+                if handout.collected is not None:
+                    args = [f"--anvil-collected={handout.collected}", *args]
             argv = pytest_argv(report=report, text_cap=ctx.output_cap, args=args)
             result = run_tool(ctx, argv, cwd=cwd, private=private, on_tick=recorder.read)
         if handout is not None:
@@ -189,6 +195,10 @@ class StepRecorder:
             category for step in carried for category in (step["details"].get("categories") or ())
         )
         self.running: dict[str, float] = {}  # node id -> start time, for items that have not finished
+        # Shards that all collect the case's own tests would each report the same collection
+        # errors: the first shard alone records them.
+        handout = ctx.handout
+        self.records_collection = handout is None or not handout.collects or handout.index == 1
         self.session_started = False
         self.lost = False
         self.broken: str | None = None
@@ -216,6 +226,8 @@ class StepRecorder:
             self.session_started = True
         elif kind == "start":
             self.running[event["nodeid"]] = event["at"]
+        elif kind == "collect" and not self.records_collection:
+            return
         elif kind in ("item", "collect"):
             self.running.pop(event["nodeid"], None)
             self.pytest_counts.update(event["categories"])
