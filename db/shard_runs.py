@@ -79,15 +79,9 @@ def previous_tests(
         .limit(5)
     ).all()
     for row in candidates:
-        plan, chosen = row.shard_plan or {}, row.selection or {}
-        usable = plan.get("work_stealing") and plan.get("confirmed", True)
-        whole = not chosen or chosen.get("observe") or chosen.get("whole")
-        if (
-            usable
-            and whole
-            and row.params == parent.params
-            and same(row.case_snapshot) == same(parent.case_snapshot)
-        ):
+        plan = row.shard_plan or {}
+        usable = plan.get("work_stealing") and plan.get("confirmed", True) and whole(row.selection)
+        if usable and row.params == parent.params and same(row.case_snapshot) == same(parent.case_snapshot):
             keys = plan_keys(session, row.id)
             return (row.id, keys) if keys else None
     return None
