@@ -114,9 +114,9 @@ def create_shards(
         raise PlanRefused(cancelled=True)
     base = parent.selection or {}
     count, collected = len(shards), len(durations)
-    # pytest shards take their tests from the plan as they go (work stealing); behave's run is
-    # fixed at its start, so a BDD shard runs the scenarios planned for it.
-    steal = parent.case_snapshot.get("kind") == "pytest"
+    # Shards take their tests from the plan as they go (work stealing): pytest's one by one,
+    # behave's (whose run is fixed when it starts) a batch per behave run.
+    steal = parent.case_snapshot.get("kind") in ("pytest", "bdd")
     children = [
         NewExecution(
             snapshot=parent.case_snapshot,

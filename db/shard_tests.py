@@ -103,17 +103,20 @@ def take(
     attempt: int,
     index: int,
     at_least: int = 1,
+    trip_s: float = TRIP_S,
+    most: int = BATCH,
 ) -> list[str]:
     """The next tests for shard ``index`` (execution ``shard_id`` at ``attempt``) to run: some of
     its own, else stolen from the shard with the most planned time left; none when all are taken
     (or the attempt no longer holds the shard). ``at_least``: as many as the shard, by the pace it
-    sees, runs in a trip's time (the plan's times are guesses where there is no history)."""
+    sees, runs in a trip's time (the plan's times are guesses where there is no history);
+    ``trip_s`` and ``most``: how much planned time, and how many tests at most, one trip takes."""
     c = TESTS.c
-    mine = _pick(session, parent_id, shard=index, newest=False)
+    mine = _pick(session, parent_id, shard=index, newest=False, most=most)
     if mine:
         # Its next tests up to TRIP_S of planned time: long tests one by one (the others may still
         # steal them), short ones a batch per trip.
-        return _mark(session, shard_id, attempt, _up_to(mine, TRIP_S, at_least))
+        return _mark(session, shard_id, attempt, _up_to(mine, trip_s, at_least))
     victim = session.execute(
         select(c.shard, func.sum(c.planned_s))
         .where(c.parent_execution_id == parent_id, c.taken_by.is_(None))
@@ -125,19 +128,21 @@ def take(
         return []
     # From the end of its list (it works from the start), and no more than a trip's worth: a
     # stolen test waiting behind a long one could not be stolen back.
-    theirs = _pick(session, parent_id, shard=victim[0], newest=True)
-    return _mark(session, shard_id, attempt, _up_to(theirs, TRIP_S, min(at_least, (len(theirs) + 1) // 2)))
+    theirs = _pick(session, parent_id, shard=victim[0], newest=True, most=most)
+    return _mark(session, shard_id, attempt, _up_to(theirs, trip_s, min(at_least, (len(theirs) + 1) // 2)))
 
 
-def _pick(session: Session, parent_id: uuid.UUID, *, shard: int, newest: bool) -> list[tuple[int, float]]:
-    """(id, planned_s) of up to BATCH untaken tests of ``shard``, locked; rows another shard is
+def _pick(
+    session: Session, parent_id: uuid.UUID, *, shard: int, newest: bool, most: int
+) -> list[tuple[int, float]]:
+    """(id, planned_s) of up to ``most`` untaken tests of ``shard``, locked; rows another shard is
     taking right now are skipped, not waited for."""
     c = TESTS.c
     rows = session.execute(
         select(c.id, c.planned_s)
         .where(c.parent_execution_id == parent_id, c.shard == shard, c.taken_by.is_(None))
         .order_by(c.position.desc() if newest else c.position)
-        .limit(BATCH)
+        .limit(most)
         .with_for_update(skip_locked=True)
     ).all()
     return [(row_id, planned) for row_id, planned in rows]
@@ -225,7 +230,9 @@ def carry_finished_steps(session: Session, execution_id: uuid.UUID, *, attempt: 
     return [{"name": row.name, "status": row.status, "details": row.details or {}} for row in rows]
 
 
-def resume(session: Session, shard_id: uuid.UUID, *, attempt: int) -> list[dict[str, Any]] | None:
+def resume(
+    session: Session, shard_id: uuid.UUID, *, attempt: int, carry: bool = True
+) -> list[dict[str, Any]] | None:
     """Start ``attempt`` of a shard that takes its tests from the plan: the steps its earlier
     attempts finished carried over (returned), what they took and did not finish given back.
     None when the attempt no longer holds the shard."""
@@ -234,7 +241,8 @@ def resume(session: Session, shard_id: uuid.UUID, *, attempt: int) -> list[dict[
     ).one_or_none()
     if row is None or row.attempt != attempt or row.status != Status.RUNNING.value:
         return None
-    carried = carry_finished_steps(session, shard_id, attempt=attempt) if attempt > 1 else []
+    # A BDD shard's steps are Gherkin steps, not its scenarios: it runs what it took again.
+    carried = carry_finished_steps(session, shard_id, attempt=attempt) if carry and attempt > 1 else []
     give_back_unfinished(session, shard_id, done=[step["name"] for step in carried])
     return carried
 

@@ -118,7 +118,13 @@ def execute(execution_id: uuid.UUID, *, worker: str) -> str:
             return ended
         if outcome is None and takes_as_it_goes(selection):
             ctx.handout = _retrying(
-                lambda: prepare(execution_id, attempt, selection or {}, budget_s=settings.lease_ttl_s),
+                lambda: prepare(
+                    execution_id,
+                    attempt,
+                    selection or {},
+                    budget_s=settings.lease_ttl_s,
+                    carries=snapshot["kind"] == "pytest",
+                ),
                 settings.lease_ttl_s,
             )
             if ctx.handout is None:

@@ -1,4 +1,5 @@
-"""A shard's tests, handed to its pytest process one at a time (work stealing).
+"""A shard's tests, handed to its pytest process one at a time (work stealing); to a BDD shard,
+a batch per behave run (workers/runners/bdd_handout.py).
 
 The worker listens on a Unix socket in the run's private directory; the pytest plugin
 (``--anvil-handout``, workers/pytest_plugin.py) asks it for the next test before running each
@@ -82,6 +83,18 @@ class Handout:
             self._pending = _prefetcher().submit(self._take)
         return key
 
+    def batch(self, trip_s: float, most: int) -> list[str]:
+        """The next tests to run at once, up to ``trip_s`` of planned time (a BDD shard runs behave
+        once per batch: its run is fixed when it starts); none when every test is taken."""
+        if self.failed is not None:
+            return []
+        whose, none = {**self._whose(), "at_least": 1}, list[str]()
+        got = self._retrying(
+            lambda session: take(session, self.parent_id, **whose, trip_s=trip_s, most=most), none
+        )
+        self.taken.extend(got)
+        return got
+
     def give_back_unstarted(self) -> None:
         """Tests taken but never handed to pytest (it stopped early: -x, a crash, a cancel) go
         back to the plan, for the shards still running."""
@@ -143,12 +156,13 @@ def _prefetcher() -> ThreadPoolExecutor:
 
 
 def prepare(
-    execution_id: uuid.UUID, attempt: int, selection: dict[str, Any], *, budget_s: float
+    execution_id: uuid.UUID, attempt: int, selection: dict[str, Any], *, budget_s: float, carries: bool = True
 ) -> Handout | None:
     """The handout of a shard that takes its tests as it goes, with what its earlier attempts
-    finished carried over; None when this attempt no longer holds the shard."""
+    finished carried over (``carries``: pytest's, whose steps are its tests); None when this
+    attempt no longer holds the shard."""
     with new_session() as session, session.begin():
-        carried = resume(session, execution_id, attempt=attempt)
+        carried = resume(session, execution_id, attempt=attempt, carry=carries)
         if carried is None:
             return None
         parent_id = session.get_one(Execution, execution_id).parent_execution_id

@@ -41,7 +41,7 @@ def requested_shards(snapshot: dict[str, Any], selection: dict[str, Any] | None)
 
 
 def takes_as_it_goes(selection: dict[str, Any] | None) -> bool:
-    """A pytest shard of a plan: it takes its tests from the plan as it runs (workers/handout.py)."""
+    """A shard of a plan that takes its tests from the plan as it runs (workers/handout.py)."""
     return bool(((selection or {}).get(SHARD) or {}).get("steal"))
 
 

@@ -287,6 +287,48 @@ def test_a_sharded_bdd_case_splits_by_scenario(two_workers: Stack) -> None:
     assert parent["summary"]["total"] == 12 and parent["summary"]["passed"] == 12  # two steps each
 
 
+def test_a_bdd_shard_that_finishes_early_steals_unstarted_scenarios(two_workers: Stack) -> None:
+    """No history: the plan alternates the scenarios, so shard 1 gets the ten slow ones. Each
+    shard runs behave once per batch it takes (about 3 s of planned time); shard 2 ends its quick
+    ones and then takes slow ones shard 1 has not started: each scenario still runs once."""
+    stack = two_workers
+    feature = "Feature: Pace\n" + "".join(
+        f"  Scenario: pace {i}\n    Given a pause of {'1.5' if i % 2 == 0 else '0'} seconds\n\n"
+        for i in range(20)
+    )
+    steps = """
+        import time
+        from behave import given
+
+        @given("a pause of {seconds:g} seconds")
+        def pause(context, seconds):
+            time.sleep(seconds)
+    """
+    add_workspace(stack, "pace", {"features/pace.feature": feature, "features/steps/pace.py": steps})
+    response = stack.client.post(
+        "/api/v1/test-cases",
+        json={"name": f"bdd-{uuid.uuid4().hex[:6]}", "kind": "bdd",
+              "spec": {"workspace": "pace", "feature": "features/pace.feature", "shards": 2}},
+    )  # fmt: skip
+    assert response.status_code == 201, response.text
+    parent_id = submit_sharded(stack, response.json()["id"], 2)
+    parent = stack.wait_final(parent_id, timeout=120)
+    assert parent["status"] == "PASSED", parent["error"]
+    assert parent["shard_plan"]["work_stealing"] is True and parent["summary"]["total"] == 20
+
+    ran: dict[int, set[str]] = {}
+    for shard in children(stack, parent_id):
+        assert shard["status"] == "PASSED", shard["error"]
+        ran[shard["selection"]["shard"]["index"]] = {
+            s["details"]["scenario"] for s in steps_of(stack, shard["id"])
+        }
+        # What a shard ran is its part now: a retry of it would run exactly those scenarios.
+        assert len(shard["selection"]["tests"]) == len(ran[shard["selection"]["shard"]["index"]])
+    assert not ran[1] & ran[2] and len(ran[1] | ran[2]) == 20
+    slow = {f"pace {i}" for i in range(0, 20, 2)}
+    assert ran[2] & slow, f"shard 2 took none of shard 1's slow scenarios: {sorted(ran[2])}"
+
+
 def test_cancelling_the_parent_cancels_every_shard(two_workers: Stack) -> None:
     stack = two_workers
     slow = "\n".join(f"def test_slow_{i}():\n    import time; time.sleep(30)\n" for i in range(4))

@@ -177,6 +177,33 @@ def test_a_recovered_shard_keeps_its_finished_steps_and_gives_back_the_rest(sess
     assert done not in again and set(got[1:]) <= set(again) | set(KEYS)
 
 
+def test_a_recovered_bdd_shard_gives_back_everything_it_took_and_carries_no_step(session: Session) -> None:
+    """A BDD shard's steps are Gherkin steps, not scenarios: a scenario half run cannot be kept, so
+    its next attempt runs again every scenario its earlier attempt took (no step carried over)."""
+    parent_id, attempt = planned_parent(session)
+    shard_id = split(session, parent_id, attempt)[0]
+    first = claim(session, shard_id)
+    with session.begin():
+        got = take(session, parent_id, shard_id=shard_id, attempt=first, index=1, trip_s=5.0, most=100)
+        assert write_step(session, shard_id, attempt=first, lease_s=30,
+                          step=StepRecord(seq=1, name="Given a step", status=StepStatus.PASSED))  # fmt: skip
+    assert len(got) == 5  # 5 s of planned time at 1 s each: one behave run's batch
+    with session.begin():
+        shard = session.get_one(Execution, shard_id)
+        shard.status, shard.lease_expires_at = "QUEUED", None
+    second = claim(session, shard_id)
+    with session.begin():
+        assert resume(session, shard_id, attempt=second, carry=False) == []
+        still_mine = session.scalars(select(ShardTest.key).where(ShardTest.taken_by == shard_id)).all()
+        copied = session.scalar(
+            select(func.count()).where(StepTrace.execution_id == shard_id, StepTrace.attempt == second)
+        )
+    assert still_mine == [] and copied == 0
+    with session.begin():
+        again = take(session, parent_id, shard_id=shard_id, attempt=second, index=1, trip_s=5.0, most=100)
+    assert again == got
+
+
 def test_the_parent_finishes_once_with_the_counts_of_every_shard(session: Session) -> None:
     parent_id, attempt = planned_parent(session)
     shard_ids = split(session, parent_id, attempt)

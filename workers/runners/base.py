@@ -36,7 +36,7 @@ class RunContext:
     limits: Limits | None = None
     # The submission's selection (anvil/domain/selection.py), None: run the case as defined.
     selection: dict[str, Any] | None = None
-    # A pytest shard that takes its tests as it goes (work stealing): workers/handout.py.
+    # A shard that takes its tests as it goes (work stealing): workers/handout.py.
     handout: Handout | None = None
 
     @property

@@ -123,7 +123,7 @@ def run(ctx: RunContext) -> Outcome:
         return Outcome(Status.ERROR, summarize([]), str(exc))
 
     names = None
-    if ctx.selected is not None:
+    if ctx.selected is not None and ctx.handout is None:
         names = selected_patterns(spec, ctx.selected)
         if not names:
             why = f"none of the {len(ctx.selected)} selected scenarios is in this case's feature"
@@ -138,6 +138,10 @@ def run(ctx: RunContext) -> Outcome:
         report.touch()
         prepare_scratch(private, ctx.sandbox)
         recorder = StepRecorder(ctx, report, feature_text=feature if "feature_text" in spec else None)
+        if ctx.handout is not None:
+            from workers.runners.bdd_handout import run_batches
+
+            return run_batches(ctx, ctx.handout, recorder, feature=feature, cwd=cwd, private=private)
         argv = behave_argv(feature=feature, report=report, spec=spec, names=names)
         result = run_tool(ctx, argv, cwd=cwd, private=private, on_tick=recorder.read)
     return recorder.outcome(result)
@@ -209,6 +213,11 @@ class StepRecorder:
         self.failures: list[str] = []  # "scenario: keyword text: error", first lines only
         self.completed = False
         self.lost = False
+
+    def follow(self, report: Path) -> None:
+        """Read the next behave run's report (a shard runs behave once per batch it takes)."""
+        self.tail = JsonLinesTail(report, source="the behave formatter")
+        self.completed = False
 
     def read(self) -> None:
         """Record every line the formatter finished writing since the last call."""
@@ -318,9 +327,9 @@ class StepRecorder:
                 self.summary(),
                 f"behave ended (exit code {code}) before finishing its report: {_last_lines(result.output)}",
             )
-        return self._judge(code, result.output)
+        return self.judge(code, result.output)
 
-    def _judge(self, code: int, output: str) -> Outcome:
+    def judge(self, code: int, output: str) -> Outcome:
         summary = self.summary()
         if not self.scenarios and code != 0:
             return Outcome(
