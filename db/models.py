@@ -547,6 +547,8 @@ class ResultRollup(Base):
     )
 
     execution_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    # A shard's rollup: its parent, the run it is part of (statistics count runs); else null.
+    run_execution_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
     test_case_id: Mapped[uuid.UUID] = mapped_column(Uuid)
     branch: Mapped[str | None] = mapped_column(String(255))
     recorded_at: Mapped[datetime] = mapped_column()

@@ -192,8 +192,12 @@ def run_figures(session: Session, scope: Scope, since: datetime | None, *, slow:
             .limit(slow)
         )
     ]
+    # A sharded run has a rollup per shard: runs are counted by the run each rollup belongs to.
+    runs = session.scalar(
+        select(func.count(func.distinct(func.coalesce(r.run_execution_id, r.execution_id)))).where(*where)
+    )
     return RunFigures(
-        runs=sum(row[1] for row in per_day),
+        runs=int(runs or 0),
         trend=[Day(d.date(), int(p), int(f), int(e), int(s)) for d, _, p, f, e, s in per_day],
         durations=durations,
         slowest=slowest,
@@ -205,18 +209,26 @@ def _run_figures_here(session: Session, where: list[ColumnElement[bool]], slow: 
     r = ROLLUPS.c
     rows = session.execute(
         select(
-            r.recorded_at, r.passed, r.failed, r.error, r.skipped, r.durations, r.test_case_id, r.slowest
+            r.recorded_at,
+            r.passed,
+            r.failed,
+            r.error,
+            r.skipped,
+            r.durations,
+            r.test_case_id,
+            r.slowest,
+            func.coalesce(r.run_execution_id, r.execution_id),
         ).where(*where)
     ).all()
     days: dict[date, Counter[str]] = defaultdict(Counter)
     seen: dict[tuple[uuid.UUID, str], list[float]] = defaultdict(list)
-    for at, passed, failed, error, skipped, _, case_id, kept in rows:
+    for at, passed, failed, error, skipped, _, case_id, kept, _run in rows:
         days[at.astimezone(UTC).date()].update(passed=passed, failed=failed, error=error, skipped=skipped)
         for key, duration in kept:
             seen[(case_id, key)].append(duration)
     ranked = sorted(seen, key=lambda k: -sum(seen[k]) / len(seen[k]))
     return RunFigures(
-        runs=len(rows),
+        runs=len({row[8] for row in rows}),
         trend=[Day(d, **days[d]) for d in sorted(days)],
         durations=merge(row[5] for row in rows),
         slowest=ranked[:slow],

@@ -142,6 +142,7 @@ def _store_rollup(
         insert(ROLLUPS)
         .values(
             execution_id=execution.id,
+            run_execution_id=execution.parent_execution_id if execution.trigger_kind == "shard" else None,
             test_case_id=execution.test_case_id,
             branch=execution.branch,
             recorded_at=at,

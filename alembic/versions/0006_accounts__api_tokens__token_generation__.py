@@ -17,9 +17,7 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    op.add_column(
-        "users", sa.Column("token_generation", sa.Integer(), server_default="0", nullable=False)
-    )
+    op.add_column("users", sa.Column("token_generation", sa.Integer(), server_default="0", nullable=False))
     op.create_table(
         "api_tokens",
         sa.Column("id", sa.Uuid(), nullable=False),

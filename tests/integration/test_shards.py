@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 import uuid
 from collections import Counter
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -17,11 +18,14 @@ from anvil.domain.enums import Priority, StepStatus, TriggerKind
 from anvil.domain.shards import expected_durations, plan
 from anvil.domain.states import Status
 from anvil.domain.steps import StepRecord
+from anvil.domain.windows import days
 from db.attempts import finish
 from db.models import Execution, ShardTest, StepTrace, TestCase
+from db.scopes import Scope
 from db.session import new_session
 from db.shard_runs import PlanRefused, create_shards
 from db.shard_tests import resume, take
+from db.stats import stats
 from tests.helpers import claim_attempt, create_execution, write_step
 
 KEYS = [f"tests/test_x.py::test_{i}" for i in range(40)]
@@ -225,3 +229,9 @@ def test_the_parent_finishes_once_with_the_counts_of_every_shard(session: Sessio
     assert parent.status == "PASSED"
     assert parent.summary["total"] == 40 and parent.summary["passed"] == 40
     assert parent.summary["shards"]["done"] == 2
+    # Statistics count the run once (each shard recorded its own tests), and every test once.
+    with session.begin():
+        figures = stats(
+            session, scope=Scope(case_ids=[parent.test_case_id]), window=days(1), now=datetime.now(UTC)
+        )
+    assert (figures.runs, figures.results, figures.passed) == (1, 40, 40)
