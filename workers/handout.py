@@ -1,12 +1,13 @@
-"""A shard's tests, handed to its pytest process one at a time (work stealing); to a BDD shard,
+"""A shard's tests, handed to its pytest process a few at a time (work stealing); to a BDD shard,
 a batch per behave run (workers/runners/bdd_handout.py).
 
 The worker listens on a Unix socket in the run's private directory; the pytest plugin
 (``--anvil-handout``, workers/pytest_plugin.py) asks it for the next test before running each
 one, and the worker takes tests from the plan in PostgreSQL (db/shard_tests.take): first its own,
 then unstarted ones of the shard with the most planned time left. The test process never sees
-database credentials, only node ids. The protocol is a line each way: ``next`` -> a node id, or
-an empty line when nothing is left.
+database credentials, only node ids. The protocol is a line each way: ``next`` -> the next node
+ids, tab-separated (a trip's worth: one line per trip to the database, not per test), or an
+empty line when nothing is left.
 """
 
 from __future__ import annotations
@@ -51,22 +52,26 @@ class Handout:
     collects: bool = False
     collected: Path | None = None
     taken: list[str] = field(default_factory=list)
+    handed: list[str] = field(default_factory=list)  # given to the test process, in order
     failed: str | None = None  # why tests could not be taken (the shard then ends in ERROR)
     _buffer: deque[str] = field(default_factory=deque)
     _exhausted: bool = False
     _asked: float | None = None
     _asks: int = 0
+    _handed: int = 0  # tests given at the last ask
     _pace: float | None = None  # seconds per test, as seen (a moving average)
     _pending: Future[list[str]] | None = None  # the next batch, being taken
 
-    def next(self) -> str | None:
-        """The next test to run, or None when every test of the plan is taken."""
+    def next(self) -> list[str]:
+        """The next tests to run, in order: all the worker holds now (a trip's worth, taken from
+        the plan); none when every test of the plan is taken."""
         now = time.monotonic()
         self._asks += 1
-        if self._asks > 2 and self._asked is not None:
-            # pytest asks for the next test while the one before runs: the gap is about one test.
-            # (Its first two asks come back to back: the first test, and the one after it.)
-            gap = now - self._asked
+        if self._asks > 2 and self._asked is not None and self._handed:
+            # pytest asks again when it needs the test after the last one it was given, while
+            # that one is about to run: the gap is about one test per test handed. (Its first two
+            # asks may come back to back: the first test, and the one after it.)
+            gap = (now - self._asked) / self._handed
             self._pace = gap if self._pace is None else 0.7 * self._pace + 0.3 * gap
         self._asked = now
         if self.collects and self._asks == 1:
@@ -77,11 +82,14 @@ class Handout:
             self._exhausted = not got
             self._buffer.extend(got)
             self.taken.extend(got)
-        key = self._buffer.popleft() if self._buffer else None
-        if key is not None and not self._buffer and not self._exhausted and self._pending is None:
-            # The next trip to the database while this test runs: pytest asks again when it ends.
+        keys = list(self._buffer)
+        self._buffer.clear()
+        self.handed.extend(keys)
+        self._handed = len(keys)
+        if keys and not self._exhausted and self._pending is None:
+            # The next trip to the database while these tests run: pytest asks again at their end.
             self._pending = _prefetcher().submit(self._take)
-        return key
+        return keys
 
     def batch(self, trip_s: float, most: int) -> list[str]:
         """The next tests to run at once, up to ``trip_s`` of planned time (a BDD shard runs behave
@@ -95,15 +103,18 @@ class Handout:
         self.taken.extend(got)
         return got
 
-    def give_back_unstarted(self) -> None:
-        """Tests taken but never handed to pytest (it stopped early: -x, a crash, a cancel) go
-        back to the plan, for the shards still running."""
+    def give_back_unstarted(self, ran: set[str]) -> None:
+        """Tests taken but never run here (pytest stopped early: -x, a crash, a cancel; or did not
+        collect them) go back to the plan, for the shards still running. ``ran``: the tests this
+        attempt recorded a step for."""
         pending, self._pending = self._pending, None
-        left = list(self._buffer) + (pending.result() if pending is not None else [])
+        fetched = pending.result() if pending is not None else []
+        left = list(self._buffer) + fetched + [key for key in self.handed if key not in ran]
         self._buffer.clear()
         if not left:
             return
-        self.taken = [key for key in self.taken if key not in set(left)]
+        gone = set(left)
+        self.taken = [key for key in self.taken if key not in gone]
         try:
             with new_session() as session, session.begin():
                 give_back(session, self.shard_id, keys=left)
@@ -196,8 +207,8 @@ def serving(handout: Handout, path: Path, stop: threading.Event) -> Iterator[Pat
             for line in lines:
                 if line.strip() != "next" or stop.is_set():
                     break
-                key = handout.next()
-                lines.write(f"{key or ''}\n")
+                # Node ids never hold a tab or a newline (pytest escapes them in parameter ids).
+                lines.write("\t".join(handout.next()) + "\n")
                 lines.flush()
 
     def loop() -> None:

@@ -24,6 +24,7 @@ import json
 import os
 import socket
 import time
+from collections import deque
 from typing import IO, Any
 
 import pytest
@@ -111,8 +112,9 @@ class Handout:
     def __init__(self, path: str) -> None:
         self.path = path
         self.lines: IO[str] | None = None
+        self.queue: deque[str] = deque()  # handed out, not run yet (the worker hands a few at once)
 
-    def ask(self) -> str | None:
+    def ask(self) -> list[str]:
         if self.lines is None:
             conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             conn.connect(self.path)
@@ -120,16 +122,18 @@ class Handout:
         try:
             self.lines.write("next\n")
             self.lines.flush()
-            answer = self.lines.readline()
+            answer = self.lines.readline().rstrip("\n")
         except OSError:
-            return None  # the worker is gone: stop here
-        return answer.rstrip("\n") or None
+            return []  # the worker is gone: stop here
+        return answer.split("\t") if answer else []
 
     def next_item(self, items: dict[str, pytest.Item]) -> pytest.Item | None:
         while True:
-            key = self.ask()
-            if key is None:
-                return None
+            if not self.queue:
+                self.queue.extend(self.ask())
+                if not self.queue:
+                    return None
+            key = self.queue.popleft()
             if key in items:
                 return items[key]
             # A test of the plan this process did not collect (its file changed since): not run.

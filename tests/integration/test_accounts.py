@@ -128,7 +128,7 @@ def test_one_address_trying_many_usernames_is_locked_out_other_addresses_are_not
         ("ok.name", "a", "body.password", "at least 12 characters"),
         ("ok.name", "short-pass1", "body.password", "at least 12 characters"),
         ("ok.name", "QwertyUiop!2024", "body.password", "most common passwords"),
-            ("ok.name", "qwertyqwerty", "body.password", "most common passwords"),
+        ("ok.name", "qwertyqwerty", "body.password", "most common passwords"),
         ("ok.name", "Password12345678", "body.password", "most common passwords"),
         ("ok.name", "zzzzzzzzzzzzzzzz", "body.password", "most common passwords"),
         ("ok.name", "x" * 257, "body.password", "at most 256"),

@@ -60,8 +60,11 @@ HOSTILE_BODIES = [
         '"retry_policy": {"backoff_base_s": NaN}}',
         "body",
     ),
-    ("/api/v1/executions/batch", '{"items": [{"test_case_id": "{case}", "params": {"p": "\\u0000"}}]}',
-     "body.items.0.params.p"),
+    (
+        "/api/v1/executions/batch",
+        '{"items": [{"test_case_id": "{case}", "params": {"p": "\\u0000"}}]}',
+        "body.items.0.params.p",
+    ),
     (SCHEDULES, '{"name": "\\ud800", "cron": "0 2 * * *", "test_case_id": "{case}"}', "body.name"),
     ("/api/v1/test-suites", '{"name": "s", "tags": ["\\u0000"]}', "body.tags.0"),
 ]
@@ -101,9 +104,10 @@ def test_a_cancel_reason_with_nul_is_422(
         headers={**auth(Role.ADMIN), **JSON},
     )
     problem(response, 422, "body.reason")
-    assert client.get(f"/api/v1/executions/{execution_id}", headers=auth(Role.VIEWER)).json()[
-        "status"
-    ] == "QUEUED"
+    assert (
+        client.get(f"/api/v1/executions/{execution_id}", headers=auth(Role.VIEWER)).json()["status"]
+        == "QUEUED"
+    )
 
 
 def test_nul_in_a_query_string_or_a_login_form_is_422(

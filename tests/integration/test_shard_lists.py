@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import uuid
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -23,7 +24,7 @@ from tests.helpers import claim_attempt, create_execution
 from tests.integration.test_shards import KEYS, claim, index_of, pytest_case
 
 
-def run_of(session: Session, case: TestCase, **fields: object) -> tuple[Execution, int]:
+def run_of(session: Session, case: TestCase, **fields: Any) -> tuple[Execution, int]:
     with session.begin():
         parent = create_execution(session, case=case, priority=Priority.NORMAL, trigger_kind=TriggerKind.API,
                                   requested_by=None, **fields)  # fmt: skip

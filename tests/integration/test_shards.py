@@ -231,7 +231,8 @@ def test_the_parent_finishes_once_with_the_counts_of_every_shard(session: Sessio
     assert parent.summary["shards"]["done"] == 2
     # Statistics count the run once (each shard recorded its own tests), and every test once.
     with session.begin():
+        assert parent.test_case_id is not None
         figures = stats(
-            session, scope=Scope(case_ids=[parent.test_case_id]), window=days(1), now=datetime.now(UTC)
+            session, scope=Scope(case_ids=(parent.test_case_id,)), window=days(1), now=datetime.now(UTC)
         )
     assert (figures.runs, figures.results, figures.passed) == (1, 40, 40)

@@ -178,7 +178,7 @@ def run(ctx: RunContext) -> Outcome:
             argv = pytest_argv(report=report, text_cap=ctx.output_cap, args=args)
             result = run_tool(ctx, argv, cwd=cwd, private=private, on_tick=recorder.read)
         if handout is not None:
-            handout.give_back_unstarted()
+            handout.give_back_unstarted(recorder.names)
     return recorder.outcome(result)
 
 
@@ -191,6 +191,7 @@ class StepRecorder:
         # A recovered shard's steps its earlier attempts finished: counted, numbered after, not rerun.
         carried = ctx.handout.carried if ctx.handout is not None else []
         self.statuses: list[str] = [step["status"] for step in carried]
+        self.names: set[str] = set()  # the tests this attempt recorded a step for
         self.pytest_counts: Counter[str] = Counter(
             category for step in carried for category in (step["details"].get("categories") or ())
         )
@@ -241,6 +242,7 @@ class StepRecorder:
             self.ctx.stop.set()
             return
         self.statuses.append(step.status)
+        self.names.add(step.name)
 
     def _interrupted(self, status: StepStatus, error: str) -> None:
         """Record the items that were still running when the run ended from outside."""
