@@ -34,7 +34,9 @@ def test_an_explicit_pool_size_wins() -> None:
     assert options == {"pool_size": 3, "max_overflow": 0, "pool_timeout": 2.0}
 
 
-@pytest.mark.parametrize("url", ["postgresql+psycopg://postgres@127.0.0.1:5432/nowhere", "sqlite:///{tmp}/a.db"])
+@pytest.mark.parametrize(
+    "url", ["postgresql+psycopg://postgres@127.0.0.1:5432/nowhere", "sqlite:///{tmp}/a.db"]
+)
 def test_engines_take_the_sizes_from_the_settings(
     settings_env: pytest.MonkeyPatch, tmp_path: Path, url: str
 ) -> None:

@@ -49,10 +49,18 @@ BEHAVE_CUT = "\n... [truncated]"  # workers/behave_formatter.py's marker, at the
         # whole occurrences next to a cut are masked as usual
         (f"token123{SANDBOX_CUT}token123", ["token123"], False, f"***{SANDBOX_CUT}***"),
         # pytest abbreviates a long value in an assertion message, keeping its two ends
-        ("assert 'tok-6afc8fec...80e6067bcc348' == 'x'", ["tok-6afc8fec1234580e6067bcc348"], False,
-         "assert '***...***' == 'x'"),
-        ("assert 'tok-6afc8fec\u202680e6067bcc348' == 'x'", ["tok-6afc8fec1234580e6067bcc348"], False,
-         "assert '***\u2026***' == 'x'"),
+        (
+            "assert 'tok-6afc8fec...80e6067bcc348' == 'x'",
+            ["tok-6afc8fec1234580e6067bcc348"],
+            False,
+            "assert '***...***' == 'x'",
+        ),
+        (
+            "assert 'tok-6afc8fec\u202680e6067bcc348' == 'x'",
+            ["tok-6afc8fec1234580e6067bcc348"],
+            False,
+            "assert '***\u2026***' == 'x'",
+        ),
         # an ellipsis next to ordinary text changes nothing
         ("loading... done", ["tok-6afc8fec1234580e6067bcc348"], False, "loading... done"),
         # texts cut at either end without a marker (error messages): the ends count as cuts
@@ -99,9 +107,7 @@ def test_without_secrets_the_step_is_the_same_object() -> None:
 def _by_definition(text: str, values: list[str], cut_ends: bool) -> str:
     """What redact means, computed the slow, obvious way."""
     values = [v for v in values if v]
-    spans = [
-        (i, i + len(v)) for v in values for i in range(len(text)) if text.startswith(v, i)
-    ]
+    spans = [(i, i + len(v)) for v in values for i in range(len(text)) if text.startswith(v, i)]
     befores = [m.start() for m in CUT.finditer(text)] + ([len(text)] if cut_ends else [])
     afters = [m.end() for m in CUT.finditer(text)] + ([0] if cut_ends else [])
     for v in values:

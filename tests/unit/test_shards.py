@@ -53,6 +53,17 @@ def test_longest_first_balances_and_keeps_collection_order_inside_a_shard() -> N
     assert sorted(t for s in shards for t in s.tests) == sorted(tests)  # each test exactly once
 
 
+def test_plan_keeps_neighbouring_tests_of_a_file_together_in_runs_of_at_most_an_eighth_of_a_share() -> None:
+    tests = [f"a.py::t{i}" for i in range(32)] + [f"b.py::t{i}" for i in range(8)] + ["c.py::t0"]
+    shards = plan(tests, {}, 2)  # 41 s without history: runs of at most 41 / 16 s, 2 tests each
+    for shard in shards:
+        runs = [tests.index(t) for t in shard.tests]
+        # Every test's neighbour in its file (its pair) is in the same shard.
+        assert all((i ^ 1) in runs or i == 40 for i in runs), shard
+    assert sorted(len(s.tests) for s in shards) == [20, 21]
+    assert sorted(t for s in shards for t in s.tests) == sorted(tests)
+
+
 def test_plan_is_the_same_for_the_same_input_and_without_history_splits_evenly() -> None:
     tests = [f"t{i}" for i in range(10)]
     first, again = plan(tests, {}, 3), plan(tests, {}, 3)
