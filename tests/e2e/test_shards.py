@@ -91,6 +91,17 @@ def submit_sharded(stack: Stack, case_id: str, shards: int | str) -> str:
     return str(response.json()["id"])
 
 
+def bdd_case(stack: Stack, name: str, feature: str, steps: str) -> dict[str, Any]:
+    """A BDD case with two shards on the workspace ``name``: features/<name>.feature and its steps."""
+    files = {f"features/{name}.feature": feature, f"features/steps/{name}.py": steps}
+    add_workspace(stack, name, files)
+    spec = {"workspace": name, "feature": f"features/{name}.feature", "shards": 2}
+    body = {"name": f"bdd-{uuid.uuid4().hex[:6]}", "kind": "bdd", "spec": spec}
+    response = stack.client.post("/api/v1/test-cases", json=body)
+    assert response.status_code == 201, response.text
+    return dict(response.json())
+
+
 @pytest.fixture
 def two_workers(make_stack: StackFactory) -> Stack:
     return make_stack(workers=2, concurrency=1)
@@ -260,18 +271,10 @@ def test_a_sharded_bdd_case_splits_by_scenario(two_workers: Stack) -> None:
         def parity(context, parity):
             assert (context.n % 2 == 1) == (parity == "odd")
     """
-    add_workspace(stack, "bdd", {"features/numbers.feature": feature, "features/steps/numbers.py": steps})
-    response = stack.client.post(
-        "/api/v1/test-cases",
-        json={"name": f"bdd-{uuid.uuid4().hex[:6]}", "kind": "bdd",
-              "spec": {"workspace": "bdd", "feature": "features/numbers.feature", "shards": 2}},
-    )  # fmt: skip
-    assert response.status_code == 201, response.text
+    case = bdd_case(stack, "numbers", feature, steps)
     junit = stack.root / "bdd.xml"
     # As a user runs it: the CLI follows every shard's steps under the run, and writes one report.
-    ran = anvil(
-        "submit", "case", response.json()["name"], "--shards", "2", "--junit", str(junit), **_at(stack)
-    )
+    ran = anvil("submit", "case", case["name"], "--shards", "2", "--junit", str(junit), **_at(stack))
     assert ran.returncode == 0, ran.stdout + ran.stderr
     assert "shard 1/2" in ran.stdout and "shard 2/2" in ran.stdout and "the number 5" in ran.stdout
     assert junit.read_text().count("<testcase ") == 6
@@ -304,14 +307,7 @@ def test_a_bdd_shard_that_finishes_early_steals_unstarted_scenarios(two_workers:
         def pause(context, seconds):
             time.sleep(seconds)
     """
-    add_workspace(stack, "pace", {"features/pace.feature": feature, "features/steps/pace.py": steps})
-    response = stack.client.post(
-        "/api/v1/test-cases",
-        json={"name": f"bdd-{uuid.uuid4().hex[:6]}", "kind": "bdd",
-              "spec": {"workspace": "pace", "feature": "features/pace.feature", "shards": 2}},
-    )  # fmt: skip
-    assert response.status_code == 201, response.text
-    parent_id = submit_sharded(stack, response.json()["id"], 2)
+    parent_id = submit_sharded(stack, bdd_case(stack, "pace", feature, steps)["id"], 2)
     parent = stack.wait_final(parent_id, timeout=120)
     assert parent["status"] == "PASSED", parent["error"]
     assert parent["shard_plan"]["work_stealing"] is True and parent["summary"]["total"] == 20

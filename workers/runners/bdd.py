@@ -34,6 +34,7 @@ from anvil.domain.steps import Outcome, StepRecord, summarize
 from anvil.domain.workspaces import WorkspaceError, resolve_feature, resolve_workspace
 from workers.confinement import prepare_scratch
 from workers.runners.base import RunContext
+from workers.runners.bdd_handout import run_batches
 from workers.runners.jsonl import JsonLinesTail
 from workers.runners.tooling import private_dir, run_tool
 from workers.sandbox import ProcessResult
@@ -139,9 +140,13 @@ def run(ctx: RunContext) -> Outcome:
         prepare_scratch(private, ctx.sandbox)
         recorder = StepRecorder(ctx, report, feature_text=feature if "feature_text" in spec else None)
         if ctx.handout is not None:
-            from workers.runners.bdd_handout import run_batches
+            staged = feature
 
-            return run_batches(ctx, ctx.handout, recorder, feature=feature, cwd=cwd, private=private)
+            def argv_for(keys: list[str], report: Path) -> list[str]:
+                names = selected_patterns(spec, keys)
+                return behave_argv(feature=staged, report=report, spec=spec, names=names)
+
+            return run_batches(ctx, ctx.handout, recorder, argv_for, cwd=cwd, private=private)
         argv = behave_argv(feature=feature, report=report, spec=spec, names=names)
         result = run_tool(ctx, argv, cwd=cwd, private=private, on_tick=recorder.read)
     return recorder.outcome(result)

@@ -12,23 +12,46 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, Protocol
 
 from anvil.domain.states import Status
 from anvil.domain.steps import Outcome
 from workers.confinement import prepare_scratch
 from workers.handout import Handout
 from workers.runners.base import RunContext
-from workers.runners.bdd import StepRecorder, behave_argv, selected_patterns
 from workers.runners.tooling import run_tool
+from workers.sandbox import ProcessResult
+
+
+class Recorder(Protocol):
+    """What this needs of workers/runners/bdd.StepRecorder (which imports this module)."""
+
+    completed: bool
+
+    def follow(self, report: Path) -> None: ...
+    def read(self) -> None: ...
+    def summary(self) -> dict[str, Any]: ...
+    def outcome(self, result: ProcessResult) -> Outcome: ...
+    def judge(self, code: int, output: str) -> Outcome: ...
+
 
 MIN_TRIP_S = 3.0  # planned seconds of scenarios per behave run, at least
 MOST = 500  # scenarios per behave run, at most
 
 
 def run_batches(
-    ctx: RunContext, handout: Handout, recorder: StepRecorder, *, feature: Path, cwd: Path, private: Path
+    ctx: RunContext,
+    handout: Handout,
+    recorder: Recorder,
+    argv_for: Callable[[list[str], Path], list[str]],
+    *,
+    cwd: Path,
+    private: Path,
 ) -> Outcome:
+    """Run behave over batch after batch of the plan; ``argv_for(keys, report)``: behave's
+    command line for those scenarios, reporting into ``report``."""
     planned = float(((ctx.selection or {}).get("shard") or {}).get("planned_s") or 0.0)
     trip_s = max(MIN_TRIP_S, planned / 3)
     deadline = time.monotonic() + ctx.timeout_s  # the test's timeout covers every batch
@@ -42,12 +65,13 @@ def run_batches(
         report.touch()
         prepare_scratch(private, ctx.sandbox)  # the sandbox user writes the new report
         recorder.follow(report)
-        argv = behave_argv(
-            feature=feature, report=report, spec=ctx.spec, names=selected_patterns(ctx.spec, keys)
-        )
         left = {**ctx.snapshot, "timeout_s": max(deadline - time.monotonic(), 0.001)}
         result = run_tool(
-            dataclasses.replace(ctx, snapshot=left), argv, cwd=cwd, private=private, on_tick=recorder.read
+            dataclasses.replace(ctx, snapshot=left),
+            argv_for(keys, report),
+            cwd=cwd,
+            private=private,
+            on_tick=recorder.read,
         )
         if (
             result.stopped
