@@ -83,6 +83,9 @@ def test_skewed_beat_beside_a_normal_one(make_fault_stack: FaultStackFactory) ->
     _beat(stack, skewed=False)
     _sleep_until(stack, started + HANDOVER_AT_S)
     skewed.kill()  # SIGKILL: its lease is left to expire
+    # The normal beat, the only one left, takes the lease once it expires; a new skewed beat joins
+    # only then (started at once, it could win that race and the normal beat would never lead).
+    _wait_holder(stack, other_than=first_holder)
     _beat(stack, skewed=True)
     _sleep_until(stack, started + WINDOW_S)
     ended = datetime.now(UTC)
@@ -114,13 +117,15 @@ def _beat(stack: FaultStack, *, skewed: bool) -> Child:
     return child
 
 
-def _wait_holder(stack: FaultStack) -> str:
-    deadline = time.monotonic() + 30
+def _wait_holder(stack: FaultStack, *, other_than: str | None = None) -> str:
+    """The tick lease's holder once there is one (``other_than``: once another beat holds it)."""
+    deadline = time.monotonic() + 30 + LEASE_TTL_S
     while True:
         rows = stack.sql("SELECT holder FROM scheduler_leases WHERE name = 'tick'")
-        if rows:
+        if rows and str(rows[0][0]) != other_than:
+            _is_skewed(str(rows[0][0]))  # learned while it lives
             return str(rows[0][0])
-        assert time.monotonic() < deadline, "no beat took the tick lease"
+        assert time.monotonic() < deadline, f"no beat (other than {other_than}) took the tick lease"
         time.sleep(0.2)
 
 
