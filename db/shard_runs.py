@@ -20,6 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from anvil.domain.enums import Priority, TriggerKind
+from anvil.domain.selection import runs_whole
 from anvil.domain.shards import Shard, imbalance
 from anvil.domain.states import FINISHED, Status
 from db.executions import NewExecution, Source, insert_executions, list_steps
@@ -59,10 +60,7 @@ def previous_tests(
     def same(snapshot: Mapping[str, Any]) -> dict[str, Any]:
         return {k: v for k, v in (snapshot.get("spec") or {}).items() if k not in ("shards", "gate")}
 
-    def whole(selection: Mapping[str, Any] | None) -> bool:
-        return not selection or bool(selection.get("observe") or selection.get("whole"))
-
-    if not whole(parent.selection):
+    if not runs_whole(parent.selection):
         return None
 
     candidates = session.execute(
@@ -80,7 +78,7 @@ def previous_tests(
     ).all()
     for row in candidates:
         plan = row.shard_plan or {}
-        usable = plan.get("work_stealing") and plan.get("confirmed", True) and whole(row.selection)
+        usable = plan.get("work_stealing") and plan.get("confirmed", True) and runs_whole(row.selection)
         if usable and row.params == parent.params and same(row.case_snapshot) == same(parent.case_snapshot):
             keys = plan_keys(session, row.id)
             return (row.id, keys) if keys else None

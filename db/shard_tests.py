@@ -17,6 +17,7 @@ from typing import Any, cast
 
 from sqlalchemy import Table, and_, delete, exists, func, insert, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.expression import Exists
 
 from anvil.domain.shards import refit
 from anvil.domain.states import Status
@@ -38,11 +39,16 @@ def store_plan(session: Session, parent_id: uuid.UUID, tests: Sequence[tuple[str
         session.execute(insert(TESTS), rows)
 
 
-def confirm_plan(session: Session, parent_id: uuid.UUID, collected: Sequence[str]) -> bool:
+def confirm_plan(
+    session: Session, parent_id: uuid.UUID, collected: Sequence[str], *, shard_id: uuid.UUID, attempt: int
+) -> bool:
     """Fit a plan made from an earlier run's test list to the tests a shard's pytest collected now
     (the first shard to ask does it; its collection is the run's test list): tests gone are
     dropped, new ones planned for the least loaded shards. False when the plan was already
-    confirmed. Before this, no shard takes a test: each confirms at its first ask."""
+    confirmed, or ``attempt`` no longer holds shard ``shard_id`` (fenced like every write of an
+    attempt). Before this, no shard takes a test: each confirms at its first ask."""
+    if not session.scalar(select(_holds(shard_id, attempt))):
+        return False
     parent = session.execute(
         select(Execution).where(Execution.id == parent_id).with_for_update()
     ).scalar_one()
@@ -64,8 +70,8 @@ def confirm_plan(session: Session, parent_id: uuid.UUID, collected: Sequence[str
         keys = list(dict.fromkeys(collected))
         store_plan(session, parent_id, [(key, planned[key][0], planned[key][1]) for key in keys])
     per_shard = {
-        shard: (int(count), float(planned or 0.0))
-        for shard, count, planned in session.execute(
+        shard: (int(count), float(seconds or 0.0))
+        for shard, count, seconds in session.execute(
             select(c.shard, func.count(), func.sum(c.planned_s))
             .where(c.parent_execution_id == parent_id)
             .group_by(c.shard)
@@ -164,15 +170,20 @@ def _mark(session: Session, shard_id: uuid.UUID, attempt: int, ids: list[int]) -
     """Mark the rows taken by the shard while ``attempt`` holds it; their keys in plan order."""
     if not ids:
         return []
-    c, e = TESTS.c, Execution
-    holds = exists().where(e.id == shard_id, e.attempt == attempt, e.status == Status.RUNNING.value)
+    c = TESTS.c
     rows = session.execute(
         update(TESTS)
-        .where(c.id.in_(ids), c.taken_by.is_(None), holds)
+        .where(c.id.in_(ids), c.taken_by.is_(None), _holds(shard_id, attempt))
         .values(taken_by=shard_id, taken_attempt=attempt, taken_at=utcnow())
         .returning(c.key, c.position)
     ).all()
     return [key for key, _ in sorted(rows, key=lambda row: row[1])]
+
+
+def _holds(shard_id: uuid.UUID, attempt: int) -> Exists:
+    """``attempt`` still holds shard ``shard_id`` (RUNNING at that attempt)."""
+    e = Execution
+    return exists().where(e.id == shard_id, e.attempt == attempt, e.status == Status.RUNNING.value)
 
 
 def give_back_unfinished(session: Session, shard_id: uuid.UUID, *, done: Sequence[str]) -> int:

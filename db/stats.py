@@ -159,9 +159,7 @@ def run_figures(session: Session, scope: Scope, since: datetime | None, *, slow:
         return _run_figures_here(session, where, slow)
     day = func.date_trunc("day", func.timezone("UTC", r.recorded_at))
     per_day = session.execute(
-        select(
-            day, func.count(), func.sum(r.passed), func.sum(r.failed), func.sum(r.error), func.sum(r.skipped)
-        )
+        select(day, func.sum(r.passed), func.sum(r.failed), func.sum(r.error), func.sum(r.skipped))
         .where(*where)
         .group_by(day)
         .order_by(day)
@@ -198,7 +196,7 @@ def run_figures(session: Session, scope: Scope, since: datetime | None, *, slow:
     )
     return RunFigures(
         runs=int(runs or 0),
-        trend=[Day(d.date(), int(p), int(f), int(e), int(s)) for d, _, p, f, e, s in per_day],
+        trend=[Day(d.date(), int(p), int(f), int(e), int(s)) for d, p, f, e, s in per_day],
         durations=durations,
         slowest=slowest,
     )

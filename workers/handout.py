@@ -133,7 +133,11 @@ class Handout:
     def _confirm(self) -> None:
         assert self.collected is not None
         keys = [line for line in self.collected.read_text("utf-8").splitlines() if line]
-        if self._retrying(lambda session: confirm_plan(session, self.parent_id, keys), False):
+
+        def confirm(session: Session) -> bool:
+            return confirm_plan(session, self.parent_id, keys, shard_id=self.shard_id, attempt=self.attempt)
+
+        if self._retrying(confirm, False):
             log.info(
                 "shard %s confirmed the plan of %s: %d tests collected", self.index, self.parent_id, len(keys)
             )

@@ -150,6 +150,12 @@ class _Scope:
     notes: tuple[str, ...]
 
 
+def runs_whole(stored: Mapping[str, Any] | None) -> bool:
+    """Whether an execution's stored selection runs its case as defined: none, an observation
+    (everything runs), or a selection that takes the case whole."""
+    return not stored or bool(stored.get("observe") or stored.get("whole"))
+
+
 def choose(request: Request, cases: Sequence[CaseFacts]) -> Selection:
     """Every test of every case, selected or not, with the rule and the reason."""
     if (

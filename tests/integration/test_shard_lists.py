@@ -89,19 +89,27 @@ def test_the_first_shard_to_collect_fits_the_plan_before_any_test_is_taken(sessi
     split(session, first, attempt, KEYS)
     second, attempt = run_of(session, case)
     shard_ids = split(session, second, attempt, KEYS, listed_by=first.id)
+    held = {shard_id: claim(session, shard_id) for shard_id in shard_ids}
+
+    # A stale attempt of a shard is fenced: it confirms nothing.
+    with session.begin():
+        assert (
+            confirm_plan(session, second.id, KEYS[:5], shard_id=shard_ids[0], attempt=held[shard_ids[0]] + 1)
+            is False
+        )
 
     # Since the first run: three tests removed, two added in the middle of the list.
     collected = KEYS[:10] + ["tests/test_x.py::test_new_a", "tests/test_x.py::test_new_b"] + KEYS[13:]
     outcomes: list[bool] = []
     start = threading.Barrier(2)
 
-    def confirm(keys: list[str]) -> None:
+    def confirm(keys: list[str], shard_id: uuid.UUID) -> None:
         start.wait()
         with new_session() as s, s.begin():
-            outcomes.append(confirm_plan(s, second.id, keys))
+            outcomes.append(confirm_plan(s, second.id, keys, shard_id=shard_id, attempt=held[shard_id]))
 
     # Two shards confirm at once: exactly one fits the plan, the other finds it fitted.
-    threads = [threading.Thread(target=confirm, args=(collected,)) for _ in range(2)]
+    threads = [threading.Thread(target=confirm, args=(collected, shard_id)) for shard_id in shard_ids]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -132,14 +140,16 @@ def test_the_first_shard_to_collect_fits_the_plan_before_any_test_is_taken(sessi
 
     # Confirmed once: a later shard's collection changes nothing.
     with session.begin():
-        assert confirm_plan(session, second.id, KEYS) is False
+        assert (
+            confirm_plan(session, second.id, KEYS, shard_id=shard_ids[1], attempt=held[shard_ids[1]]) is False
+        )
     # The shards take from the fitted plan: a removed test is never handed out, an added one is.
     handed: list[str] = []
     for shard_id in shard_ids:
-        held, index = claim(session, shard_id), index_of(shard_id)
+        index = index_of(shard_id)
         while True:
             with session.begin():
-                got = take(session, second.id, shard_id=shard_id, attempt=held, index=index)
+                got = take(session, second.id, shard_id=shard_id, attempt=held[shard_id], index=index)
             if not got:
                 break
             handed.extend(got)

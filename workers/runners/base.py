@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from anvil.domain.selection import runs_whole
 from anvil.domain.steps import Outcome, StepRecord
 from workers.confinement import Confinement, Limits, Sandbox
 
@@ -57,10 +58,9 @@ class RunContext:
     def selected(self) -> list[str] | None:
         """The keys of the tests to run, or None: run the case as defined (no selection, an
         observation, or a selection that takes the case whole)."""
-        chosen = self.selection
-        if not chosen or chosen.get("observe") or chosen.get("whole"):
+        if runs_whole(self.selection):
             return None
-        return list(chosen.get("tests") or [])
+        return list((self.selection or {}).get("tests") or [])
 
     def base_env(self) -> dict[str, str]:
         return {
