@@ -284,8 +284,10 @@ def test_a_sharded_bdd_case_splits_by_scenario(two_workers: Stack) -> None:
     assert parent["shard_plan"]["count"] == 2 and parent["shard_plan"]["tests"] == 6
     scenarios: Counter[str] = Counter()
     for shard in children(stack, parent_id):
-        assert shard["trigger_kind"] == "shard" and shard["status"] == "PASSED"
-        scenarios.update({s["details"]["scenario"] for s in steps_of(stack, shard["id"])})
+        ran = steps_of(stack, shard["id"])
+        # A shard whose worker took it late may find every scenario stolen: it ran none, SKIPPED.
+        assert shard["trigger_kind"] == "shard" and shard["status"] == ("PASSED" if ran else "SKIPPED")
+        scenarios.update({s["details"]["scenario"] for s in ran})
     assert scenarios == Counter({f"number {i}": 1 for i in range(6)})
     assert parent["summary"]["total"] == 12 and parent["summary"]["passed"] == 12  # two steps each
 
