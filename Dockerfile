@@ -36,6 +36,9 @@ COPY db /tmp/anvil-src/db
 COPY scheduler /tmp/anvil-src/scheduler
 COPY workers /tmp/anvil-src/workers
 RUN pip install /tmp/anvil-src && rm -rf /tmp/anvil-src && anvil --help >/dev/null
+# pytest's rewritten bytecode of the installed plugins, cached in the image: sandboxed test
+# processes write none, and would otherwise rewrite them at every start (workers/plugin_bytecode.py).
+RUN python -m workers.plugin_bytecode
 WORKDIR /app
 
 # Two unprivileged users. anvil runs the API, beat, Flower and migrations (the image's default

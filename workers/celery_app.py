@@ -59,8 +59,11 @@ def restore_sweep(visibility_timeout_s: int) -> dict[str, int]:
 def make_celery(settings: Settings | None = None) -> Celery:
     settings = settings or get_settings()
     url, transport_options = broker_options(settings)
-    # Imported by the worker at start-up: the tasks, and its row in the worker registry.
-    app = Celery("anvil", broker=url, include=["workers.tasks", "workers.registry"])
+    # Imported by the worker at start-up: the tasks, its row in the worker registry, and the
+    # cache of pytest's plugin bytecode it writes when ready.
+    app = Celery(
+        "anvil", broker=url, include=["workers.tasks", "workers.registry", "workers.plugin_bytecode"]
+    )
     app.conf.update(
         task_serializer="json",
         accept_content=["json"],
