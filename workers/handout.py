@@ -196,11 +196,8 @@ def prepare(
 
 
 @contextmanager
-def serving(
-    handout: Handout, path: Path, stop: threading.Event, *, started: Callable[[], None] | None = None
-) -> Iterator[Path]:
-    """Answer the test process's requests on a Unix socket at ``path`` while the block runs;
-    ``started`` is called at its first request (it has collected and is about to run a test)."""
+def serving(handout: Handout, path: Path, stop: threading.Event) -> Iterator[Path]:
+    """Answer the test process's requests on a Unix socket at ``path`` while the block runs."""
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     server.bind(str(path))
     # The directory is the test's own (0700, the sandbox user's): only it and the worker get here.
@@ -212,8 +209,6 @@ def serving(
     def answer(conn: socket.socket) -> None:
         with conn, conn.makefile("rw", encoding="utf-8", newline="\n") as lines:
             for line in lines:
-                if started is not None:
-                    started()
                 if line.strip() != "next" or stop.is_set():
                     break
                 # Node ids never hold a tab or a newline (pytest escapes them in parameter ids).

@@ -51,7 +51,9 @@ def capped_redis(make_fault_stack: FaultStackFactory) -> Iterator[FaultStack]:
 def submit_batch(stack: FaultStack, case_id: str) -> None:
     began = time.monotonic()
     body = {"items": [{"test_case_id": case_id}] * BATCH}
-    response = stack.client.post("/api/v1/executions/batch", json=body)
+    # A generous read timeout: a batch that timed out here may still have committed, and the
+    # ledger could not say which (30 s was not enough with three fault stacks on a slow machine).
+    response = stack.client.post("/api/v1/executions/batch", json=body, timeout=180)
     latency = time.monotonic() - began
     if response.status_code != 201:
         stack.ledger.entries.append(Submission(response.status_code, None, latency, response.text[:300]))

@@ -39,7 +39,6 @@ from workers.runners.base import RunContext
 from workers.runners.jsonl import JsonLinesTail
 from workers.runners.tooling import private_dir, run_tool
 from workers.sandbox import ProcessResult
-from workers.start_gate import start_slot
 
 log = logging.getLogger("anvil.worker")
 
@@ -172,14 +171,7 @@ def run(ctx: RunContext) -> Outcome:
         recorder = StepRecorder(ctx, report)
         with contextlib.ExitStack() as serving_tests:
             if handout is not None:
-                # A shard's pytest waits for one of the host's start slots, held until it asks
-                # for its first test (workers/start_gate.py): many shards on few cores.
-                slot = serving_tests.enter_context(start_slot(ctx.stop))
-                if slot.waited_s >= 1:
-                    log.info("shard %s waited %.1f s to start its pytest", handout.index, slot.waited_s)
-                sock = serving_tests.enter_context(
-                    serving(handout, private / "handout.sock", ctx.stop, started=slot.release)
-                )
+                sock = serving_tests.enter_context(serving(handout, private / "handout.sock", ctx.stop))
                 args = [f"--anvil-handout={sock}", *args]
                 if handout.collected is not None:
                     args = [f"--anvil-collected={handout.collected}", *args]
