@@ -31,7 +31,7 @@ LOAD_S = 8.0
 async def _load(api_url: str, token: str, execution_id: str) -> dict[str, Any]:
     auth = {"Authorization": f"Bearer {token}"}
     limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
-    timeout = httpx.Timeout(30.0)
+    timeout = httpx.Timeout(90.0)  # a loaded CI machine: slow answers are no failure, none is
     reads: Counter[int] = Counter()
     logins: Counter[int] = Counter()
     streams_open: list[bool] = []
@@ -73,7 +73,7 @@ async def _load(api_url: str, token: str, execution_id: str) -> dict[str, Any]:
         others += [asyncio.create_task(wrong_login(n)) for n in range(LOGINS)]
         await asyncio.sleep(LOAD_S)
         stop.set()
-        await asyncio.wait_for(asyncio.gather(*others, *streams), timeout=40)
+        await asyncio.wait_for(asyncio.gather(*others, *streams), timeout=120)
     return {"reads": reads, "logins": logins, "streams": streams_open}
 
 
