@@ -12,7 +12,9 @@ One run measures, on this machine:
   (2) scale-out on sleep-bound tests (400 tests sleeping a fixed pseudo-random 50-500 ms each, so
       the 2 cores do not cap it): one case with ``shards: "auto"`` on 1, 2, 4 and 8 worker
       processes of concurrency 2, against one slot (one worker -c 1, ``shards: 1``); each
-      configuration runs once unmeasured first, so that its measured run is planned from history.
+      configuration runs once unmeasured first, so that its measured run is planned from history;
+      beside each, the tool a user already has on the same cores: ``pytest -n <slots>`` (plain
+      ``pytest`` for one slot).
 It builds (once) a venv of its own under ~/.cache/anvil-bench/ with Anvil, attrs and its test
 dependencies, and runs Anvil's processes and the plain pytest runs from it; it uses a database of
 its own and a private redis-server (or --redis-url), and stops every process it started, also on
@@ -24,13 +26,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import signal
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -39,16 +39,9 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.cpu import CpuMeter, with_descendants  # noqa: E402
 from bench.report import machine_info  # noqa: E402
-from bench.sharding_report import (  # noqa: E402
-    epoch,
-    junit_seconds,
-    print_summary,
-    pytest_counts,
-    timeline,
-    traced,
-)
+from bench.sharding_report import print_summary, traced  # noqa: E402
+from bench.sharding_runs import auth, create_case, pytest_env, run_case, run_pytest, strip  # noqa: E402
 from bench.sharding_setup import (  # noqa: E402
     PROJECT,
     SDIST,
@@ -61,9 +54,6 @@ from bench.sharding_setup import (  # noqa: E402
     unpack_suite,
     write_sleep_suite,
 )
-from bench.sharding_watch import MachineCpu, ProcessWatch, WorkerCpu  # noqa: E402
-
-UNFINISHED = {"PENDING", "SCHEDULED", "QUEUED", "RUNNING", "PAUSED"}
 
 
 def main() -> int:
@@ -146,10 +136,6 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
-def auth(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
 # --- (1) the third-party suite ------------------------------------------------------------------
 
 
@@ -201,185 +187,6 @@ def collect_ids(stack: Stack, workspace: Path) -> list[str]:
     return ids
 
 
-def pytest_env(stack: Stack, *, bytecode: bool = True) -> dict[str, str]:
-    """What a developer's shell gives pytest, without Anvil's settings (as the sandbox scrubs them)."""
-    home = stack.tmp / "home"
-    home.mkdir(exist_ok=True)
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home), "LANG": "C.UTF-8"}
-    if not bytecode:
-        env["PYTHONDONTWRITEBYTECODE"] = "1"  # as the worker runs its tests: nothing written
-    return env
-
-
-def run_pytest(stack: Stack, workspace: Path, extra: list[str]) -> dict[str, Any]:
-    """Plain pytest from the bench venv on the workspace: wall time, CPU time, pytest's counts, and
-    the sum of its tests' own times (from a JUnit report)."""
-    shutil.rmtree(workspace / ".hypothesis", ignore_errors=True)  # each run starts without examples
-    junit = stack.tmp / f"junit-{uuid.uuid4().hex[:6]}.xml"
-    argv = [str(stack.python), "-m", "pytest", "-p", "no:cacheprovider", f"--junitxml={junit}"]
-    argv += [*SUITE_ARGS, *extra]
-    machine = MachineCpu()
-    machine.start()
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    started = time.perf_counter()
-    proc = subprocess.Popen(
-        argv, cwd=workspace, env=pytest_env(stack, bytecode=False), stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, start_new_session=True, text=True,
-    )  # fmt: skip
-    try:
-        output, _ = proc.communicate(timeout=900)
-    except BaseException:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-        raise
-    elapsed = time.perf_counter() - started
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
-    counts = pytest_counts(output)
-    if not counts:
-        raise RuntimeError(f"{' '.join(argv)} printed no summary (exit {proc.returncode}):\n{output[-3000:]}")
-    return {
-        "elapsed_s": round(elapsed, 3),
-        "cpu_s": round(cpu, 2),
-        "others_cpu_s": round(machine.others(cpu), 2),
-        "counts": counts,
-        "exit_code": proc.returncode,
-        "tests_s": round(junit_seconds(junit), 2),
-    }
-
-
-def create_case(client: httpx.Client, workspace: str, args: list[str], *, timeout_s: int) -> str:
-    body = {
-        "name": f"bench-{workspace}-{uuid.uuid4().hex[:6]}",
-        "kind": "pytest",
-        "spec": {"workspace": workspace, "args": args, "shards": "auto"},
-        "timeout_s": timeout_s,
-    }
-    response = client.post("/api/v1/test-cases", json=body)
-    if response.status_code != 201:
-        raise RuntimeError(f"creating the case answered {response.status_code}: {response.text[:500]}")
-    return str(response.json()["id"])
-
-
-def run_case(
-    stack: Stack, client: httpx.Client, case_id: str, workers: list[Any], *, shards: int | None = None
-) -> dict[str, Any]:
-    """Submit the case once and wait for its final status; its rows, timeline and CPU."""
-    from sqlalchemy import text
-
-    from db.session import new_session
-
-    meter, split, machine = cpu_meter(stack), WorkerCpu(workers), MachineCpu()
-    meter.start()
-    split.start()
-    machine.start()
-    body: dict[str, Any] = {"test_case_id": case_id}
-    if shards is not None:
-        body["shards"] = shards
-    watch = ProcessWatch()  # from before the submit: the parent's collection starts at once
-    watch.scan()
-    submitted = time.time()
-    response = client.post("/api/v1/executions/case", json=body)
-    if response.status_code != 201:
-        raise RuntimeError(f"submitting answered {response.status_code}: {response.text[:500]}")
-    parent_id = response.json()["id"]
-    deadline = time.monotonic() + 1200
-    with watch:
-        while True:
-            with new_session() as session:
-                status = session.execute(
-                    text("SELECT status FROM executions WHERE id = :i"), {"i": parent_id}
-                ).scalar_one()
-            if status not in UNFINISHED:
-                break
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"execution {parent_id} still {status} after 1200 s; see the logs")
-            time.sleep(0.1)
-    cpu = {**split.stop(), **meter.stop()}
-    others = machine.others(sum(cpu.values()))
-    takings = taken_per_shard(parent_id)
-    parent = client.get(f"/api/v1/executions/{parent_id}", params={"include": "transitions"}).json()
-    shard_rows = client.get("/api/v1/executions", params={"parent_execution_id": parent_id, "limit": 100})
-    shard_list = list(shard_rows.json()["items"])
-    steps = client.get(f"/api/v1/executions/{parent_id}/steps").json()
-    if parent["status"] not in ("PASSED", "FAILED") or any(s["status"] == "ERROR" for s in shard_list):
-        errors = [s["error"] for s in shard_list if s.get("error")]
-        print(f"    warning: {parent_id} ended {parent['status']} ({parent['error']}); shards: {errors[:3]}")
-    return {
-        "id": parent_id,
-        "wall_s": epoch(parent["finished_at"]) - submitted,
-        "cpu_s": {k: round(v, 2) for k, v in cpu.items()},
-        "steal": meter.stolen,
-        "others_cpu_s": round(others, 2),
-        "parent": parent,
-        "shards": shard_list,
-        "steps": steps,
-        "timeline": timeline(parent, shard_list, steps, takings, pytest_processes(watch, parent, shard_list))
-        if shard_list
-        else None,
-    }
-
-
-def pytest_processes(
-    watch: ProcessWatch, parent: dict[str, Any], shards: list[dict[str, Any]]
-) -> dict[str, tuple[float, float]]:
-    """Execution id -> (start, last seen) of the pytest process it ran: the parent's collection,
-    each shard's run. Matched by the pool process (the pid its ``worker`` column ends in) and time."""
-    found = {}
-    for execution, kind in [(parent, "collect"), *((s, "run") for s in shards)]:
-        try:
-            pool = int(str(execution["worker"]).rsplit("/", 1)[1])
-        except (IndexError, ValueError):
-            continue
-        until = (
-            min(epoch(s["created_at"]) for s in shards)
-            if kind == "collect"
-            else epoch(execution["finished_at"])
-        )
-        seen = watch.processes(kind, pool, epoch(execution["started_at"]), until)
-        if seen:
-            found[str(execution["id"])] = (seen[0].started, seen[0].last_seen)
-    return found
-
-
-def taken_per_shard(parent_id: str) -> dict[str, tuple[int, int]]:
-    """Each shard's trips to the plan (one UPDATE each: its takings share a taken_at) and the tests
-    it took that were planned for another shard (stolen)."""
-    from sqlalchemy import text
-
-    from db.session import new_session
-
-    with new_session() as session:
-        rows = session.execute(
-            text(
-                "SELECT t.taken_by, count(DISTINCT t.taken_at),"
-                " count(*) FILTER (WHERE t.shard <> (e.selection -> 'shard' ->> 'index')::int)"
-                " FROM shard_tests t JOIN executions e ON e.id = t.taken_by"
-                " WHERE t.parent_execution_id = :p GROUP BY t.taken_by"
-            ),
-            {"p": parent_id},
-        ).all()
-    return {str(shard): (int(trips), int(stolen)) for shard, trips, stolen in rows}
-
-
-def cpu_meter(stack: Stack) -> CpuMeter:
-    groups = {
-        "api": lambda: with_descendants(next(c.pid for c in stack.children if c.name == "api")),
-        "postgres": stack.pg_backends,
-    }
-    if stack.redis_proc is not None:
-        pid = stack.redis_proc.pid
-        groups["redis"] = lambda: [pid]
-    return CpuMeter(groups)
-
-
-def strip(run: dict[str, Any]) -> dict[str, Any]:
-    """A run without its bulky rows (steps), for the JSON."""
-    parent = {k: run["parent"].get(k) for k in ("id", "status", "summary", "shard_plan", "created_at",
-                                                "started_at", "finished_at")}  # fmt: skip
-    return {**{k: v for k, v in run.items() if k not in ("parent", "shards", "steps")}, "parent": parent}
-
-
 # --- (2) scale-out on sleep-bound tests ---------------------------------------------------------
 
 
@@ -393,7 +200,8 @@ def measure_scale(stack: Stack, client: httpx.Client, args: argparse.Namespace) 
     )
     # The bench venv holds hypothesis (for attrs); its pytest plugin would add about half a second
     # to every pytest start and exit here, which is no part of what this measures.
-    case_id = create_case(client, "sleepy", ["tests", "-p", "no:hypothesispytest"], timeout_s=1800)
+    suite_args = ["tests", "-p", "no:hypothesispytest"]
+    case_id = create_case(client, "sleepy", suite_args, timeout_s=1800)
     configs = [("1 slot, shards 1", 1, 1, 1)] + [
         (f"{n} worker{'s' if n > 1 else ''} x -c 2", n, 2, None) for n in args.workers
     ]
@@ -406,9 +214,15 @@ def measure_scale(stack: Stack, client: httpx.Client, args: argparse.Namespace) 
         finally:
             stack.stop_workers(workers)
         slots = count * concurrency
+        # The tool a user already has, on the same cores with as many processes: plain pytest for
+        # one slot, pytest -n <slots> (pytest-xdist) for the rest. Run with no worker up.
+        xdist_args = [] if slots == 1 else ["-n", str(slots)]
+        xdist = run_pytest(stack, stack.workspaces / "sleepy", xdist_args, suite_args=suite_args)
         problems = traced(
             run["parent"], run["steps"], expected={"passed": len(sleeps)}, collected=list(sleeps)
         )
+        if xdist["counts"] != {"passed": len(sleeps)}:
+            problems.append(f"pytest {' '.join(xdist_args)} counted {xdist['counts']}")
         row = {
             "config": label,
             "workers": count,
@@ -422,14 +236,21 @@ def measure_scale(stack: Stack, client: httpx.Client, args: argparse.Namespace) 
             "cpu_s": run["cpu_s"],
             "steal": run["steal"],
             "others_cpu_s": run["others_cpu_s"],
+            "pytest": {"args": xdist_args, "wall_s": xdist["elapsed_s"], "cpu_s": xdist["cpu_s"]},
             "problems": problems,
         }
         rows.append(row)
-        print(f"    {label:22} warm-up {warm['wall_s']:6.2f} s, measured {run['wall_s']:6.2f} s", flush=True)
+        print(
+            f"    {label:22} warm-up {warm['wall_s']:6.2f} s, measured {run['wall_s']:6.2f} s;"
+            f" pytest {' '.join(xdist_args) or '(one process)'} {xdist['elapsed_s']:6.2f} s",
+            flush=True,
+        )
     base = rows[0]["wall_s"]
     for row in rows:
         row["speedup"] = round(base / row["wall_s"], 3)
         row["efficiency"] = round(row["speedup"] / row["slots"], 3)
+        # Against the same baseline (Anvil on one slot), so the two efficiencies compare directly.
+        row["pytest"]["efficiency"] = round(base / row["pytest"]["wall_s"] / row["slots"], 3)
     return {"tests": len(sleeps), "sleep_s": round(total, 3), "seed": args.seed, "rows": rows}
 
 

@@ -286,7 +286,7 @@ def print_scale(scale: dict[str, Any]) -> None:
     )
     print(
         "    configuration         slots shards  wall s  ideal s  speed-up  /slots >= 0.8"
-        "   slowest/mean <= 1.15  CPU s  others' CPU s"
+        "   slowest/mean <= 1.15  CPU s  others' CPU s | pytest -n slots: wall s  /slots  Anvil/it"
     )
     for row in scale["rows"]:
         imbalance = "-"
@@ -299,13 +299,17 @@ def print_scale(scale: dict[str, Any]) -> None:
             f"    {row['config']:21}{row['slots']:6}{row['shards']:7}{row['wall_s']:8.2f}"
             f"{row['ideal_s']:9.2f}"
             f"{row['speedup']:10.2f}  {efficiency:>13}   {imbalance:>20}"
-            f"  {sum(row['cpu_s'].values()):5.1f}  {row['others_cpu_s']:6.1f}"
+            f"  {sum(row['cpu_s'].values()):5.1f}  {row['others_cpu_s']:6.1f}" + _pytest_reference(row)
         )
         for problem in row["problems"]:
             print(f"    !!! {row['config']}: {problem}")
     if not any(row["problems"] for row in scale["rows"]):
         print(f"    traced: every measured run ran each of the {scale['tests']} tests once, all passed")
-    print("    ideal s: the sleep time over the slots. Where the time of each measured run went:")
+    print(
+        "    ideal s: the sleep time over the slots; pytest -n slots: pytest-xdist with one process per"
+        " slot (plain pytest for 1),\n    its /slots against the same baseline. Where the time of each"
+        " measured run went:"
+    )
     for row in scale["rows"]:
         line = row["timeline"]
         if line is None:
@@ -320,6 +324,16 @@ def print_scale(scale: dict[str, Any]) -> None:
         )
         for text_line in shard_table(line):
             print(text_line)
+
+
+def _pytest_reference(row: dict[str, Any]) -> str:
+    reference = row.get("pytest")
+    if not reference:  # a result file from before the reference was measured
+        return ""
+    return (
+        f" | {reference['wall_s']:22.2f}  {reference['efficiency']:6.3f}"
+        f"  {row['wall_s'] / reference['wall_s']:8.3f}"
+    )
 
 
 def _span(rows: list[dict[str, Any]], key: str) -> str:
