@@ -55,6 +55,8 @@ from bench.sharding_setup import (  # noqa: E402
     write_sleep_suite,
 )
 
+SLEEPY = "sleepy"  # the workspace of part (2)
+
 
 def main() -> int:
     args = parse_args()
@@ -191,7 +193,8 @@ def collect_ids(stack: Stack, workspace: Path) -> list[str]:
 
 
 def measure_scale(stack: Stack, client: httpx.Client, args: argparse.Namespace) -> dict[str, Any]:
-    sleeps = write_sleep_suite(stack.workspaces / "sleepy", tests=args.sleep_tests, seed=args.seed)
+    workspace = stack.workspaces / SLEEPY
+    sleeps = write_sleep_suite(workspace, tests=args.sleep_tests, seed=args.seed)
     total = sum(sleeps.values())
     print(
         f"(2) {len(sleeps)} tests sleeping 50-500 ms (seed {args.seed}), {total:.1f} s of sleep in all;"
@@ -201,7 +204,7 @@ def measure_scale(stack: Stack, client: httpx.Client, args: argparse.Namespace) 
     # The bench venv holds hypothesis (for attrs); its pytest plugin would add about half a second
     # to every pytest start and exit here, which is no part of what this measures.
     suite_args = ["tests", "-p", "no:hypothesispytest"]
-    case_id = create_case(client, "sleepy", suite_args, timeout_s=1800)
+    case_id = create_case(client, SLEEPY, suite_args, timeout_s=1800)
     configs = [("1 slot, shards 1", 1, 1, 1)] + [
         (f"{n} worker{'s' if n > 1 else ''} x -c 2", n, 2, None) for n in args.workers
     ]
@@ -217,7 +220,7 @@ def measure_scale(stack: Stack, client: httpx.Client, args: argparse.Namespace) 
         # The tool a user already has, on the same cores with as many processes: plain pytest for
         # one slot, pytest -n <slots> (pytest-xdist) for the rest. Run with no worker up.
         xdist_args = [] if slots == 1 else ["-n", str(slots)]
-        xdist = run_pytest(stack, stack.workspaces / "sleepy", xdist_args, suite_args=suite_args)
+        xdist = run_pytest(stack, workspace, xdist_args, suite_args=suite_args)
         problems = traced(
             run["parent"], run["steps"], expected={"passed": len(sleeps)}, collected=list(sleeps)
         )
